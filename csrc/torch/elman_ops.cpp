@@ -1,0 +1,140 @@
+// ATen glue for the Elman ops: schemas, input checks, parallel dispatch over batch tiles, and the
+// weight-gradient GEMMs that follow the backward kernel. The math lives in csrc/kernels.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "kernels/cpu/elman.h"
+#include "torch/checks.h"
+
+namespace rnnlab {
+
+Activation parse_activation(c10::string_view name) {
+  if (name == "tanh") return Activation::Tanh;
+  if (name == "relu") return Activation::Relu;
+  if (name == "sigmoid") return Activation::Sigmoid;
+  if (name == "identity") return Activation::Identity;
+  TORCH_CHECK_VALUE(false, "activation must be one of 'tanh', 'relu', 'sigmoid', 'identity', got '", name, "'");
+}
+
+// (Ω, N) of SPEC §2.5 from the per-step squared norms [M, T, B]; N = Σ_t mean_b m_t.
+std::tuple<at::Tensor, at::Tensor> omega_from_norms(const at::Tensor& delta_sq, const at::Tensor& v_sq) {
+  const int64_t B = delta_sq.size(2);
+  if (B == 0 || delta_sq.size(1) == 0) {
+    auto zero = delta_sq.new_zeros({delta_sq.size(0)});
+    return {zero, zero.clone()};
+  }
+  const auto mask = delta_sq >= kOmegaBound;
+  const auto r = at::where(mask, v_sq / at::where(mask, delta_sq, at::ones_like(delta_sq)), at::ones_like(v_sq));
+  const auto n_valid = mask.to(delta_sq.scalar_type()).sum({1, 2}) / B;
+  const auto total = (r - 1).square().sum({1, 2}) / B;
+  const auto omega = at::where(n_valid > 0, total / n_valid.clamp_min(1e-300), at::zeros_like(total));
+  return {omega, n_valid};
+}
+
+namespace {
+
+// Splits (model, batch row) space into tiles so that every thread has work even when M is small
+// (one nn.RNN layer is M = 1), keeping tiles a whole number of micro-kernel row blocks.
+std::vector<BatchTile> make_tiles(int64_t M, int64_t B, int64_t row_block) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t blocks = (B + row_block - 1) / row_block;
+  const int64_t per_model = std::max<int64_t>(1, std::min<int64_t>(blocks, (threads + M - 1) / M));
+  const int64_t rows = (blocks + per_model - 1) / per_model * row_block;
+  std::vector<BatchTile> tiles;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t b = 0; b < B; b += rows) tiles.push_back({m, b, std::min(B, b + rows)});
+  return tiles;
+}
+
+template <typename F>
+void for_each_tile(const std::vector<BatchTile>& tiles, F f) {
+  at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) f(tiles[i]);
+  });
+}
+
+RecurrenceShape check_elman(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0) {
+  check_float_cpu("xp", xp);
+  check_dim("xp", xp, 4, "[M, T, B, H]");
+  const RecurrenceShape s{xp.size(0), xp.size(1), xp.size(2), xp.size(3)};
+  check_like("w_hh", w_hh, xp, {s.M, s.H, s.H}, "[M, H, H]");
+  check_like("h0", h0, xp, {s.M, s.B, s.H}, "[M, B, H]");
+  return s;
+}
+
+at::Tensor elman_forward_cpu(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0, c10::string_view activation) {
+  const RecurrenceShape s = check_elman(xp, w_hh, h0);
+  const Activation act = parse_activation(activation);
+  auto hs = at::empty_like(xp, at::MemoryFormat::Contiguous);
+  if (hs.numel() == 0) return hs;
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "elman_forward", [&] {
+    const auto& k = cpu::elman_kernels<scalar_t>(cpu::selected_isa());
+    for_each_tile(make_tiles(s.M, s.B, k.row_block), [&](BatchTile tile) {
+      k.forward(s, tile, act, xp.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(), h0.const_data_ptr<scalar_t>(),
+                hs.mutable_data_ptr<scalar_t>());
+    });
+  });
+  return hs;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_backward_cpu(
+    const at::Tensor& grad_hs, const at::Tensor& hs, const at::Tensor& h0, const at::Tensor& w_hh,
+    c10::string_view activation, const std::optional<at::Tensor>& reg_weight) {
+  const RecurrenceShape s = check_elman(hs, w_hh, h0);
+  check_like("grad_hs", grad_hs, hs, {s.M, s.T, s.B, s.H}, "[M, T, B, H]");
+  const Activation act = parse_activation(activation);
+  if (reg_weight) check_like("reg_weight", *reg_weight, hs, {s.M}, "[M]");
+
+  auto grad_xp = at::empty_like(hs, at::MemoryFormat::Contiguous);
+  auto grad_h0 = at::zeros_like(h0, at::MemoryFormat::Contiguous);  // stays 0 when T = 0
+  auto delta_sq = at::empty({s.M, s.T, s.B}, hs.options());
+  auto v_sq = at::empty({s.M, s.T, s.B}, hs.options());
+  auto reg_v = reg_weight ? at::empty_like(hs, at::MemoryFormat::Contiguous) : at::Tensor();
+  if (s.T > 0 && s.B > 0 && s.H > 0) {
+    AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "elman_backward", [&] {
+      const auto& k = cpu::elman_kernels<scalar_t>(cpu::selected_isa());
+      for_each_tile(make_tiles(s.M, s.B, k.row_block), [&](BatchTile tile) {
+        k.backward(s, tile, act, grad_hs.const_data_ptr<scalar_t>(), hs.const_data_ptr<scalar_t>(),
+                   h0.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(), grad_xp.mutable_data_ptr<scalar_t>(),
+                   grad_h0.mutable_data_ptr<scalar_t>(), delta_sq.mutable_data_ptr<scalar_t>(),
+                   v_sq.mutable_data_ptr<scalar_t>(), reg_v.defined() ? reg_v.mutable_data_ptr<scalar_t>() : nullptr);
+      });
+    });
+  } else {
+    grad_xp.zero_();
+    delta_sq.zero_();
+    v_sq.zero_();
+  }
+
+  // dW_hh = Σ_t u_tᵀ h_{t-1}: two batched GEMMs over all steps (h_0, then h_1 … h_{T-1}).
+  auto grad_w = at::zeros_like(w_hh, at::MemoryFormat::Contiguous);
+  auto [omega, n_valid] = omega_from_norms(delta_sq, v_sq);
+  if (s.T > 0 && s.B > 0) {
+    const auto u = grad_xp.view({s.M, s.T * s.B, s.H});
+    grad_w.baddbmm_(grad_xp.select(1, 0).transpose(1, 2), h0);
+    if (s.T > 1)
+      grad_w.baddbmm_(grad_xp.narrow(1, 1, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}).transpose(1, 2),
+                      hs.narrow(1, 0, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}));
+    if (reg_v.defined()) {  // + α · 4/(B·N) · Σ_t u_tᵀ (κ_t v_t)   (SPEC §2.5)
+      const auto scale = at::where(n_valid > 0, 4 * *reg_weight / (s.B * n_valid.clamp_min(1e-300)), at::zeros_like(n_valid));
+      grad_w.add_(at::bmm(u.transpose(1, 2), reg_v.view({s.M, s.T * s.B, s.H})) * scale.view({s.M, 1, 1}));
+    }
+  }
+  return {grad_xp, grad_w, grad_h0, delta_sq, v_sq, omega, n_valid};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(rnnlab, m) {
+  m.def("elman_forward(Tensor xp, Tensor w_hh, Tensor h0, str activation) -> Tensor");
+  m.def(
+      "elman_backward(Tensor grad_hs, Tensor hs, Tensor h0, Tensor w_hh, str activation, Tensor? reg_weight) -> "
+      "(Tensor grad_xp, Tensor grad_w_hh, Tensor grad_h0, Tensor delta_sq, Tensor v_sq, Tensor omega, Tensor n_valid)");
+}
+
+TORCH_LIBRARY_IMPL(rnnlab, CPU, m) {
+  m.impl("elman_forward", &elman_forward_cpu);
+  m.impl("elman_backward", &elman_backward_cpu);
+}
+
+}  // namespace rnnlab

@@ -1,0 +1,114 @@
+"""Registration of the compiled ops with PyTorch: fake kernels, vmap rules, autograd.
+
+The C++ extension defines the ops (``torch.ops.rnnlab.*``, schemas in csrc/torch/*_ops.cpp).
+Here each op gets
+
+* a fake (meta) kernel, so torch.compile and opcheck can trace it;
+* a vmap rule that folds the vmapped dimension into the model dimension M, so a
+  ``torch.func.vmap`` over stacked weights becomes one fused call (DESIGN.md §2);
+
+and each forward/backward pair is wrapped in an ``autograd.Function`` with a separate
+``setup_context`` and ``generate_vmap_rule = True`` (works with autograd, torch.func.grad,
+vmap(grad) and torch.compile; ``torch.library.register_autograd`` does not, pytorch#168393).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _C  # noqa: F401  (loads the extension and registers torch.ops.rnnlab)
+
+ops = torch.ops.rnnlab
+
+
+# ---------------------------------------------------------------------------------------------
+# vmap support: fold the vmapped dimension into the leading model dimension M.
+# ---------------------------------------------------------------------------------------------
+def _fold(x: Tensor | None, in_dim: int | None, size: int) -> Tensor | None:
+    """[.., V at in_dim, ..] (or unbatched) -> [V*M, ...] with V leading."""
+    if x is None:
+        return None
+    if in_dim is None:
+        x = x.unsqueeze(0).expand(size, *x.shape)
+    else:
+        x = x.movedim(in_dim, 0)
+    return x.reshape(size * x.shape[1], *x.shape[2:]).contiguous()
+
+
+def _unfold(x: Tensor, size: int) -> Tensor:
+    return x.reshape(size, x.shape[0] // size, *x.shape[1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Elman
+# ---------------------------------------------------------------------------------------------
+@torch.library.register_fake("rnnlab::elman_forward")
+def _elman_forward_fake(xp, w_hh, h0, activation):
+    return torch.empty_like(xp, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("rnnlab::elman_backward")
+def _elman_backward_fake(grad_hs, hs, h0, w_hh, activation, reg_weight):
+    M, T, B, H = hs.shape
+    return (
+        torch.empty_like(hs, memory_format=torch.contiguous_format),
+        torch.empty_like(w_hh, memory_format=torch.contiguous_format),
+        torch.empty_like(h0, memory_format=torch.contiguous_format),
+        hs.new_empty(M, T, B),
+        hs.new_empty(M, T, B),
+        hs.new_empty(M),
+        hs.new_empty(M),
+    )
+
+
+@torch.library.register_vmap("rnnlab::elman_forward")
+def _elman_forward_vmap(info, in_dims, xp, w_hh, h0, activation):
+    V = info.batch_size
+    hs = ops.elman_forward(_fold(xp, in_dims[0], V), _fold(w_hh, in_dims[1], V), _fold(h0, in_dims[2], V), activation)
+    return _unfold(hs, V), 0
+
+
+@torch.library.register_vmap("rnnlab::elman_backward")
+def _elman_backward_vmap(info, in_dims, grad_hs, hs, h0, w_hh, activation, reg_weight):
+    V = info.batch_size
+    outs = ops.elman_backward(
+        _fold(grad_hs, in_dims[0], V),
+        _fold(hs, in_dims[1], V),
+        _fold(h0, in_dims[2], V),
+        _fold(w_hh, in_dims[3], V),
+        activation,
+        _fold(reg_weight, in_dims[5], V),
+    )
+    return tuple(_unfold(o, V) for o in outs), (0,) * len(outs)
+
+
+class ElmanFunction(torch.autograd.Function):
+    """hs = elman(xp, w_hh, h0); the two sinks receive the per-step statistics as "gradients".
+
+    step_sink [M, 2, T, B] gets (‖δ_t‖², ‖v_t‖²); reg_sink [M, 2] gets (Ω, N). They carry no
+    value in the forward pass; they exist so that one ``loss.backward()`` delivers the
+    diagnostics computed inside the fused backward kernel (DESIGN.md §2).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(xp, w_hh, h0, step_sink, reg_sink, reg_weight, activation):
+        return ops.elman_forward(xp, w_hh, h0, activation)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, w_hh, h0, step_sink, reg_sink, reg_weight, activation = inputs
+        ctx.save_for_backward(output, h0, w_hh, reg_weight)
+        ctx.activation = activation
+        ctx.want_stats = (step_sink is not None, reg_sink is not None)
+
+    @staticmethod
+    def backward(ctx, grad_hs):
+        hs, h0, w_hh, reg_weight = ctx.saved_tensors
+        grad_xp, grad_w, grad_h0, delta_sq, v_sq, omega, n_valid = ops.elman_backward(
+            grad_hs.contiguous(), hs, h0, w_hh, ctx.activation, reg_weight
+        )
+        step_grad = torch.stack([delta_sq, v_sq], 1) if ctx.want_stats[0] else None
+        reg_grad = torch.stack([omega, n_valid], 1) if ctx.want_stats[1] else None
+        return grad_xp, grad_w, grad_h0, step_grad, reg_grad, None, None

@@ -1,0 +1,154 @@
+"""Functional, population-first entry points to the fused kernels (DESIGN.md §2).
+
+All ops take a leading model dimension M: M independent recurrences, each with its own weights,
+run in one fused call. Inputs are projected outside the kernel (``x W_ihᵀ + b`` is one big GEMM).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from . import _ops
+from .reference import ACTIVATIONS
+
+_FLOATS = (torch.float32, torch.float64)
+
+
+def _check(name: str, t: Tensor, shape: tuple, dtype: torch.dtype, device: torch.device) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a Tensor, got {type(t).__name__}")
+    if t.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype} (like xp), got {t.dtype}")
+    if t.device != device:
+        raise ValueError(f"{name} must be on {device} (like xp), got {t.device}")
+    if tuple(t.shape) != shape:
+        expected = "[" + ", ".join(str(s) for s in shape) + "]"
+        raise ValueError(f"{name} must have shape {expected}, got {list(t.shape)}")
+
+
+def _reg_weight(reg_weight, M: int, like: Tensor) -> Tensor | None:
+    if reg_weight is None:
+        return None
+    if not isinstance(reg_weight, Tensor):
+        if float(reg_weight) == 0.0:
+            return None
+        return torch.full((M,), float(reg_weight), dtype=like.dtype, device=like.device)
+    if reg_weight.shape != (M,):
+        raise ValueError(f"reg_weight must be a float or a tensor of shape [{M}] (one α per model), got {list(reg_weight.shape)}")
+    return reg_weight.detach().to(dtype=like.dtype, device=like.device).contiguous()
+
+
+@dataclass
+class GradientSink:
+    """Receives the per-step statistics of a fused backward pass (SPEC.md §8.1 B1–B4).
+
+    Pass it to :func:`elman`; after ``loss.backward()`` its properties hold the statistics of
+    that backward pass (they accumulate over several backward passes, like ``.grad``; call
+    :meth:`zero_` in between).
+
+    Attributes:
+        step: [M, 2, T, B] leaf tensor whose gradient is (‖δ_t‖², ‖v_t‖²).
+        reg: [M, 2] leaf tensor whose gradient is (Ω, N).
+    """
+
+    step: Tensor
+    reg: Tensor
+
+    @classmethod
+    def like(cls, xp: Tensor) -> "GradientSink":
+        """A sink for a recurrence whose projected input ``xp`` is [M, T, B, H]."""
+        M, T, B, _ = xp.shape
+        kw = dict(dtype=xp.dtype, device=xp.device, requires_grad=True)
+        return cls(torch.zeros(M, 2, T, B, **kw), torch.zeros(M, 2, **kw))
+
+    def _grad(self, t: Tensor) -> Tensor:
+        if t.grad is None:
+            raise RuntimeError("no statistics yet: call loss.backward() through the op that received this sink")
+        return t.grad
+
+    def zero_(self) -> None:
+        self.step.grad = None
+        self.reg.grad = None
+
+    @property
+    def delta_sq(self) -> Tensor:
+        """[M, T, B] ‖∂L/∂h_t‖² (B1)."""
+        return self._grad(self.step)[:, 0]
+
+    @property
+    def v_sq(self) -> Tensor:
+        """[M, T, B] ‖v_t‖², the recurrent part of ∂L/∂h_{t-1} (B2)."""
+        return self._grad(self.step)[:, 1]
+
+    @property
+    def delta_norm(self) -> Tensor:
+        """[M, T, B] ‖∂L/∂h_t‖."""
+        return self.delta_sq.sqrt()
+
+    @property
+    def ratio(self) -> Tensor:
+        """[M, T, B] ‖v_t‖² / ‖δ_t‖², the ratio inside Pascanu's Ω (NaN where δ_t = 0)."""
+        return self.v_sq / self.delta_sq
+
+    @property
+    def omega(self) -> Tensor:
+        """[M] the regularizer Ω (B4)."""
+        return self._grad(self.reg)[:, 0]
+
+    @property
+    def n_valid(self) -> Tensor:
+        """[M] N = Σ_t mean_b [‖δ_t‖² ≥ 1e-20], the valid-step count of Ω (B3)."""
+        return self._grad(self.reg)[:, 1]
+
+
+def elman(
+    xp: Tensor,
+    w_hh: Tensor,
+    h0: Tensor | None = None,
+    *,
+    nonlinearity: str = "tanh",
+    reg_weight: float | Tensor | None = None,
+    sink: GradientSink | None = None,
+) -> Tensor:
+    """M independent Elman recurrences ``h_t = φ(xp_t + h_{t-1} w_hhᵀ)`` in one fused call.
+
+    Args:
+        xp: [M, T, B, H] projected inputs ``x W_ihᵀ + b_ih + b_hh`` (float32 or float64).
+        w_hh: [M, H, H] recurrent weights in PyTorch's layout (``weight_hh_l0`` of model m is
+            ``w_hh[m]``).
+        h0: [M, B, H] initial states, or None for zeros.
+        nonlinearity: φ, one of ``"tanh"``, ``"relu"``, ``"sigmoid"``, ``"identity"``.
+        reg_weight: α of Pascanu's vanishing-gradient regularizer (SPEC.md §2.5), a float or an
+            [M] tensor (one α per model). When nonzero, the backward pass adds α·∂⁺Ω/∂W_hh to the
+            gradient of ``w_hh``; the loss itself is unchanged.
+        sink: optional :class:`GradientSink` that receives ‖δ_t‖², ‖v_t‖², Ω and N at backward.
+    Returns:
+        hs: [M, T, B, H], the states h_1 … h_T.
+    """
+    if not isinstance(xp, Tensor):
+        raise TypeError(f"xp must be a Tensor, got {type(xp).__name__}")
+    if xp.dim() != 4:
+        raise ValueError(f"xp must have shape [M, T, B, H], got {list(xp.shape)}")
+    if xp.dtype not in _FLOATS:
+        raise TypeError(f"xp must be float32 or float64, got {xp.dtype}")
+    if nonlinearity not in ACTIVATIONS:
+        raise ValueError(f"nonlinearity must be one of {ACTIVATIONS}, got {nonlinearity!r}")
+    M, T, B, H = xp.shape
+    _check("w_hh", w_hh, (M, H, H), xp.dtype, xp.device)
+    if h0 is None:
+        h0 = xp.new_zeros(M, B, H)
+    else:
+        _check("h0", h0, (M, B, H), xp.dtype, xp.device)
+    if sink is not None:
+        _check("sink.step", sink.step, (M, 2, T, B), xp.dtype, xp.device)
+    return _ops.ElmanFunction.apply(
+        xp.contiguous(),
+        w_hh.contiguous(),
+        h0.contiguous(),
+        None if sink is None else sink.step,
+        None if sink is None else sink.reg,
+        _reg_weight(reg_weight, M, xp),
+        nonlinearity,
+    )

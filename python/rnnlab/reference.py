@@ -1,0 +1,161 @@
+"""Pure-PyTorch implementation of every rnnlab op: the executable specification.
+
+Every fused kernel is tested against these functions. They use the same population-first shapes
+as the kernels (DESIGN.md §2) and the notation of SPEC.md §1:
+
+    a_t = xp_t + h_{t-1} w_hhᵀ          (w_hh is PyTorch's [H_out, H_in] weight_hh)
+    h_t = φ(a_t)
+    δ_t = ∂L/∂h_t                        (total gradient on the state)
+    u_t = δ_t ⊙ φ'(a_t)                  (gradient on the pre-activation = grad of xp_t)
+    v_t = u_t w_hh                       (part of δ_{t-1} that came through the recurrence)
+
+Shapes: M models, T steps, B batch rows, H hidden units.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
+
+#: SPEC §2.5: steps whose ‖δ_t‖² is below this bound are masked out of Ω.
+OMEGA_BOUND = 1e-20
+
+
+def activation(name: str, a: Tensor) -> Tensor:
+    """φ(a) for one of :data:`ACTIVATIONS`."""
+    if name == "tanh":
+        return torch.tanh(a)
+    if name == "relu":
+        return torch.relu(a)
+    if name == "sigmoid":
+        return torch.sigmoid(a)
+    if name == "identity":
+        return a
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+def activation_grad_from_output(name: str, h: Tensor) -> Tensor:
+    """φ'(a) written in terms of h = φ(a), which is what the backward pass keeps."""
+    if name == "tanh":
+        return 1 - h * h
+    if name == "relu":
+        return (h > 0).to(h.dtype)
+    if name == "sigmoid":
+        return h * (1 - h)
+    if name == "identity":
+        return torch.ones_like(h)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+def elman_forward(xp: Tensor, w_hh: Tensor, h0: Tensor, activation_name: str) -> Tensor:
+    """Elman recurrence h_t = φ(xp_t + h_{t-1} w_hhᵀ).
+
+    Args:
+        xp: [M, T, B, H] projected inputs (x W_ihᵀ + b_ih + b_hh).
+        w_hh: [M, H, H] recurrent weights, PyTorch layout (row = output unit).
+        h0: [M, B, H] initial state.
+    Returns:
+        hs: [M, T, B, H], the states h_1 … h_T.
+    """
+    h = h0
+    out = []
+    for t in range(xp.shape[1]):
+        h = activation(activation_name, xp[:, t] + torch.bmm(h, w_hh.transpose(1, 2)))
+        out.append(h)
+    if not out:
+        return xp.new_empty(xp.shape)
+    return torch.stack(out, 1)
+
+
+def omega_from_norms(delta_sq: Tensor, v_sq: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Pascanu's regularizer Ω from the per-step squared norms (SPEC §2.5, §8.1 B3–B4).
+
+    Args:
+        delta_sq: [M, T, B] ‖δ_t‖².
+        v_sq: [M, T, B] ‖v_t‖².
+    Returns:
+        omega [M], n_valid [M] (= Σ_t mean_b m_t), and kappa [M, T, B] = m (r − 1) / c, the
+        per-row weight of v_tᵀ u_t in ∂⁺Ω/∂W_hh before the final 4α/(B·N) scaling.
+    """
+    mask = delta_sq >= OMEGA_BOUND
+    safe_c = torch.where(mask, delta_sq, torch.ones_like(delta_sq))
+    r = torch.where(mask, v_sq / safe_c, torch.ones_like(v_sq))
+    n_valid = mask.to(delta_sq.dtype).mean(2).sum(1)
+    total = ((r - 1) ** 2).mean(2).sum(1)
+    omega = torch.where(n_valid > 0, total / n_valid.clamp_min(1e-300), torch.zeros_like(total))
+    kappa = torch.where(mask, (r - 1) / safe_c, torch.zeros_like(r))
+    return omega, n_valid, kappa
+
+
+def elman_backward(
+    grad_hs: Tensor,
+    hs: Tensor,
+    h0: Tensor,
+    w_hh: Tensor,
+    activation_name: str,
+    reg_weight: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT through :func:`elman_forward`, with the per-step statistics of SPEC §8.1.
+
+    Args:
+        grad_hs: [M, T, B, H] ∂⁺L/∂h_t, the loss gradient arriving at each state directly.
+        hs, h0, w_hh: as produced / consumed by :func:`elman_forward`.
+        reg_weight: optional [M] regularizer weights α; when given, α·∂⁺Ω/∂W_hh (SPEC §2.5,
+            with δ and h held constant) is added to grad_w_hh.
+    Returns:
+        grad_xp [M, T, B, H] (= u_t), grad_w_hh [M, H, H], grad_h0 [M, B, H],
+        delta_sq [M, T, B] (‖δ_t‖², B1), v_sq [M, T, B] (‖v_t‖², B2),
+        omega [M] (Ω, B4), n_valid [M] (N = Σ_t mean_b m_t, B3).
+    """
+    M, T, B, H = hs.shape
+    dphi = activation_grad_from_output(activation_name, hs)
+    carry = torch.zeros_like(h0)
+    us, vs, delta_sq, v_sq = [], [], [], []
+    for t in reversed(range(T)):
+        delta = grad_hs[:, t] + carry
+        u = delta * dphi[:, t]
+        v = torch.bmm(u, w_hh)
+        us.append(u)
+        vs.append(v)
+        delta_sq.append((delta * delta).sum(-1))
+        v_sq.append((v * v).sum(-1))
+        carry = v
+    if T == 0:
+        empty = hs.new_zeros(M, 0, B)
+        zero = hs.new_zeros(M)
+        return hs.new_zeros(hs.shape), torch.zeros_like(w_hh), torch.zeros_like(h0), empty, empty, zero, zero
+    grad_xp = torch.stack(us[::-1], 1)
+    v_all = torch.stack(vs[::-1], 1)
+    delta_sq = torch.stack(delta_sq[::-1], 1)
+    v_sq = torch.stack(v_sq[::-1], 1)
+    h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], 1)
+    grad_w = torch.einsum("mtbi,mtbj->mij", grad_xp, h_prev)
+    omega, n_valid, kappa = omega_from_norms(delta_sq, v_sq)
+    if reg_weight is not None:
+        scale = 4 * reg_weight.to(hs.dtype) / (B * n_valid.clamp_min(1e-300))
+        scale = torch.where(n_valid > 0, scale, torch.zeros_like(scale))
+        grad_w = grad_w + scale[:, None, None] * torch.einsum("mtb,mtbi,mtbj->mij", kappa, grad_xp, v_all)
+    return grad_xp, grad_w, v_all[:, 0], delta_sq, v_sq, omega, n_valid
+
+
+def omega_autograd(delta: Tensor, hs: Tensor, w_hh: Tensor, activation_name: str) -> Tensor:
+    """Ω written directly from its definition (SPEC §2.5), differentiable in w_hh only.
+
+    Independent of :func:`elman_backward`: tests compare the closed-form gradient against
+    ``torch.autograd.grad`` of this function with δ and h held constant.
+
+    Args:
+        delta: [M, T, B, H] δ_t (held constant).
+        hs: [M, T, B, H] h_t (held constant; gives φ'(a_t)).
+        w_hh: [M, H, H].
+    Returns:
+        omega: [M].
+    """
+    u = delta * activation_grad_from_output(activation_name, hs)
+    v = torch.einsum("mtbi,mij->mtbj", u, w_hh)
+    c = (delta * delta).sum(-1)
+    a = (v * v).sum(-1)
+    mask = c >= OMEGA_BOUND
+    r = torch.where(mask, a / torch.where(mask, c, torch.ones_like(c)), torch.ones_like(a))
+    return ((r - 1) ** 2).mean(2).sum(1) / mask.to(c.dtype).mean(2).sum(1)
