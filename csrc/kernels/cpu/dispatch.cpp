@@ -5,6 +5,7 @@
 #include <initializer_list>
 
 #include "kernels/cpu/elman.h"
+#include "kernels/cpu/lstm.h"
 
 namespace rnnlab::cpu {
 
@@ -13,6 +14,12 @@ template <typename T> const ElmanKernels<T>& elman_kernels_avx512();
 template <typename T> const ElmanKernels<T>& elman_kernels_avx2();
 #endif
 template <typename T> const ElmanKernels<T>& elman_kernels_portable();
+
+#if defined(__x86_64__)
+template <typename T> const LstmKernels<T>& lstm_kernels_avx512();
+template <typename T> const LstmKernels<T>& lstm_kernels_avx2();
+#endif
+template <typename T> const LstmKernels<T>& lstm_kernels_portable();
 
 static bool cpu_supports(Isa isa) {
 #if defined(__x86_64__)
@@ -67,5 +74,19 @@ const ElmanKernels<T>& elman_kernels(Isa isa) {
 
 template const ElmanKernels<float>& elman_kernels<float>(Isa);
 template const ElmanKernels<double>& elman_kernels<double>(Isa);
+
+template <typename T>
+const LstmKernels<T>& lstm_kernels(Isa isa) {
+  switch (isa) {
+#if defined(__x86_64__)
+    case Isa::Avx512: return lstm_kernels_avx512<T>();
+    case Isa::Avx2: return lstm_kernels_avx2<T>();
+#endif
+    default: return lstm_kernels_portable<T>();
+  }
+}
+
+template const LstmKernels<float>& lstm_kernels<float>(Isa);
+template const LstmKernels<double>& lstm_kernels<double>(Isa);
 
 }  // namespace rnnlab::cpu

@@ -1,0 +1,172 @@
+// LSTM forward and backward kernels, written once and compiled per ISA by lstm_<isa>.cpp.
+// The API, shapes and math are documented in lstm.h.
+//
+// Forward: w_hhᵀ is packed gate-interleaved: column panel p holds, for the W hidden units
+// [pW, pW + W), the four W-wide blocks z_i, z_f, z_g, z_o. One 4-vector micro-kernel block
+// (gemm_panel<4>) therefore yields complete units, and the cell update runs on it while it is
+// still in L1. Panels are the outer loop and batch rows the inner one, so each panel of w_hhᵀ is
+// read once per step and reused by every row (w_hh is 4 MB at H = 512 in float32; see gemm_tile).
+// Backward: one gemm_tile per step, v_t = ∂z_t · w_hh over all rows of the tile, then the cell
+// epilogue of step t − 1 row by row.
+#pragma once
+
+#include <vector>
+
+#include "kernels/cpu/activations.h"
+#include "kernels/cpu/gemm_rows.h"
+#include "kernels/cpu/lstm.h"
+#include "kernels/cpu/row_ops.h"
+
+namespace rnnlab::cpu::RNNLAB_ISA_NS {
+
+constexpr int kGateRows = rows_for_width<4>();  // batch rows per forward micro-kernel block
+
+struct LstmLayout {  // offsets into the dense tensors of lstm.h
+  const RecurrenceShape& s;
+  int64_t seq(int64_t m, int64_t t, int64_t b) const { return ((m * s.T + t) * s.B + b) * s.H; }
+  int64_t gates(int64_t m, int64_t t, int64_t b) const { return 4 * seq(m, t, b); }
+  int64_t state(int64_t m, int64_t b) const { return (m * s.B + b) * s.H; }
+  int64_t stat(int64_t m, int64_t t, int64_t b) const { return (m * s.T + t) * s.B + b; }
+};
+
+// Packs w_hh [4H, H] so that out[k, p·4W + g·W + l] = w_hh[g·H + p·W + l, k] (zero past unit H).
+template <typename T>
+void pack_gate_panels(const T* w, int64_t H, std::vector<T>& out, int64_t& ldb) {
+  constexpr int64_t W = Vec<T>::size;
+  const int64_t panels = (H + W - 1) / W;
+  ldb = panels * 4 * W;
+  out.assign(static_cast<size_t>(H * ldb), T(0));
+  for (int64_t k = 0; k < H; ++k)
+    for (int64_t p = 0; p < panels; ++p)
+      for (int64_t g = 0; g < 4; ++g)
+        for (int64_t l = 0; l < W && p * W + l < H; ++l) out[k * ldb + (p * 4 + g) * W + l] = w[(g * H + p * W + l) * H + k];
+}
+
+template <typename T>
+inline Vec<T> vsigmoid(Vec<T> x) { return Act<Activation::Sigmoid, T>::f(x); }
+template <typename T>
+inline Vec<T> vtanh(Vec<T> x) { return Act<Activation::Tanh, T>::f(x); }
+
+// The cell update for n ≤ W units [u0, u0 + n) of one batch row. rec holds the four recurrent
+// blocks h_{t-1} w_hhᵀ of these units (one gate-interleaved panel row); x, gates point at the
+// row's 4H-wide xp and gates, c_prev/c/h at its H-wide states, all offset by u0.
+template <typename T>
+inline void cell_forward(int64_t H, int n, const T* rec, const T* x, const T* c_prev, T* gates, T* c, T* h) {
+  using V = Vec<T>;
+  constexpr int W = V::size;
+  const V i = vsigmoid(V::load(rec + 0 * W) + load_n(x + 0 * H, n));
+  const V f = vsigmoid(V::load(rec + 1 * W) + load_n(x + 1 * H, n));
+  const V g = vtanh(V::load(rec + 2 * W) + load_n(x + 2 * H, n));
+  const V o = vsigmoid(V::load(rec + 3 * W) + load_n(x + 3 * H, n));
+  const V cn = fmadd(f, load_n(c_prev, n), i * g);
+  store_n(i, gates + 0 * H, n);
+  store_n(f, gates + 1 * H, n);
+  store_n(g, gates + 2 * H, n);
+  store_n(o, gates + 3 * H, n);
+  store_n(cn, c, n);
+  store_n(o * vtanh(cn), h, n);
+}
+
+template <typename T>
+void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* w_hh, const T* h0, const T* c0,
+                       T* hs, T* cs, T* gates) {
+  constexpr int W = Vec<T>::size;
+  const int64_t H = s.H, m = tile.model;
+  const LstmLayout at{s};
+  std::vector<T> wt;
+  int64_t ldb;
+  pack_gate_panels(w_hh + m * 4 * H * H, H, wt, ldb);
+  alignas(64) T rec[kGateRows * 4 * W];
+
+  for (int64_t t = 0; t < s.T; ++t) {
+    for (int64_t u0 = 0; u0 < H; u0 += W) {
+      const int n = static_cast<int>(std::min<int64_t>(W, H - u0));
+      const T* panel = wt.data() + u0 * 4;  // panel u0 / W starts at column (u0 / W)·4W
+      for (int64_t b0 = tile.row_begin; b0 < tile.row_end; b0 += kGateRows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kGateRows, tile.row_end - b0));
+        const T* h_prev = t == 0 ? h0 + at.state(m, b0) : hs + at.seq(m, t - 1, b0);
+        gemm_panel<T, 4, kGateRows>(rows, H, h_prev, H, panel, ldb, rec, 4 * W);
+        for (int r = 0; r < rows; ++r) {
+          const int64_t b = b0 + r;
+          const T* c_prev = t == 0 ? c0 + at.state(m, b) : cs + at.seq(m, t - 1, b);
+          cell_forward(H, n, rec + r * 4 * W, xp + at.gates(m, t, b) + u0, c_prev + u0, gates + at.gates(m, t, b) + u0,
+                       cs + at.seq(m, t, b) + u0, hs + at.seq(m, t, b) + u0);
+        }
+      }
+    }
+  }
+}
+
+// The backward cell epilogue of one batch row at step t (formulas in lstm.h). Reads δ_t's parts
+// (g_h, and v = v_{t+1} unless null), ε'_{t+1} from dc, and writes ∂z_t into dz and ε'_t into dc.
+// Returns ‖δ_t‖².
+template <typename T>
+inline T cell_backward(int64_t H, const T* g_h, const T* g_c, const T* v, const T* gates, const T* c, const T* c_prev,
+                       T* dc, T* dz) {
+  using V = Vec<T>;
+  const V one = V::broadcast(T(1));
+  V sq = V::zero();
+  for (int64_t j = 0; j < H; j += V::size) {
+    const int n = static_cast<int>(std::min<int64_t>(V::size, H - j));
+    V d = load_n(g_h + j, n);
+    if (v) d = d + load_n(v + j, n);
+    sq = fmadd(d, d, sq);
+    const V i = load_n(gates + 0 * H + j, n), f = load_n(gates + 1 * H + j, n);
+    const V g = load_n(gates + 2 * H + j, n), o = load_n(gates + 3 * H + j, n);
+    const V tc = vtanh(load_n(c + j, n));
+    V e = load_n(dc + j, n);
+    if (g_c) e = e + load_n(g_c + j, n);
+    e = fmadd(d * o, one - tc * tc, e);
+    store_n(e * g * i * (one - i), dz + 0 * H + j, n);
+    store_n(e * load_n(c_prev + j, n) * f * (one - f), dz + 1 * H + j, n);
+    store_n(e * i * (one - g * g), dz + 2 * H + j, n);
+    store_n(d * tc * o * (one - o), dz + 3 * H + j, n);
+    store_n(e * f, dc + j, n);
+  }
+  return hsum(sq);
+}
+
+template <typename T>
+void lstm_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_hs, const T* grad_cs, const T* cs,
+                        const T* gates, const T* c0, const T* w_hh, T* grad_xp, T* grad_h0, T* grad_c0, T* delta_sq,
+                        T* v_sq) {
+  const int64_t H = s.H, G = 4 * H, m = tile.model, rows = tile.row_end - tile.row_begin;
+  const LstmLayout at{s};
+  std::vector<T> wp;  // w_hh as is: v_t[j] = Σ_k ∂z_t[k] w_hh[k, j]
+  int64_t ldb;
+  pack_weights(w_hh + m * G * H, G, H, /*transpose=*/false, wp, ldb);
+  std::vector<T> v(static_cast<size_t>(rows * ldb));      // v_{t+1} of every row of the tile
+  std::vector<T> dc(static_cast<size_t>(rows * H), T(0));  // ε'_{t+1} of every row
+
+  for (int64_t t = s.T - 1; t >= 0; --t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t b = tile.row_begin + r;
+      const T* c_prev = t == 0 ? c0 + at.state(m, b) : cs + at.seq(m, t - 1, b);
+      delta_sq[at.stat(m, t, b)] =
+          cell_backward(H, grad_hs + at.seq(m, t, b), grad_cs ? grad_cs + at.seq(m, t, b) : nullptr,
+                        t + 1 < s.T ? v.data() + r * ldb : nullptr, gates + at.gates(m, t, b), cs + at.seq(m, t, b),
+                        c_prev, dc.data() + r * H, grad_xp + at.gates(m, t, b));
+    }
+    gemm_tile<T>(rows, G, grad_xp + at.gates(m, t, tile.row_begin), G, wp.data(), ldb, v.data(), ldb);
+    for (int64_t r = 0; r < rows; ++r) v_sq[at.stat(m, t, tile.row_begin + r)] = squared_norm(H, v.data() + r * ldb);
+  }
+  for (int64_t r = 0; r < rows; ++r) {  // ∂L/∂h_0 = v_1 (no direct loss term), ∂L/∂c_0 = ε'_1
+    copy_row(H, v.data() + r * ldb, grad_h0 + at.state(m, tile.row_begin + r));
+    copy_row(H, dc.data() + r * H, grad_c0 + at.state(m, tile.row_begin + r));
+  }
+}
+
+}  // namespace rnnlab::cpu::RNNLAB_ISA_NS
+
+// Defines the ISA's kernel tables, lstm_kernels_<isa><T>().
+#define RNNLAB_DEFINE_LSTM_KERNELS(getter)                                                                         \
+  namespace rnnlab::cpu {                                                                                          \
+  template <typename T>                                                                                            \
+  const LstmKernels<T>& getter() {                                                                                 \
+    static const LstmKernels<T> k{RNNLAB_ISA_NS::kGateRows, &RNNLAB_ISA_NS::lstm_forward_tile<T>,                  \
+                                  &RNNLAB_ISA_NS::lstm_backward_tile<T>};                                          \
+    return k;                                                                                                      \
+  }                                                                                                                \
+  template const LstmKernels<float>& getter<float>();                                                              \
+  template const LstmKernels<double>& getter<double>();                                                            \
+  }

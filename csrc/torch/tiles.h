@@ -1,0 +1,34 @@
+// Parallel work split shared by the op glue: the unit of work is a tile of one model's batch
+// rows for the whole sequence (kernels/common.h BatchTile).
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/common.h"
+
+namespace rnnlab {
+
+// Splits (model, batch row) space into tiles so that every thread has work even when M is small
+// (one nn.RNN layer is M = 1), keeping tiles a whole number of micro-kernel row blocks.
+inline std::vector<BatchTile> make_tiles(int64_t M, int64_t B, int64_t row_block) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t blocks = (B + row_block - 1) / row_block;
+  const int64_t per_model = std::max<int64_t>(1, std::min<int64_t>(blocks, (threads + M - 1) / M));
+  const int64_t rows = (blocks + per_model - 1) / per_model * row_block;
+  std::vector<BatchTile> tiles;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t b = 0; b < B; b += rows) tiles.push_back({m, b, std::min(B, b + rows)});
+  return tiles;
+}
+
+template <typename F>
+void for_each_tile(const std::vector<BatchTile>& tiles, F f) {
+  at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) f(tiles[i]);
+  });
+}
+
+}  // namespace rnnlab
