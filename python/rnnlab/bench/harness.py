@@ -1,0 +1,112 @@
+"""Timing: warm-up, repeats, median; the machine the numbers come from; the sgemm yardstick."""
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds of one call: median over ``n`` timed calls, with min and quartiles."""
+
+    median: float
+    min: float
+    q1: float
+    q3: float
+    n: int
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range relative to the median: a noise indicator (0.05 = ±2.5 %)."""
+        return (self.q3 - self.q1) / self.median if self.median > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to measure one case: ``warmup`` untimed calls, then between ``min_repeats`` and
+    ``max_repeats`` timed ones, as many as fit in ``seconds``."""
+
+    warmup: int = 2
+    min_repeats: int = 5
+    max_repeats: int = 50
+    seconds: float = 2.0
+
+
+FULL = Budget()
+QUICK = Budget(warmup=1, min_repeats=3, max_repeats=10, seconds=0.3)
+
+
+def measure(fn: Callable[[], object], budget: Budget = FULL) -> Timing:
+    """Times ``fn()`` (which must block until its result is ready) and returns the median.
+
+    The first warm-up call also sizes the number of repeats; garbage is collected once before
+    timing so a previous case's garbage is not charged to this one.
+    """
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    for _ in range(budget.warmup - 1):
+        fn()
+    n = int(min(budget.max_repeats, max(budget.min_repeats, budget.seconds / max(first, 1e-6))))
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    samples.sort()
+    q = statistics.quantiles(samples, n=4) if n >= 2 else [samples[0]] * 3
+    return Timing(median=statistics.median(samples), min=samples[0], q1=q[0], q3=q[2], n=n)
+
+
+def sgemm_gflops(n: int = 1024, budget: Budget = FULL) -> float:
+    """GFLOP/s of ``torch.mm`` on two n×n float32 matrices (2·n³ flops) at the current thread count."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen)
+    b = torch.randn(n, n, generator=gen)
+    c = torch.empty(n, n)
+    t = measure(lambda: torch.mm(a, b, out=c), budget)
+    return 2 * n**3 / t.median / 1e9
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    """What the numbers were measured on: CPU, cores, kernel ISA, threads, library versions."""
+    from .. import _C
+
+    info = {
+        "cpu": cpu_model(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "rnnlab_isa": _C.cpu_isa(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        import jax
+
+        info["jax"] = jax.__version__
+    except ImportError:
+        info["jax"] = None
+    return info
