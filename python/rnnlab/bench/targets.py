@@ -1,0 +1,63 @@
+"""The speed targets of issue 2 (forward+backward, float32), checked against one run's results.
+
+Each verdict compares medians measured in the same run; a target whose peer or config was not
+measured (``--no-jax``, ``--configs``) is left out rather than reported as met.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target: str
+    met: bool
+    detail: str
+
+
+def sgemm_reference(results: dict) -> float:
+    """The sgemm rate fractions are taken against: the higher of the two measurements."""
+    return max(results["sgemm_gflops"].values())
+
+
+def _speedups(results: dict, peer: str) -> list[tuple[int, str, float]]:
+    """(H, label, peer time / rnnlab time) of every forward+backward row that has ``peer``."""
+    out = []
+    for row in results["single"]:
+        t = row["times"]
+        if row["mode"] == "forward+backward" and peer in t:
+            out.append((row["config"]["H"], row["label"], t[peer]["median"] / t["rnnlab"]["median"]))
+    return out
+
+
+def _at_least(target: str, rows: list[tuple[int, str, float]], factor: float) -> Verdict | None:
+    if not rows:
+        return None
+    detail = ", ".join(f"{label}: {s:.2f}×" for _, label, s in rows)
+    return Verdict(target, all(s >= factor for _, _, s in rows), detail)
+
+
+def verdicts(results: dict) -> list[Verdict]:
+    out = []
+    nn = _speedups(results, "nn.RNN")
+    out.append(_at_least("≥ 10× nn.RNN at H ≤ 64", [r for r in nn if r[0] <= 64], 10))
+    out.append(_at_least("≥ 3× nn.RNN at H = 128–256", [r for r in nn if 128 <= r[0] <= 256], 3))
+    out.append(_at_least("never slower than nn.RNN at H = 512", [r for r in nn if r[0] >= 512], 1))
+    jax = _speedups(results, "jax")
+    slow = [r for r in jax if r[2] <= 1]
+    if jax:
+        out.append(Verdict("faster than JAX at every config", not slow,
+                           ", ".join(f"{label}: {s:.2f}×" for _, label, s in jax)))
+    out.append(_at_least("≥ 2× JAX at H ≤ 128", [r for r in jax if r[0] <= 128], 2))
+
+    pop = results.get("population")
+    if pop is not None:
+        t = pop["times"]
+        fused = t["rnnlab fused"]["median"]
+        gflops = pop["flops"] / fused / 1e9
+        fraction = gflops / sgemm_reference(results)
+        out.append(Verdict("population ≥ 50 % of sgemm", fraction >= 0.5,
+                           f"{gflops:.1f} GFLOP/s = {100 * fraction:.0f} % of {sgemm_reference(results):.0f}"))
+        ratio = t["bmm/unbind"]["median"] / fused
+        out.append(Verdict("population ≥ 5× the bmm/unbind baseline", ratio >= 5, f"{ratio:.2f}×"))
+    return [v for v in out if v is not None]
