@@ -45,14 +45,14 @@ inline Vec<float> tanh_f32(Vec<float> x) {
   p = fmadd(p, z, V::broadcast(-0.33333319425582886f));
   const V small = fmadd(x * z, p, x);
   const V e = exp_f32(V::broadcast(-2.0f) * ax);
-  const V large = copysign((V::broadcast(1.0f) - e) / (V::broadcast(1.0f) + e), x);
+  const V large = copysign(fast_div(V::broadcast(1.0f) - e, V::broadcast(1.0f) + e), x);
   return select_gt(ax, V::broadcast(0.55f), large, small);
 }
 
 inline Vec<float> sigmoid_f32(Vec<float> x) {
   using V = Vec<float>;
   const V nx = max(V::broadcast(-87.0f), min(V::broadcast(87.0f), V::zero() - x));
-  return V::broadcast(1.0f) / (V::broadcast(1.0f) + exp_f32(nx));
+  return fast_div(V::broadcast(1.0f), V::broadcast(1.0f) + exp_f32(nx));
 }
 
 template <Activation A, typename T>

@@ -62,6 +62,12 @@ inline Vec<float> pow2i(Vec<float> n) {
   const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23);
   return {_mm512_castsi512_ps(e)};
 }
+// a / b with rcp14 refined by one Newton step (≤ 2 ulp): vdivps has ~4× its throughput cost.
+inline Vec<float> fast_div(Vec<float> a, Vec<float> b) {
+  const __m512 r = _mm512_rcp14_ps(b.v);
+  const __m512 r2 = _mm512_fmadd_ps(_mm512_fnmadd_ps(b.v, r, _mm512_set1_ps(1.0f)), r, r);
+  return {_mm512_mul_ps(a.v, r2)};
+}
 
 template <>
 struct Vec<double> {
@@ -205,6 +211,10 @@ inline T hsum(Vec<T> a) {
   return s;
 }
 
+#endif
+
+#if !defined(RNNLAB_ISA_AVX512)
+inline Vec<float> fast_div(Vec<float> a, Vec<float> b) { return a / b; }
 #endif
 
 // Applies a scalar function to every lane. Used for float64, where accuracy (≈1e-15) matters
