@@ -1,0 +1,5 @@
+"""Modules: drop-in replacements for torch.nn recurrent layers (DESIGN.md §4)."""
+from ._diagnostics import GradientStats
+from .rnn import RNN
+
+__all__ = ["GradientStats", "RNN"]

@@ -1,0 +1,328 @@
+"""``rnnlab.RNN``: a drop-in for ``torch.nn.RNN`` that runs on the fused Elman kernels (DESIGN.md §4)."""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections import Counter
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from ..functional import GradientSink, elman
+from ._diagnostics import GradientStats
+
+#: How often each non-rectangular path ran (DESIGN.md §4: fallbacks are visible and countable).
+#: ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded batch (see :class:`RNN`).
+fallback_counts: Counter = Counter()
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+def _flip_time(t: Tensor) -> Tensor:
+    """Reverse a time-major [T, B, ...] tensor in time."""
+    return t.flip(0)
+
+
+def _reverse_each_sequence(t: Tensor, index: Tensor) -> Tensor:
+    """Reverse each column of a padded time-major [T, B, ...] tensor within its own length.
+
+    ``index`` [T, B] is the per-column permutation from :func:`_reversal_index`; it is its own
+    inverse, so the same call maps kernel order back to original order.
+    """
+    index = index.view(*index.shape, *(1,) * (t.dim() - 2)).expand_as(t)
+    return t.gather(0, index)
+
+
+def _reversal_index(lengths: Tensor, T: int) -> Tensor:
+    """[T, B] s ↦ lengths[b] − 1 − s on a column's valid steps, identity on its padding."""
+    s = torch.arange(T, device=lengths.device).unsqueeze(1)
+    return torch.where(s < lengths, lengths - 1 - s, s)
+
+
+class RNN(nn.Module):
+    r"""Multi-layer Elman RNN, a drop-in replacement for :class:`torch.nn.RNN`.
+
+    Same constructor, parameters (names, shapes, order, initialization: the same seed gives the
+    same weights, and ``state_dict``\ s load both ways), forward inputs and outputs as
+    ``nn.RNN``; it is not a subclass of it (Dynamo graph-breaks on ``nn.RNN`` instances, so
+    ``torch.compile(fullgraph=True)`` works here).
+
+    Each layer is one input-projection GEMM over all steps (``x W_ihᵀ + b_ih + b_hh``) and one
+    fused :func:`rnnlab.elman` call; a bidirectional layer is a single call with M = 2 models,
+    the reverse direction running on the time-flipped projected input. Dropout (``dropout > 0``,
+    training mode) is applied to every layer's output except the last, as in ``nn.RNN``.
+    Parameters must be float32 or float64.
+
+    ``PackedSequence`` input is padded to [T_max, B] and run through the same fused calls, with
+    the reverse direction flipped within each sequence's own length; the result equals
+    ``nn.RNN``'s, but the padded steps are computed and discarded. Each such call increments
+    ``rnnlab.nn.rnn.fallback_counts["packed_padded"]``.
+
+    Shapes (L = num_layers, D = 2 if bidirectional else 1, H = hidden_size, I = input_size):
+        input: [T, B, I], or [B, T, I] with ``batch_first``, or unbatched [T, I], or a
+            ``PackedSequence``.
+        hx: [L·D, B, H] (unbatched: [L·D, H]) initial states, or None for zeros.
+        returns output [T, B, D·H] (``batch_first``: [B, T, D·H]; unbatched: [T, D·H]; packed
+        in, packed out) and h_n [L·D, B, H] (unbatched: [L·D, H]).
+
+    Gradient diagnostics and regularizer (beyond ``nn.RNN``; both off by default):
+        regularizer: α of Pascanu's vanishing-gradient regularizer (SPEC.md §2.5), a float. When
+            nonzero, ``loss.backward()`` adds α·∂⁺Ω/∂W_hh to the gradient of every
+            ``weight_hh_l*`` (each layer and direction has its own Ω; no other parameter gets an
+            Ω term). The loss value is unchanged.
+        diagnostics: when True, each forward pass attaches gradient sinks, and after one
+            ``loss.backward()`` :attr:`gradient_stats` holds, per layer and direction, ‖∂L/∂h_t‖
+            and ‖v_t‖²/‖δ_t‖² as [T, B] in original time order, and Ω, N as [L, D]
+            (see :class:`rnnlab.nn.GradientStats`). When False nothing extra is computed or kept.
+
+    Example::
+
+        rnn = rnnlab.RNN(2, 50, num_layers=2, bidirectional=True)
+        rnn.regularizer, rnn.diagnostics = 4.0, True
+        out, h_n = rnn(x)                    # x: [T, B, 2]
+        loss_fn(out).backward()
+        rnn.gradient_stats.delta_norm(1, direction=1)   # [T, B] ‖∂L/∂h_t‖, layer 1, reverse
+        rnn.gradient_stats.omega                        # [2, 2]
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        # Same checks, order, exception types and messages as nn.RNN, so code that handles
+        # nn.RNN's construction errors handles these too.
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
+            )
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
+                f"num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+                stacklevel=2,
+            )
+        for name, value in (("bias", bias), ("batch_first", batch_first)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int):
+                raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+            if value <= 0:
+                raise ValueError(f"{name} must be greater than zero")
+        if num_layers <= 0:
+            raise ValueError("num_layers must be greater than zero")
+
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.nonlinearity = nonlinearity
+        self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = 0
+        self.regularizer = 0.0
+        self.diagnostics = False
+        self._gradient_stats: GradientStats | None = None
+
+        # Registration order = nn.RNN's, so reset_parameters draws the same numbers.
+        factory = {"device": device, "dtype": dtype}
+        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if bias else ("weight_ih", "weight_hh")
+        self._all_weights: list[list[str]] = []
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * self._num_directions
+            shapes = {
+                "weight_ih": (hidden_size, layer_input),
+                "weight_hh": (hidden_size, hidden_size),
+                "bias_ih": (hidden_size,),
+                "bias_hh": (hidden_size,),
+            }
+            for direction in range(self._num_directions):
+                suffix = "_reverse" if direction == 1 else ""
+                names = [f"{kind}_l{layer}{suffix}" for kind in kinds]
+                for kind, name in zip(kinds, names):
+                    setattr(self, name, nn.Parameter(torch.empty(shapes[kind], **factory)))
+                self._all_weights.append(names)
+        self.reset_parameters()
+
+    @property
+    def _num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self) -> None:
+        """U(−1/√H, 1/√H) for every parameter, drawn in registration order (as nn.RNN)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def flatten_parameters(self) -> None:
+        """No-op, for compatibility: the parameters are used as they are, never flattened."""
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """The parameters per (layer, direction), in nn.RNN's order."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    @property
+    def gradient_stats(self) -> GradientStats:
+        """Gradient statistics of the latest forward pass run with ``diagnostics = True``."""
+        if self._gradient_stats is None:
+            raise RuntimeError(
+                "no gradient statistics: set rnn.diagnostics = True before the forward pass, then call loss.backward()"
+            )
+        return self._gradient_stats
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity!r}"
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0), ("bidirectional", False)):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)}"
+        return s
+
+    # -----------------------------------------------------------------------------------------
+    # forward
+    # -----------------------------------------------------------------------------------------
+    def forward(self, input, hx: Tensor | None = None):
+        """See the class docstring for shapes."""
+        if hx is not None and not isinstance(hx, Tensor):
+            raise TypeError(f"hx must be a Tensor or None, got {type(hx).__name__}")
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
+        if not isinstance(input, Tensor):
+            raise TypeError(f"input must be a Tensor or a PackedSequence, got {type(input).__name__}")
+        if input.dim() not in (2, 3):
+            raise ValueError(f"RNN: Expected input to be 2D or 3D, got {input.dim()}D tensor instead")
+        batched = input.dim() == 3
+        batch_dim = 0 if self.batch_first else 1
+        if not batched:
+            input = input.unsqueeze(batch_dim)
+            if hx is not None:
+                if hx.dim() != 2:
+                    raise RuntimeError(f"For unbatched 2-D input, hx should also be 2-D but got {hx.dim()}-D tensor")
+                hx = hx.unsqueeze(1)
+        elif hx is not None and hx.dim() != 3:
+            raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got {hx.dim()}-D tensor")
+        x = input.transpose(0, 1) if self.batch_first else input
+        self._check_forward_args(x, hx)
+        output, h_n = self._run(x, hx, lengths=None, batch_order=None)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        if not batched:
+            output, h_n = output.squeeze(batch_dim), h_n.squeeze(1)
+        return output, h_n
+
+    def _forward_packed(self, packed: PackedSequence, hx: Tensor | None):
+        data, batch_sizes, sorted_indices, unsorted_indices = packed
+        if data.dim() != 2:
+            raise RuntimeError(f"input must have 2 dimensions, got {data.dim()}")
+        fallback_counts["packed_padded"] += 1
+        T, B = batch_sizes.numel(), int(batch_sizes[0])
+        # mask[t, b]: sequence b (sorted order) has a step t. Its row-major nonzeros are the rows
+        # of the packed data, in order.
+        mask = torch.arange(B) < batch_sizes.unsqueeze(1)
+        lengths = mask.sum(0).to(data.device)
+        t_idx, b_idx = (i.to(data.device) for i in mask.nonzero(as_tuple=True))
+        x = data.new_zeros(T, B, data.shape[1]).index_put((t_idx, b_idx), data)
+        self._check_forward_args(x, hx)
+        if hx is not None and sorted_indices is not None:
+            hx = hx.index_select(1, sorted_indices)  # the kernel sees the batch in sorted order
+        output, h_n = self._run(x, hx, lengths=lengths, batch_order=unsorted_indices)
+        if unsorted_indices is not None:
+            h_n = h_n.index_select(1, unsorted_indices)
+        return PackedSequence(output[t_idx, b_idx], batch_sizes, sorted_indices, unsorted_indices), h_n
+
+    def _check_forward_args(self, x: Tensor, hx: Tensor | None) -> None:
+        """x: [T, B, I] time-major; hx: [L·D, B, H] or None. nn.RNN's checks, plus the kernel's."""
+        w = self.weight_ih_l0
+        if x.dtype != w.dtype:
+            raise ValueError(
+                f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
+                f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})"
+            )
+        if w.dtype not in _KERNEL_DTYPES:
+            raise TypeError(f"rnnlab.RNN runs in float32 or float64, but its parameters are {w.dtype}")
+        if x.size(-1) != self.input_size:
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.size(-1)}"
+            )
+        if x.device != w.device:
+            raise RuntimeError(
+                "Input and parameter tensors are not at the same device, "
+                f"found input tensor at {x.device} and parameter tensor at {w.device}"
+            )
+        if hx is not None:
+            expected = (self.num_layers * self._num_directions, x.size(1), self.hidden_size)
+            if tuple(hx.shape) != expected:
+                raise RuntimeError(f"Expected hidden size {expected}, got {list(hx.shape)}")
+            if hx.device != x.device:
+                raise RuntimeError(
+                    "Input and hidden tensors are not at the same device, "
+                    f"found input tensor at {x.device} and hidden tensor at {hx.device}"
+                )
+            if hx.dtype != x.dtype:
+                raise RuntimeError(f"hx dtype ({hx.dtype}) does not match input dtype ({x.dtype})")
+        if x.size(0) == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+
+    def _run(self, x: Tensor, hx: Tensor | None, lengths: Tensor | None, batch_order: Tensor | None):
+        """All layers on time-major x [T, B, I] -> (output [T, B, D·H], h_n [L·D, B, H]).
+
+        lengths: [B] valid steps per column of a padded batch (packed input), or None.
+        batch_order: maps kernel batch rows to the caller's order (for the diagnostics only).
+        """
+        T, B = x.shape[:2]
+        H, D = self.hidden_size, self._num_directions
+        if lengths is None:
+            reverse = _flip_time
+        else:
+            reverse = partial(_reverse_each_sequence, index=_reversal_index(lengths, T))
+            rows = torch.arange(B, device=x.device)
+        weights = self.all_weights
+        sinks = [] if self.diagnostics else None
+        finals = []
+        for layer in range(self.num_layers):
+            params = weights[layer * D : (layer + 1) * D]
+            # One GEMM projects all steps for both directions: [T, B, D·H].
+            w_ih = params[0][0] if D == 1 else torch.cat([p[0] for p in params])
+            b = None
+            if self.bias:
+                b = params[0][2] + params[0][3] if D == 1 else torch.cat([p[2] + p[3] for p in params])
+            y = F.linear(x, w_ih, b)
+            if D == 1:
+                xp, w_hh = y.unsqueeze(0), params[0][1].unsqueeze(0)
+            else:
+                xp = torch.stack([y[..., :H], reverse(y[..., H:])])
+                w_hh = torch.stack([p[1] for p in params])
+            h0 = None if hx is None else hx[layer * D : (layer + 1) * D]
+            sink = None if sinks is None else GradientSink.like(xp)
+            hs = elman(xp, w_hh, h0, nonlinearity=self.nonlinearity, reg_weight=self.regularizer, sink=sink)
+            if sink is not None:
+                sinks.append(sink)
+            finals.append(hs[:, -1] if lengths is None else hs[:, lengths - 1, rows])
+            x = hs[0] if D == 1 else torch.cat([hs[0], reverse(hs[1])], -1)
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+        if sinks is not None:
+            self._gradient_stats = GradientStats(sinks, reverse, batch_order)
+        return x, torch.cat(finals)
