@@ -1,0 +1,155 @@
+"""Counter-based random streams, one per model, vectorized over the population.
+
+Why not one ``torch.Generator`` per model: a population of M models would need M small generator
+calls per tensor per update (thousands of launches on a GPU). Instead every random number is a
+pure function of (model key, stream tags, element index), computed with integer hashing on the
+target device in a handful of elementwise ops for all M models at once. Consequences:
+
+* model m's data depends only on its own key (derived from its seed), never on M or on its
+  position in the population, so a model trained alone sees exactly the data it sees inside a
+  population;
+* the numbers are identical on CPU and CUDA (integer arithmetic only; floats are formed from the
+  top 24 bits, exactly representable in float32 and float64).
+
+The hash is Wellons' "lowbias32" mixer applied to 32-bit words held in int64 tensors; the 32-bit
+products are formed from 16-bit halves so that no int64 operation can overflow. A key is two
+32-bit words (a 64-bit seed space: no key collisions in practice for populations of thousands).
+This is a statistical hash for generating training data, not a cryptographic generator.
+
+Shapes: ``keys`` is [M, 2] int64 (words in [0, 2³²)); draws are [M, *shape].
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+_MASK32 = 0xFFFFFFFF
+_C1 = 0x7FEB352D
+_C2 = 0x846CA68B
+_GOLDEN = 0x9E3779B9
+_CPU_BLOCK = 1 << 15  # int64 words hashed per block on CPU (256 KiB: stays in L2)
+
+
+def _mul32_(x: Tensor, c: int, tmp: Tensor) -> None:
+    """x ← (x · c) mod 2³² in place, for x in [0, 2³²), without int64 overflow."""
+    torch.mul(x, c >> 16, out=tmp)
+    tmp.bitwise_and_(0xFFFF).bitwise_left_shift_(16)
+    x.mul_(c & 0xFFFF).add_(tmp).bitwise_and_(_MASK32)
+
+
+def mix32_(x: Tensor) -> Tensor:
+    """In-place bijective 32-bit hash (lowbias32) of an int64 tensor with values in [0, 2³²).
+
+    In place because the per-element draws are large (M·T·B words) and memory-bound."""
+    tmp = torch.empty_like(x)
+    x.bitwise_xor_(x >> 16)
+    _mul32_(x, _C1, tmp)
+    x.bitwise_xor_(x >> 15)
+    _mul32_(x, _C2, tmp)
+    return x.bitwise_xor_(x >> 16)
+
+
+def mix32(x: Tensor) -> Tensor:
+    """Out-of-place :func:`mix32_`."""
+    return mix32_(x.clone())
+
+
+def _mix_int(v: int) -> int:
+    """mix32 on a Python int (used for tags and seeds)."""
+    v &= _MASK32
+    v ^= v >> 16
+    v = (v * _C1) & _MASK32
+    v ^= v >> 15
+    v = (v * _C2) & _MASK32
+    return v ^ (v >> 16)
+
+
+def _tag_word(tag: int | str) -> int:
+    if isinstance(tag, str):
+        acc = 0x811C9DC5  # FNV-1a over the UTF-8 bytes: a fixed, platform-independent string hash
+        for byte in tag.encode():
+            acc = ((acc ^ byte) * 0x01000193) & _MASK32
+        return acc
+    if tag < 0:
+        raise ValueError(f"stream tags must be non-negative, got {tag}")
+    return (tag & _MASK32) ^ _mix_int(tag >> 32)
+
+
+def seed_keys(seeds: Sequence[int], device: torch.device | str | None = None) -> Tensor:
+    """[M, 2] int64 keys, one per seed. A seed is any integer in [0, 2⁶⁴)."""
+    rows = []
+    for s in seeds:
+        s = int(s)
+        if not 0 <= s < 2**64:
+            raise ValueError(f"seeds must be integers in [0, 2**64), got {s}")
+        w0 = _mix_int(_mix_int(s & _MASK32) ^ _GOLDEN)
+        w1 = _mix_int(_mix_int(s >> 32) ^ w0 ^ 0x85EBCA6B)
+        rows.append((w0, w1))
+    return torch.tensor(rows, dtype=torch.int64, device=device).reshape(len(rows), 2)
+
+
+def derive(keys: Tensor, *tags: int | str) -> Tensor:
+    """Keys of an independent sub-stream: ``derive(keys, "train", k)`` for update k, etc.
+
+    Args:
+        keys: [M, 2] int64.
+        tags: ints (≥ 0) or strings naming the sub-stream.
+    Returns:
+        [M, 2] int64.
+    """
+    k0, k1 = keys[:, 0], keys[:, 1]
+    for tag in tags:
+        t = _tag_word(tag)
+        k0 = mix32(k0 ^ _mix_int(t ^ _GOLDEN))
+        k1 = mix32(k1 ^ k0 ^ t)
+    return torch.stack([k0, k1], 1)
+
+
+def bits(keys: Tensor, shape: Sequence[int]) -> Tensor:
+    """[M, *shape] int64 hash words in [0, 2³²), element i of model m a function of (keys[m], i)."""
+    n = math.prod(shape)
+    if n >= 2**32:
+        raise ValueError(f"a single draw must have fewer than 2**32 elements per model, got {n}")
+    M = keys.shape[0]
+    out = torch.empty(M, n, dtype=torch.int64, device=keys.device)
+    # On CPU the ~20 elementwise passes are memory-bound: hash cache-sized column blocks.
+    step = n if keys.device.type != "cpu" else max(1, _CPU_BLOCK // max(M, 1))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        h = out[:, start:stop]
+        torch.bitwise_xor(torch.arange(start, stop, device=keys.device, dtype=torch.int64)[None, :], keys[:, :1], out=h)
+        mix32_(h).bitwise_xor_(keys[:, 1:])
+        mix32_(h)
+    return out.reshape(M, *shape)
+
+
+def uniform(keys: Tensor, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
+    """[M, *shape] U[0, 1) with 24-bit resolution."""
+    return (bits(keys, shape) >> 8).to(dtype) * (1.0 / (1 << 24))
+
+
+def randint(keys: Tensor, high: int, shape: Sequence[int]) -> Tensor:
+    """[M, *shape] int64 on {0, …, high−1}: ⌊u·high⌋ of a 24-bit u (relative bias ≤ high/2²⁴)."""
+    if not 1 <= high <= 1 << 24:
+        raise ValueError(f"randint needs 1 <= high <= 2**24, got {high}")
+    return ((bits(keys, shape) >> 8) * high) >> 24
+
+
+def normal(keys: Tensor, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
+    """[M, *shape] N(0, 1) by the Box–Muller transform of two independent uniform draws."""
+    u1 = uniform(derive(keys, "normal-radius"), shape, torch.float64)
+    u2 = uniform(derive(keys, "normal-angle"), shape, torch.float64)
+    z = torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos(2.0 * math.pi * u2)
+    return z.to(dtype)
+
+
+def scalar_uniform(seed: int, *tags: int | str) -> float:
+    """One U[0, 1) number from a population-level stream (e.g. the sequence length that all
+    models of a population share in one update), computed in plain Python: no device work."""
+    h = _mix_int(_mix_int(seed & _MASK32) ^ (seed >> 32) ^ _GOLDEN)
+    for tag in tags:
+        h = _mix_int(h ^ _mix_int(_tag_word(tag) ^ _GOLDEN))
+    return (h >> 8) / (1 << 24)
