@@ -1,0 +1,246 @@
+"""Population trainer: M runs in lockstep, one fused kernel call per update (DESIGN.md §5).
+
+One update of the population (SPEC §2.3–2.5):
+
+1. T from the population's length stream; each active model's batch from its own stream;
+2. forward through :func:`rnnlab.nn.population.population_forward` with α (Ω's gradient is added
+   to W_hh's gradient inside the fused backward) and a :class:`GradientSink`;
+3. the sum of the models' losses is back-propagated once (model m's gradient is that of its own
+   loss);
+4. per-model clipping with the safeguard (:mod:`rnnlab.train.clipping`);
+5. per-model optimizer update (:mod:`rnnlab.train.optim`).
+
+Every ``val_every`` updates the active models are validated on fresh sequences; a model whose
+error is under the success threshold is frozen (it is no longer computed at all: the active
+models are gathered into a compact population for each update, so finished models cost
+nothing). Validation is chunked and stops early once no active model can still succeed.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..nn.population import make_sink, population_forward
+from ..tasks import rng
+from .clipping import clip_gradients_
+from .config import RunConfig, RunResult, check_compatible
+from .init import init_population, spectral_radius
+from .optim import init_state, update_
+from .schedules import cosine_lr, decayed_alpha
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _hyper(configs: list[RunConfig], name: str, device, none_value: float = math.inf) -> Tensor:
+    values = [getattr(c, name) for c in configs]
+    return torch.tensor([none_value if v is None else float(v) for v in values], dtype=torch.float64, device=device)
+
+
+class _Accumulator:
+    """Per-model running sums over a validation interval and over the whole run."""
+
+    def __init__(self, M: int, device):
+        z = lambda: torch.zeros(M, dtype=torch.float64, device=device)  # noqa: E731
+        self.loss, self.norm, self.omega, self.count = z(), z(), z(), z()
+        self.norm_total, self.norm_count, self.clipped, self.fallbacks = z(), z(), z(), z()
+        self.norm_max = torch.full((M,), -math.inf, dtype=torch.float64, device=device)
+
+    def add(self, idx: Tensor, loss: Tensor, norm: Tensor, omega: Tensor, clipped: Tensor, fallback: Tensor) -> None:
+        finite = torch.isfinite(norm)
+        safe_norm = torch.where(finite, norm, torch.zeros_like(norm)).double()
+        self.loss.index_add_(0, idx, loss.double())
+        self.norm.index_add_(0, idx, safe_norm)
+        self.omega.index_add_(0, idx, omega.double())
+        self.count.index_add_(0, idx, torch.ones_like(safe_norm))
+        self.norm_total.index_add_(0, idx, safe_norm)
+        self.norm_count.index_add_(0, idx, finite.double())
+        self.clipped.index_add_(0, idx, clipped.double())
+        self.fallbacks.index_add_(0, idx, fallback.double())
+        self.norm_max[idx] = torch.maximum(self.norm_max[idx], safe_norm)
+
+    def interval(self) -> dict[str, Tensor]:
+        """Interval means [M] (NaN where a model took no update), then reset the interval."""
+        n = self.count
+        out = {k: getattr(self, k) / n for k in ("loss", "norm", "omega")}
+        for k in ("loss", "norm", "omega", "count"):
+            getattr(self, k).zero_()
+        return out
+
+
+@torch.no_grad()
+def validate(task, params: dict[str, Tensor], keys: Tensor, ctx: dict[str, Tensor], config: RunConfig,
+             round_: int, threshold: float) -> tuple[Tensor, Tensor]:
+    """Validation loss and error rate [M] of the models ``params`` on fresh sequences.
+
+    Chunks are evaluated in order; once every model has at least ``threshold``·val_size wrong
+    sequences (none can succeed) the remaining chunks are skipped and the rates are estimated
+    from the chunks seen.
+    """
+    dtype = _DTYPES[config.dtype]
+    M = keys.shape[0]
+    loss_sum = torch.zeros(M, dtype=torch.float64, device=keys.device)
+    wrong = torch.zeros_like(loss_sum)
+    seen = 0
+    for batch in task.validation_batches(keys, ctx, config.length_seed, round_, config.val_size, config.val_chunk, dtype):
+        y = population_forward(params, batch.x, nonlinearity=config.nonlinearity,
+                               readout_steps=task.readout_steps(batch.length))
+        n = batch.x.shape[2]
+        loss_sum += task.loss(y, batch).double() * n
+        wrong += task.sequence_errors(y, batch).sum(1).double()
+        seen += n
+        if task.fresh_validation and bool((wrong >= threshold * config.val_size).all()):
+            break
+    return loss_sum / seen, wrong / seen
+
+
+def train_population(
+    configs: list[RunConfig],
+    device: torch.device | str | None = None,
+    callback: Callable[[dict], None] | None = None,
+    keep_params: bool = True,
+    time_limit_s: float | None = None,
+) -> list[RunResult]:
+    """Train the runs ``configs`` as one population of M = len(configs) models.
+
+    Each model's data and initialisation depend only on its own ``seed`` (and the shared
+    ``length_seed``), so a run gives the same result (up to floating-point reassociation) alone
+    or inside any population.
+
+    Args:
+        configs: runs that agree on :data:`rnnlab.train.config.SHARED_FIELDS`.
+        device: where to train (default: CPU).
+        callback: called after every validation with a dict ``update``, ``active`` (number of
+            models still training), ``val_error`` [M_active] list, ``elapsed_s``; and after every
+            update with ``update`` and ``active`` only (for progress bars).
+        keep_params: store each model's final weights in ``RunResult.params`` (on the CPU).
+        time_limit_s: wall-clock budget; when it is exceeded the population is validated once
+            more and training stops (results then depend on the machine's speed).
+    Returns:
+        one :class:`RunResult` per config, in order.
+    """
+    check_compatible(configs)
+    cfg = configs[0]
+    device = torch.device(device or "cpu")
+    dtype = _DTYPES[cfg.dtype]
+    task = cfg.make_task()
+    success_error = task.success_error if cfg.success_error is None else cfg.success_error
+    M = len(configs)
+
+    keys = rng.seed_keys([c.seed for c in configs], device)
+    ctx = task.setup(keys)
+    params = init_population(keys, [c.init for c in configs], task.n_in, cfg.hidden, task.n_out,
+                             [c.init_gain for c in configs], dtype)
+    state = init_state(cfg.optimizer, params)
+    h = {n: _hyper(configs, n, device).to(dtype) for n in ("lr", "lr_min", "momentum", "beta1", "beta2", "clip", "alpha", "alpha_decay")}
+    any_clip = any(c.clip is not None for c in configs)
+
+    results = [RunResult(config=c, history={k: [] for k in ("update", "train_loss", "grad_norm", "omega", "val_loss", "val_error", "rho")})
+               for c in configs]
+    acc = _Accumulator(M, device)
+    active = torch.ones(M, dtype=torch.bool, device=device)
+    last_profile = None
+    start = time.perf_counter()
+    updates = torch.zeros(M, dtype=torch.int64, device=device)
+    # Gradients through long products of small Jacobians underflow into denormals, which run
+    # ~10x slower on x86 CPUs (measured on the Elman backward at T=200): flush them to zero
+    # while training (torch has no getter for the previous mode; it is switched off after).
+    torch.set_flush_denormal(True)
+
+    try:
+        for k in range(cfg.max_updates):
+            idx = active.nonzero()[:, 0]
+            if idx.numel() == 0:
+                break
+            compact = idx.numel() < M
+
+            def sub(t: Tensor) -> Tensor:
+                return t[idx] if compact else t
+
+            T = task.train_length(cfg.length_seed, k)
+            batch = task.sample(rng.derive(sub(keys), "train", k), {n: sub(v) for n, v in ctx.items()}, T, cfg.batch_size, dtype)
+            p = {n: sub(v).detach().requires_grad_(True) for n, v in params.items()}
+            sink = make_sink(idx.numel(), T, cfg.batch_size, dtype, device)
+            alpha = decayed_alpha(sub(h["alpha"]), sub(h["alpha_decay"]), k)
+            y = population_forward(p, batch.x, nonlinearity=cfg.nonlinearity, readout_steps=task.readout_steps(T),
+                                   reg_weight=alpha if bool((alpha > 0).any()) else None, sink=sink)
+            loss = task.loss(y, batch)
+            loss.sum().backward()
+
+            grads = {n: v.grad for n, v in p.items()}
+            weights = {n: v.detach() for n, v in p.items()}
+            stats = clip_gradients_(grads, weights["weight_hh"], sub(h["clip"]) if any_clip else None, cfg.safeguard)
+            lr = sub(h["lr"]) if cfg.lr_schedule == "constant" else cosine_lr(sub(h["lr"]), sub(h["lr_min"]), k, cfg.max_updates)
+            opt_state = {n: sub(v) for n, v in state.items()}
+            update_(cfg.optimizer, weights, grads, opt_state, lr, momentum=sub(h["momentum"]), beta1=sub(h["beta1"]),
+                    beta2=sub(h["beta2"]), eps=cfg.eps, step=k + 1)
+            if compact:  # write the compact copies back; otherwise the updates were in place
+                for n, v in weights.items():
+                    params[n][idx] = v
+                for n, v in opt_state.items():
+                    state[n][idx] = v
+            acc.add(idx, loss.detach(), stats.norm, sink.omega.detach(), stats.clipped, stats.fallback)
+            last_profile = (idx, T, sink.delta_sq.detach().mean(2).sqrt())
+            updates[idx] = k + 1
+
+            out_of_time = time_limit_s is not None and time.perf_counter() - start > time_limit_s
+            if (k + 1) % cfg.val_every == 0 or k + 1 == cfg.max_updates or out_of_time:
+                _validation_step(task, params, keys, ctx, cfg, idx, k + 1, acc, last_profile, results, active,
+                                 success_error, time.perf_counter() - start)
+                if callback is not None:
+                    callback({"update": k + 1, "active": int(active.sum()), "elapsed_s": time.perf_counter() - start,
+                              "val_error": [results[m].final_error for m in idx.tolist()]})
+            elif callback is not None:
+                callback({"update": k + 1, "active": int(active.sum())})
+            if out_of_time:
+                break
+    finally:
+        torch.set_flush_denormal(False)
+
+    elapsed = time.perf_counter() - start
+    rho = spectral_radius(params["weight_hh"])
+    for m, r in enumerate(results):
+        r.updates = int(updates[m])
+        n = float(acc.norm_count[m])
+        r.grad_norm_mean = float(acc.norm_total[m]) / n if n else math.nan
+        r.grad_norm_max = float(acc.norm_max[m]) if n else math.nan
+        r.clip_fraction = float(acc.clipped[m]) / max(r.updates, 1)
+        r.fallbacks = int(acc.fallbacks[m])
+        r.rho_final = float(rho[m])
+        if bool(active[m]):
+            r.wall_time_s = elapsed
+        if keep_params:
+            r.params = {n: v[m].detach().cpu().clone() for n, v in params.items()}
+    return results
+
+
+def _validation_step(task, params, keys, ctx, cfg, idx, update, acc, last_profile, results, active, success_error, elapsed):
+    """Validate the models ``idx``, log their interval statistics, freeze the successful ones."""
+    sub_params = {n: v[idx] for n, v in params.items()}
+    val_loss, val_error = validate(task, sub_params, keys[idx], {n: v[idx] for n, v in ctx.items()}, cfg,
+                                   math.ceil(update / cfg.val_every), success_error)
+    rho = spectral_radius(sub_params["weight_hh"])
+    interval = acc.interval()
+    _, T, profile = last_profile
+    for j, m in enumerate(idx.tolist()):
+        r = results[m]
+        loss_m, err_m = float(val_loss[j]), float(val_error[j])
+        for key, value in (("update", update), ("train_loss", float(interval["loss"][m])), ("grad_norm", float(interval["norm"][m])),
+                           ("omega", float(interval["omega"][m])), ("val_loss", loss_m), ("val_error", err_m), ("rho", float(rho[j]))):
+            r.history[key].append(value)
+        r.grad_profiles.append({"update": update, "length": T, "delta_norm": profile[j].tolist()})
+        r.final_loss, r.final_error, r.train_loss = loss_m, err_m, float(interval["loss"][m])
+        r.best_error = err_m if math.isnan(r.best_error) else min(r.best_error, err_m)
+        if err_m < success_error and math.isfinite(loss_m) and not r.success:
+            r.success, r.updates_to_success = True, update
+            if cfg.stop_at_success:
+                active[m] = False
+                r.wall_time_s = elapsed
+
+
+def train(config: RunConfig, device: torch.device | str | None = None, callback=None, keep_params: bool = True) -> RunResult:
+    """Train one run (a population of one); see :func:`train_population`."""
+    return train_population([config], device, callback, keep_params)[0]
