@@ -46,11 +46,15 @@ def test_population(benchmark, impl):
     _record(benchmark, cfg.flops(True))
 
 
+def _as_torch(a):
+    return a if isinstance(a, torch.Tensor) else torch.from_numpy(np.array(a))  # JAX arrays
+
+
 def _close(results, rtol=1e-4, atol=1e-5):
     ref = results[0]
     for other in results[1:]:
         for a, b in zip(other, ref):
-            torch.testing.assert_close(torch.from_numpy(np.array(a)), b, rtol=rtol, atol=atol)
+            torch.testing.assert_close(_as_torch(a), b, rtol=rtol, atol=atol)
 
 
 def test_peers_agree():

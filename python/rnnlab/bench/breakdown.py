@@ -52,13 +52,18 @@ def _parts(cfg: Config, data: Data) -> dict[str, Callable[[], object]]:
 
 
 def breakdown(cfg: Config, budget: Budget = FULL) -> dict[str, float]:
-    """Median seconds of each part of rnnlab's forward+backward on ``cfg``, of the whole pass
-    (the benchmark's rnnlab case: single.rnnlab_rnn for M = 1, population.fused otherwise), and
-    of the overhead ``whole − Σ parts`` (the "of which" line is not added twice)."""
+    """Median seconds of each part of rnnlab's forward+backward on ``cfg``; of the whole pass
+    through the same functional calls (single.rnnlab_functional for M = 1, population.fused
+    otherwise) and the overhead ``whole − Σ parts`` (the "of which" line is not added twice);
+    and, for comparison, of the whole pass through rnnlab.RNN (M = 1) or vmap (M > 1)."""
     data = Data.make(cfg)
     out = {name: measure(fn, budget).median for name, fn in _parts(cfg, data).items()}
     parts = sum(t for name, t in out.items() if not name.startswith(" "))
-    whole = single.rnnlab_rnn(cfg, data, True) if cfg.M == 1 else population.fused(cfg, data)
-    out["whole forward+backward"] = measure(whole, budget).median
-    out["autograd/Python/alloc overhead"] = out["whole forward+backward"] - parts
+    if cfg.M == 1:
+        whole, other = single.rnnlab_functional(cfg, data, True), single.rnnlab_rnn(cfg, data, True)
+    else:
+        whole, other = population.fused(cfg, data), population.vmap(cfg, data)
+    out["whole pass, functional"] = measure(whole, budget).median
+    out["autograd/Python/alloc overhead"] = out["whole pass, functional"] - parts
+    out["whole pass, " + (single.rnnlab_name() if cfg.M == 1 else "vmap")] = measure(other, budget).median
     return out

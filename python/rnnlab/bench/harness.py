@@ -79,6 +79,33 @@ def sgemm_gflops(n: int = 1024, budget: Budget = FULL) -> float:
     return 2 * n**3 / t.median / 1e9
 
 
+def _busy_seconds() -> float | None:
+    """CPU-seconds all processes have spent busy since boot (/proc/stat), None where unreadable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """How busy the rest of the machine was while this process measured: the share of all cores'
+    time spent by other processes between construction and :meth:`share` (0 = quiet machine)."""
+
+    def __init__(self) -> None:
+        self._busy, self._own, self._wall = _busy_seconds(), time.process_time(), time.perf_counter()
+
+    def share(self) -> float | None:
+        busy = _busy_seconds()
+        if busy is None or self._busy is None:
+            return None
+        others = (busy - self._busy) - (time.process_time() - self._own)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(0.0, others / ((time.perf_counter() - self._wall) * cores))
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (platform.processor() where there is none)."""
     try:

@@ -6,8 +6,8 @@ The peers a PyTorch user has without rnnlab, and rnnlab's two ways to run the po
 * ``bmm``: the best hand-rolled batched version: one batched projection, then per step one
   ``baddbmm`` and one ``tanh`` over ``unbind``-ed steps under autograd;
 * ``fused``: the same projection, then one ``rnnlab.elman`` call with M models;
-* ``vmap``: ``torch.func.vmap(torch.func.grad(loss))`` of a single-model function over stacked
-  weights, which rnnlab's vmap rule turns into one fused call.
+* ``vmap``: ``torch.func.vmap(torch.func.grad(loss))`` of one rnnlab.RNN over stacked weights,
+  which rnnlab's vmap rule turns into one fused call.
 
 Each builder returns a callable that runs one forward+backward pass of ``L = Σ_m Σ hs_m ⊙ G_m``
 (workload.py) and returns the gradients (∂W_ih [M, H, I], ∂W_hh [M, H, H], ∂b_ih [M, H],
@@ -23,6 +23,7 @@ from torch import Tensor
 
 import rnnlab
 
+from .single import dropin
 from .workload import Config, Data
 
 
@@ -87,14 +88,23 @@ def fused(cfg: Config, data: Data) -> Callable[[], tuple]:
 
 
 def vmap(cfg: Config, data: Data) -> Callable[[], tuple]:
-    names = ("w_ih", "w_hh", "b_ih", "b_hh")
+    """``vmap(grad(loss))`` of one rnnlab.RNN through ``torch.func.functional_call`` (of the
+    functional core where the tree has no rnnlab.RNN yet)."""
+    names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
     params = dict(zip(names, (data.w_ih, data.w_hh, data.b_ih, data.b_hh)))
+    RNN = dropin()
+    if RNN is not None:
+        model = RNN(cfg.input_size, cfg.H)
 
-    def loss(p: dict[str, Tensor], x: Tensor, g: Tensor) -> Tensor:
-        xp = F.linear(x, p["w_ih"], p["b_ih"] + p["b_hh"])
-        return (rnnlab.elman(xp.unsqueeze(0), p["w_hh"].unsqueeze(0))[0] * g).sum()
+        def forward(p: dict[str, Tensor], x: Tensor) -> Tensor:
+            return torch.func.functional_call(model, p, (x,))[0]
+    else:
+        def forward(p: dict[str, Tensor], x: Tensor) -> Tensor:
+            xp = F.linear(x, p["weight_ih_l0"], p["bias_ih_l0"] + p["bias_hh_l0"])
+            return rnnlab.elman(xp.unsqueeze(0), p["weight_hh_l0"].unsqueeze(0))[0]
 
-    grads = torch.func.vmap(torch.func.grad(loss), in_dims=(0, None, 0))
+    grads = torch.func.vmap(torch.func.grad(lambda p, x, g: (forward(p, x) * g).sum()), in_dims=(0, None, 0))
+
     def run() -> tuple:
         g = grads(params, data.x, data.g)
         return tuple(g[n] for n in names)

@@ -21,12 +21,16 @@ def _ms(timing: dict | None) -> str:
     return f"{1e3 * timing['median']:.2f}{noisy}"
 
 
+def _percent(share: float | None) -> str:
+    return "?" if share is None else f"{100 * share:.0f} %"
+
+
 def machine_line(results: dict) -> str:
     m, s = results["machine"], results["sgemm_gflops"]
     jax = f", jax {m['jax']}" if m.get("jax") else ""
     return (f"{m['cpu']}, {m['cores']} cores, rnnlab kernels {m['rnnlab_isa']}, {m['threads']} torch threads; "
             f"torch {m['torch']}{jax}; sgemm (torch.mm 1024² float32) {s['start']:.0f} GFLOP/s at start, "
-            f"{s['end']:.0f} at end")
+            f"{s['end']:.0f} at end; other processes used {_percent(results['other_load'])} of the cores meanwhile")
 
 
 def single_table(results: dict, markdown: bool) -> str:
@@ -59,6 +63,14 @@ def population_table(results: dict, markdown: bool) -> str:
         rows.append([impl, "fwd+bwd", _ms(t), f"{gflops:.1f}", f"{100 * gflops / sgemm:.1f}",
                      f"{t['median'] / fused:.2f}"])
     return table(["implementation", "pass", "ms", "GFLOP/s", "% sgemm", "rnnlab fused ×"], rows, markdown)
+
+
+def breakdown_table(parts: dict[str, dict[str, float]], markdown: bool) -> str:
+    """parts: config label -> {part name: seconds} (breakdown.breakdown) -> one column per config."""
+    labels = list(parts)
+    names = list(parts[labels[0]])
+    rows = [[name, *(f"{1e3 * parts[label][name]:.2f}" for label in labels)] for name in names]
+    return table(["part (ms)", *labels], rows, markdown)
 
 
 def render(results: dict, markdown: bool = False) -> str:

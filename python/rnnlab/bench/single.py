@@ -39,18 +39,33 @@ def nn_rnn(cfg: Config, data: Data, backward: bool) -> Callable[[], object]:
     return _step(lambda: model(data.x)[0], list(model.parameters()), data.g[0], backward)
 
 
+def dropin():
+    """The drop-in ``rnnlab.RNN`` class, or None in a tree that does not have it yet."""
+    try:
+        from rnnlab.nn import RNN
+    except ImportError:
+        return None
+    return RNN
+
+
 def rnnlab_name() -> str:
-    return "rnnlab.RNN" if hasattr(rnnlab, "RNN") else "rnnlab.elman"
+    return "rnnlab.elman" if dropin() is None else "rnnlab.RNN"
 
 
 def rnnlab_rnn(cfg: Config, data: Data, backward: bool) -> Callable[[], object]:
-    """The drop-in rnnlab.RNN when the package has it, else its functional core: the projection
+    """The drop-in rnnlab.RNN, or where there is none its functional core: the projection
     ``F.linear(x, W_ih, b_ih + b_hh)`` and one fused ``rnnlab.elman`` call with M = 1."""
-    if hasattr(rnnlab, "RNN"):
-        model = rnnlab.RNN(cfg.input_size, cfg.H)
+    RNN = dropin()
+    if RNN is not None:
+        model = RNN(cfg.input_size, cfg.H)
         model.load_state_dict(data.params(0))
         return _step(lambda: model(data.x)[0], list(model.parameters()), data.g[0], backward)
+    return rnnlab_functional(cfg, data, backward)
 
+
+def rnnlab_functional(cfg: Config, data: Data, backward: bool) -> Callable[[], object]:
+    """``F.linear(x, W_ih, b_ih + b_hh)`` then ``rnnlab.elman`` with M = 1: what rnnlab.RNN runs
+    for one layer, without the module (breakdown.py compares the two)."""
     w_ih, w_hh, b_ih, b_hh = params = [p.requires_grad_() for p in data.params(0).values()]
 
     def forward() -> Tensor:

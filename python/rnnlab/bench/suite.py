@@ -3,13 +3,14 @@
 Layout of the result::
 
     {"machine": {...}, "rnnlab_impl": "rnnlab.RNN" | "rnnlab.elman", "budget": {...},
-     "sgemm_gflops": {"start": float, "end": float},
+     "sgemm_gflops": {"start": float, "end": float}, "other_load": float | None,
      "single": [{"config": {...}, "label": str, "mode": "forward" | "forward+backward",
                  "flops": float, "times": {"nn.RNN": Timing, "rnnlab": Timing, "jax": Timing}}],
      "population": {"config": {...}, "label": str, "flops": float, "times": {impl: Timing}} | None}
 
 Times are :class:`~rnnlab.bench.harness.Timing` dicts in seconds. sgemm is measured before and
-after the cases so a drift (another process, frequency change) shows up in the report.
+after the cases, and ``other_load`` is the share of the cores other processes used meanwhile
+(harness.OtherLoad), so that a drift or a busy machine shows up in the report.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dataclasses import asdict
 from typing import Callable, Iterable
 
 from . import jax_peer, population, single
-from .harness import FULL, Budget, machine_info, measure, sgemm_gflops
+from .harness import FULL, Budget, OtherLoad, machine_info, measure, sgemm_gflops
 from .workload import Config, Data
 
 MODES = (("forward", False), ("forward+backward", True))
@@ -47,6 +48,7 @@ def run(
 ) -> dict:
     """Measures every (config, mode, implementation) and the population case; see module doc."""
     use_jax = use_jax and jax_peer.available()
+    other_load = OtherLoad()
     results = {
         "machine": machine_info(),
         "rnnlab_impl": single.rnnlab_name(),
@@ -78,4 +80,5 @@ def run(
             "times": times,
         }
     results["sgemm_gflops"]["end"] = sgemm_gflops(budget=budget)
+    results["other_load"] = other_load.share()
     return results

@@ -45,6 +45,15 @@ def run(args) -> int:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     print(report.render(results, markdown=args.markdown))
+    if args.breakdown:
+        from ..bench.breakdown import breakdown
+
+        parts = {}
+        for cfg in configs + ([population] if population else []):
+            progress(f"{cfg.label} breakdown")
+            parts[cfg.label] = breakdown(cfg, QUICK if args.quick else FULL)
+        print("\nWhere rnnlab's forward+backward time goes (each part timed alone):\n")
+        print(report.breakdown_table(parts, args.markdown))
     return 0
 
 
@@ -57,4 +66,5 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice); JAX uses its own pool")
     p.add_argument("--json", metavar="PATH", help="also write the raw results (seconds, per case) as JSON")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    p.add_argument("--breakdown", action="store_true", help="also time each part of rnnlab's pass alone")
     p.set_defaults(func=run)
