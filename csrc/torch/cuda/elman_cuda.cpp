@@ -1,0 +1,152 @@
+// ATen glue for the CUDA Elman kernels: the CUDA impls of the ops whose schemas are defined in
+// csrc/torch/elman_ops.cpp, input checks, the choice between the on-chip kernel and the per-step
+// path (kernels/cuda/elman.cuh), and the weight-gradient GEMMs that follow the backward kernel.
+//
+// Path choice: the on-chip kernel whenever w_hh fits (float32 H ≤ 128, float64 H ≤ 64), else
+// per step: a batched cuBLAS GEMM (at::bmm_out) plus one fused pointwise kernel. The environment
+// variable RNNLAB_CUDA_ELMAN=steps forces the per-step path, so that tests exercise both paths on
+// small sizes. The per-step GEMMs follow torch's TF32 setting; the on-chip kernel is always fp32.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cuda/elman.cuh"
+#include "torch/checks.h"
+
+namespace rnnlab {
+
+// Shared with the CPU impl; defined in csrc/torch/elman_ops.cpp.
+Activation parse_activation(c10::string_view name);
+std::tuple<at::Tensor, at::Tensor> omega_from_norms(const at::Tensor& delta_sq, const at::Tensor& v_sq);
+
+namespace {
+
+bool steps_forced() {
+  const char* v = std::getenv("RNNLAB_CUDA_ELMAN");
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "auto") == 0) return false;
+  TORCH_CHECK_VALUE(std::strcmp(v, "steps") == 0, "RNNLAB_CUDA_ELMAN must be 'auto' or 'steps', got '", v, "'");
+  return true;
+}
+
+template <typename T>
+bool use_onchip(int64_t H) {
+  return cuda::elman_onchip_fits<T>(H) && !steps_forced();
+}
+
+RecurrenceShape check_elman_cuda(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0) {
+  check_float_cpu("xp", xp);  // dtype and contiguity; the device is checked next
+  TORCH_CHECK_VALUE(xp.is_cuda(), "xp must be a CUDA tensor, got ", xp.device());
+  check_dim("xp", xp, 4, "[M, T, B, H]");
+  const RecurrenceShape s{xp.size(0), xp.size(1), xp.size(2), xp.size(3)};
+  check_like("w_hh", w_hh, xp, {s.M, s.H, s.H}, "[M, H, H]");
+  check_like("h0", h0, xp, {s.M, s.B, s.H}, "[M, B, H]");
+  return s;
+}
+
+cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+at::Tensor elman_forward_cuda(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0,
+                              c10::string_view activation) {
+  const RecurrenceShape s = check_elman_cuda(xp, w_hh, h0);
+  const Activation act = parse_activation(activation);
+  const c10::cuda::CUDAGuard guard(xp.device());
+  auto hs = at::empty_like(xp, at::MemoryFormat::Contiguous);
+  if (hs.numel() == 0) return hs;
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "elman_forward_cuda", [&] {
+    using T = scalar_t;
+    if (use_onchip<T>(s.H)) {
+      C10_CUDA_CHECK(cuda::elman_forward_onchip<T>(s, act, xp.const_data_ptr<T>(), w_hh.const_data_ptr<T>(),
+                                                   h0.const_data_ptr<T>(), hs.mutable_data_ptr<T>(), current_stream()));
+      return;
+    }
+    auto rec = at::empty({s.M, s.B, s.H}, xp.options());  // h_{t-1} w_hhᵀ
+    const auto w_t = w_hh.transpose(1, 2);
+    for (int64_t t = 0; t < s.T; ++t) {
+      at::bmm_out(rec, t == 0 ? h0 : hs.select(1, t - 1), w_t);
+      C10_CUDA_CHECK(cuda::elman_forward_step<T>(s, t, act, xp.const_data_ptr<T>(), rec.const_data_ptr<T>(),
+                                                 hs.mutable_data_ptr<T>(), current_stream()));
+    }
+  });
+  return hs;
+}
+
+// dW_hh = Σ_t u_tᵀ h_{t-1} (+ α·4/(B·N)·Σ_t u_tᵀ κ_t v_t, SPEC §2.5), as in the CPU glue.
+at::Tensor weight_grad(const RecurrenceShape& s, const at::Tensor& grad_xp, const at::Tensor& hs, const at::Tensor& h0,
+                       const at::Tensor& w_hh, const at::Tensor& reg_v, const std::optional<at::Tensor>& reg_weight,
+                       const at::Tensor& n_valid) {
+  auto grad_w = at::zeros_like(w_hh, at::MemoryFormat::Contiguous);
+  if (s.T == 0 || s.B == 0) return grad_w;
+  grad_w.baddbmm_(grad_xp.select(1, 0).transpose(1, 2), h0);
+  if (s.T > 1)
+    grad_w.baddbmm_(grad_xp.narrow(1, 1, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}).transpose(1, 2),
+                    hs.narrow(1, 0, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}));
+  if (reg_v.defined()) {
+    const auto scale =
+        at::where(n_valid > 0, 4 * *reg_weight / (s.B * n_valid.clamp_min(1e-300)), at::zeros_like(n_valid));
+    grad_w.add_(at::bmm(grad_xp.view({s.M, s.T * s.B, s.H}).transpose(1, 2), reg_v.view({s.M, s.T * s.B, s.H})) *
+                scale.view({s.M, 1, 1}));
+  }
+  return grad_w;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_backward_cuda(
+    const at::Tensor& grad_hs, const at::Tensor& hs, const at::Tensor& h0, const at::Tensor& w_hh,
+    c10::string_view activation, const std::optional<at::Tensor>& reg_weight) {
+  const RecurrenceShape s = check_elman_cuda(hs, w_hh, h0);
+  check_like("grad_hs", grad_hs, hs, {s.M, s.T, s.B, s.H}, "[M, T, B, H]");
+  const Activation act = parse_activation(activation);
+  if (reg_weight) check_like("reg_weight", *reg_weight, hs, {s.M}, "[M]");
+  const c10::cuda::CUDAGuard guard(hs.device());
+
+  auto grad_xp = at::empty_like(hs, at::MemoryFormat::Contiguous);
+  auto grad_h0 = at::zeros_like(h0, at::MemoryFormat::Contiguous);  // stays 0 when T = 0
+  auto delta_sq = at::empty({s.M, s.T, s.B}, hs.options());
+  auto v_sq = at::empty({s.M, s.T, s.B}, hs.options());
+  auto reg_v = reg_weight ? at::empty_like(hs, at::MemoryFormat::Contiguous) : at::Tensor();
+  if (s.M > 0 && s.T > 0 && s.B > 0 && s.H > 0) {
+    AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "elman_backward_cuda", [&] {
+      using T = scalar_t;
+      T* reg = reg_v.defined() ? reg_v.mutable_data_ptr<T>() : nullptr;
+      if (use_onchip<T>(s.H)) {
+        C10_CUDA_CHECK(cuda::elman_backward_onchip<T>(
+            s, act, grad_hs.const_data_ptr<T>(), hs.const_data_ptr<T>(), w_hh.const_data_ptr<T>(),
+            grad_xp.mutable_data_ptr<T>(), grad_h0.mutable_data_ptr<T>(), delta_sq.mutable_data_ptr<T>(),
+            v_sq.mutable_data_ptr<T>(), reg, current_stream()));
+        return;
+      }
+      auto v = at::empty({s.M, s.B, s.H}, hs.options());  // v_t = u_t w_hh
+      auto step = [&](int64_t t, const T* vt) {
+        C10_CUDA_CHECK(cuda::elman_backward_step<T>(s, t, act, vt, grad_hs.const_data_ptr<T>(), hs.const_data_ptr<T>(),
+                                                    grad_xp.mutable_data_ptr<T>(), grad_h0.mutable_data_ptr<T>(),
+                                                    delta_sq.mutable_data_ptr<T>(), v_sq.mutable_data_ptr<T>(), reg,
+                                                    current_stream()));
+      };
+      step(s.T, nullptr);  // δ_{T-1} = ∂⁺L/∂h_{T-1}
+      for (int64_t t = s.T - 1; t >= 0; --t) {
+        at::bmm_out(v, grad_xp.select(1, t), w_hh);
+        step(t, v.const_data_ptr<T>());
+      }
+    });
+  } else {
+    grad_xp.zero_();
+    delta_sq.zero_();
+    v_sq.zero_();
+  }
+  auto [omega, n_valid] = omega_from_norms(delta_sq, v_sq);
+  auto grad_w = weight_grad(s, grad_xp, hs, h0, w_hh, reg_v, reg_weight, n_valid);
+  return {grad_xp, grad_w, grad_h0, delta_sq, v_sq, omega, n_valid};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(rnnlab, CUDA, m) {
+  m.impl("elman_forward", &elman_forward_cuda);
+  m.impl("elman_backward", &elman_backward_cuda);
+}
+
+}  // namespace rnnlab
