@@ -59,8 +59,9 @@ class RNN(nn.Module):
 
     ``PackedSequence`` input is padded to [T_max, B] and run through the same fused calls, with
     the reverse direction flipped within each sequence's own length; the result equals
-    ``nn.RNN``'s, but the padded steps are computed and discarded. Each such call increments
-    ``rnnlab.nn.rnn.fallback_counts["packed_padded"]``.
+    ``nn.RNN``'s, but the padded steps are computed and discarded (a relu RNN that overflows to
+    inf on them would turn weight gradients NaN where ``nn.RNN``'s stay finite). Each such call
+    increments ``rnnlab.nn.rnn.fallback_counts["packed_padded"]``.
 
     Shapes (L = num_layers, D = 2 if bidirectional else 1, H = hidden_size, I = input_size):
         input: [T, B, I], or [B, T, I] with ``batch_first``, or unbatched [T, I], or a
@@ -78,6 +79,8 @@ class RNN(nn.Module):
             ``loss.backward()`` :attr:`gradient_stats` holds, per layer and direction, ‖∂L/∂h_t‖
             and ‖v_t‖²/‖δ_t‖² as [T, B] in original time order, and Ω, N as [L, D]
             (see :class:`rnnlab.nn.GradientStats`). When False nothing extra is computed or kept.
+            Eager mode only: under ``torch.compile`` Dynamo cannot create the sinks (leaf tensors
+            that require grad) inside the graph. The regularizer works compiled.
 
     Example::
 
