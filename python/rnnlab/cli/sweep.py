@@ -1,0 +1,122 @@
+"""``rnnlab sweep run | status | report``: factorial sweeps of RNN training runs (docs/sweeps.md)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _parse_set(items: list[str]) -> dict:
+    """``--set name=value`` pairs, each value a TOML value: ``lr=0.1``, ``seed={range=[0,20]}``,
+    ``hidden=[8,32,128]``, ``task="parity"``."""
+    import tomllib
+
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--set expects name=value, got {item!r}")
+        try:
+            out[name.strip()] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError as e:
+            raise SystemExit(f"--set {item!r}: the value must be a TOML value (strings in double quotes): {e}") from None
+    return out
+
+
+def _run(args) -> int:
+    from ..sweep import SpecError, SweepSpec, run_sweep
+    from ..sweep.report import write_report
+
+    try:
+        spec = SweepSpec.from_file(args.spec)
+        if args.set:
+            spec = spec.with_overrides(_parse_set(args.set))
+        if args.dry_run:
+            from ..sweep.pack import pack
+
+            runs = spec.expand()
+            pops = pack(runs, args.device or spec.engine.get("device", "cpu"), args.max_population)
+            print(f"{spec.name}: {len(runs)} runs in {len(pops)} populations "
+                  f"(sizes {sorted({p.size for p in pops})}); factors: "
+                  + ", ".join(f"{k} ({len(v)})" for k, v in spec.factors().items()))
+            return 0
+    except SpecError as e:
+        print(f"rnnlab sweep: invalid spec: {e}", file=sys.stderr)
+        return 2
+    db = Path(args.db or f"{spec.name}.sqlite")
+    out = run_sweep(spec, str(db), backend=args.backend, device=args.device, max_population=args.max_population,
+                    progress=not args.quiet, threads=args.threads, ray_address=args.ray_address,
+                    cpus_per_task=args.cpus_per_task, num_cpus=args.num_cpus)
+    print(f"{spec.name}: {out['trained']} runs trained, {out['skipped']} already in {db}, "
+          f"{out['model_updates_per_s']:,.0f} model-updates/s over {out['elapsed_s']:.0f} s")
+    if not args.no_report:
+        report_dir = Path(args.report or db.with_name(db.stem + "_report"))
+        rep = write_report(db, report_dir)
+        section = rep["markdown"].split("## VEG")[0]
+        print(section.split("## Success rate over learning rate × length", 1)[-1].strip())
+        print(f"\nreport: {report_dir / 'report.md'} (+ {len(rep['files']) - 1} PNG plots)")
+    return 0
+
+
+def _status(args) -> int:
+    from ..sweep import ResultStore
+
+    if not Path(args.db).is_file():
+        print(f"rnnlab sweep status: no such file {args.db}", file=sys.stderr)
+        return 2
+    with ResultStore(args.db) as store:
+        planned = dict(store.db.execute("SELECT sweep, COUNT(*) FROM plan GROUP BY sweep").fetchall())
+        done = store.db.execute(
+            "SELECT sweep, COUNT(*), SUM(success), SUM(updates), MIN(finished_at), MAX(finished_at) FROM runs GROUP BY sweep"
+        ).fetchall()
+    stats = {s: rest for s, *rest in done}
+    for sweep in sorted(set(planned) | set(stats)):
+        n, learned, updates, first, last = stats.get(sweep, (0, 0, 0, None, None))
+        p = planned.get(sweep, n)
+        print(f"{sweep}: {n}/{p} runs done ({100 * n / max(p, 1):.1f}%), {learned or 0} learned, "
+              f"{updates or 0:,} model-updates; first row {first or '-'}, last row {last or '-'}")
+    return 0
+
+
+def _report(args) -> int:
+    from ..sweep.report import write_report
+
+    by = tuple(f for f in (args.by or "").split(",") if f)
+    out = Path(args.out or Path(args.db).with_name(Path(args.db).stem + "_report"))
+    rep = write_report(args.db, out, by, args.where or "")
+    print(rep["markdown"])
+    print(f"\nwritten: {', '.join(str(p) for p in rep['files'])}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="run factorial sweeps of RNN training runs and report on them")
+    cmds = p.add_subparsers(dest="sweep_command", required=True)
+
+    r = cmds.add_parser("run", help="train every run of a spec that the SQLite file has no row for")
+    r.add_argument("spec", help="sweep spec (.toml, or .yaml with PyYAML)")
+    r.add_argument("--db", help="SQLite result file (default: <spec name>.sqlite)")
+    r.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="override a field or factor with a TOML value, e.g. --set 'seed={range=[0,20]}' (repeatable)")
+    r.add_argument("--backend", choices=("embedded", "ray"), help="default: the spec's, else embedded")
+    r.add_argument("--device", help="cpu, cuda or cuda:N (default: the spec's, else cpu)")
+    r.add_argument("--max-population", type=int, help="cap on models per population")
+    r.add_argument("--threads", type=int, help="torch CPU threads (embedded backend)")
+    r.add_argument("--num-cpus", type=int, help="CPUs of a local Ray cluster")
+    r.add_argument("--cpus-per-task", type=int, default=1, help="CPUs per population on Ray (default 1)")
+    r.add_argument("--ray-address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local one)")
+    r.add_argument("--report", help="report directory (default: <db>_report)")
+    r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    r.add_argument("--dry-run", action="store_true", help="validate and count runs and populations only")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_run)
+
+    s = cmds.add_parser("status", help="runs planned, done and learned in a sweep's SQLite file")
+    s.add_argument("db")
+    s.set_defaults(func=_status)
+
+    rep = cmds.add_parser("report", help="tables and PNG plots from a sweep's SQLite file")
+    rep.add_argument("db")
+    rep.add_argument("--out", help="output directory (default: <db>_report)")
+    rep.add_argument("--by", help="comma-separated extra factors to split tables and plots by, e.g. optimizer,hidden")
+    rep.add_argument("--where", help="SQL filter of the runs, e.g. \"WHERE task = 'latch'\"")
+    rep.set_defaults(func=_report)

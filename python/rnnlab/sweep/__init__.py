@@ -1,0 +1,15 @@
+"""Sweeps: factorial grids of training runs, packed into populations, stored in SQLite
+(DESIGN.md §5). See docs/sweeps.md.
+
+    from rnnlab.sweep import SweepSpec, run_sweep
+    spec = SweepSpec.from_file("examples/sweeps/tiny.toml")
+    run_sweep(spec, "tiny.sqlite")
+"""
+from .pack import Population, pack
+from .record import VegRule
+from .runner import run_sweep
+from .spec import Run, SpecError, SweepSpec, grid, logspace, run_id
+from .store import ResultStore
+
+__all__ = ["Population", "ResultStore", "Run", "SpecError", "SweepSpec", "VegRule", "grid", "logspace", "pack",
+           "run_id", "run_sweep"]

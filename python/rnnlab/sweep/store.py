@@ -1,0 +1,148 @@
+"""SQLite result store: one row per finished run, committed as soon as the row is added.
+
+Tables:
+
+* ``runs``: one row per finished run; ``run_id`` (a hash of the run's config, see
+  :func:`rnnlab.sweep.spec.run_id`) is the primary key, so a run can never be stored twice. The
+  full config is kept as JSON, the factors and outcomes as indexed columns (:data:`COLUMNS`).
+* ``plan``: every run a sweep asked for (run_id, sweep name, config JSON), so ``status`` can say
+  what is left without the spec file.
+* ``meta``: key -> JSON value (specs, VEG thresholds, rnnlab version).
+
+The database is in WAL mode: a row is durable once :meth:`ResultStore.add` returns, readers
+(``rnnlab sweep status`` while a sweep runs) never block the writer, and a process killed at any
+point leaves every committed row intact and no partial one. Resuming a sweep = skipping the ids in
+:meth:`ResultStore.done_ids`; finished runs are neither lost nor repeated.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+#: (column, SQLite type) of the runs table, in order; JSON columns hold text.
+COLUMNS = (
+    ("run_id", "TEXT PRIMARY KEY"), ("sweep", "TEXT"), ("config", "JSON"), ("labels", "JSON"),
+    ("task", "TEXT"), ("length", "INTEGER"), ("min_length", "INTEGER"), ("cell", "TEXT"), ("hidden", "INTEGER"),
+    ("nonlinearity", "TEXT"), ("init", "TEXT"), ("init_gain", "REAL"), ("optimizer", "TEXT"), ("lr", "REAL"),
+    ("clip", "REAL"), ("alpha", "REAL"), ("seed", "INTEGER"), ("batch_size", "INTEGER"), ("max_updates", "INTEGER"),
+    ("success", "INTEGER"), ("updates", "INTEGER"), ("updates_to_success", "INTEGER"), ("final_loss", "REAL"),
+    ("final_error", "REAL"), ("best_error", "REAL"), ("train_loss", "REAL"), ("grad_norm_mean", "REAL"),
+    ("grad_norm_max", "REAL"), ("clip_fraction", "REAL"), ("fallbacks", "INTEGER"), ("rho_final", "REAL"),
+    ("veg_checks", "INTEGER"), ("vanishing_frac", "REAL"), ("exploding_frac", "REAL"), ("veg_vanishing", "INTEGER"),
+    ("veg_exploding", "INTEGER"), ("veg", "INTEGER"), ("log10_r1_min", "REAL"), ("log10_r1_median", "REAL"),
+    ("log10_r1_max", "REAL"), ("wall_time_s", "REAL"), ("population_id", "TEXT"), ("population_size", "INTEGER"),
+    ("backend", "TEXT"), ("device", "TEXT"), ("host", "TEXT"), ("finished_at", "TEXT"),
+    ("history", "JSON"), ("profile_first", "JSON"), ("profile_last", "JSON"),
+)
+_NAMES = tuple(c for c, _ in COLUMNS)
+_JSON = {c for c, t in COLUMNS if t == "JSON"}
+_INDEXED = ("task", "length", "cell", "hidden", "init", "optimizer", "lr", "seed", "success", "veg")
+
+
+def _json_default(v):
+    raise TypeError(f"not JSON-serializable: {type(v).__name__}")
+
+
+def _encode(v):
+    """Python value -> a SQLite value (JSON text for dicts/lists; NaN -> NULL)."""
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, default=_json_default, allow_nan=True)
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+class ResultStore:
+    """The SQLite file of a sweep (created if missing). Use as a context manager or ``close()``.
+
+    Args:
+        path: the database file.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit, with explicit transactions where several statements
+        # must land together.
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a committed row survives the process being killed (only a power
+        # loss can drop the last commits), at a fraction of FULL's fsyncs.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        cols = ", ".join(f"{c} {t}" for c, t in COLUMNS)
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS runs ({cols})")
+        self.db.execute("CREATE TABLE IF NOT EXISTS plan (run_id TEXT PRIMARY KEY, sweep TEXT, config JSON)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value JSON)")
+        for c in _INDEXED:
+            self.db.execute(f"CREATE INDEX IF NOT EXISTS runs_{c} ON runs ({c})")
+
+    # ---- meta and plan ------------------------------------------------------------------------
+    def set_meta(self, key: str, value) -> None:
+        self.db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (key, json.dumps(value)))
+
+    def meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def add_plan(self, sweep: str, runs: Iterable) -> None:
+        """Record the runs (:class:`rnnlab.sweep.spec.Run`) a sweep will train (idempotent)."""
+        rows = [(r.run_id, sweep, json.dumps(r.to_dict())) for r in runs]
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT INTO plan VALUES (?, ?, ?) ON CONFLICT(run_id) DO NOTHING", rows)
+        self.db.execute("COMMIT")
+
+    def planned(self, sweep: str | None = None) -> int:
+        if sweep is None:
+            return self.db.execute("SELECT COUNT(*) FROM plan").fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM plan WHERE sweep = ?", (sweep,)).fetchone()[0]
+
+    # ---- runs -----------------------------------------------------------------------------------
+    def done_ids(self) -> set[str]:
+        """The ids of every stored run."""
+        return {r[0] for r in self.db.execute("SELECT run_id FROM runs")}
+
+    def add(self, row: dict, sweep: str = "") -> bool:
+        """Store one finished run and commit. Returns False (and stores nothing) if a run with
+        this ``run_id`` is already stored. Unknown keys raise KeyError naming them."""
+        extra = set(row) - set(_NAMES)
+        if extra:
+            raise KeyError(f"row has unknown columns {sorted(extra)}; expected a subset of {list(_NAMES)}")
+        values = {**row, "sweep": row.get("sweep", sweep)}
+        names = [c for c in _NAMES if c in values]
+        sql = f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) ON CONFLICT(run_id) DO NOTHING"
+        cur = self.db.execute(sql, [_encode(values[c]) for c in names])
+        return cur.rowcount == 1
+
+    def count(self, sweep: str | None = None) -> int:
+        if sweep is None:
+            return self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM runs WHERE sweep = ?", (sweep,)).fetchone()[0]
+
+    def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
+        """Stored runs as dicts (JSON columns decoded, NULL as None), e.g.
+        ``rows("WHERE task = ? AND success = 1", ("torder",))``."""
+        cur = self.db.execute(f"SELECT * FROM runs {where}", params)
+        names = [d[0] for d in cur.description]
+        out = []
+        for values in cur:
+            row = dict(zip(names, values))
+            for c in _JSON & row.keys():
+                if row[c] is not None:
+                    row[c] = json.loads(row[c])
+            out.append(row)
+        return out
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
