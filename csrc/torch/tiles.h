@@ -14,6 +14,7 @@ namespace rnnlab {
 // Splits (model, batch row) space into tiles so that every thread has work even when M is small
 // (one nn.RNN layer is M = 1), keeping tiles a whole number of micro-kernel row blocks.
 inline std::vector<BatchTile> make_tiles(int64_t M, int64_t B, int64_t row_block) {
+  if (M == 0 || B == 0) return {};
   const int64_t threads = at::get_num_threads();
   const int64_t blocks = (B + row_block - 1) / row_block;
   const int64_t per_model = std::max<int64_t>(1, std::min<int64_t>(blocks, (threads + M - 1) / M));

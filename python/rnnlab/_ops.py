@@ -112,3 +112,81 @@ class ElmanFunction(torch.autograd.Function):
         step_grad = torch.stack([delta_sq, v_sq], 1) if ctx.want_stats[0] else None
         reg_grad = torch.stack([omega, n_valid], 1) if ctx.want_stats[1] else None
         return grad_xp, grad_w, grad_h0, step_grad, reg_grad, None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# LSTM
+# ---------------------------------------------------------------------------------------------
+@torch.library.register_fake("rnnlab::lstm_forward")
+def _lstm_forward_fake(xp, w_hh, h0, c0):
+    M, T, B, G = xp.shape
+    H = G // 4
+    return xp.new_empty(M, T, B, H), xp.new_empty(M, T, B, H), torch.empty_like(xp, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("rnnlab::lstm_backward")
+def _lstm_backward_fake(grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh):
+    M, T, B, _ = hs.shape
+    return (
+        torch.empty_like(gates, memory_format=torch.contiguous_format),
+        torch.empty_like(w_hh, memory_format=torch.contiguous_format),
+        torch.empty_like(h0, memory_format=torch.contiguous_format),
+        torch.empty_like(c0, memory_format=torch.contiguous_format),
+        hs.new_empty(M, T, B),
+        hs.new_empty(M, T, B),
+    )
+
+
+@torch.library.register_vmap("rnnlab::lstm_forward")
+def _lstm_forward_vmap(info, in_dims, xp, w_hh, h0, c0):
+    V = info.batch_size
+    outs = ops.lstm_forward(*(_fold(x, d, V) for x, d in zip((xp, w_hh, h0, c0), in_dims)))
+    return tuple(_unfold(o, V) for o in outs), (0, 0, 0)
+
+
+@torch.library.register_vmap("rnnlab::lstm_backward")
+def _lstm_backward_vmap(info, in_dims, grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh):
+    V = info.batch_size
+    args = (grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh)
+    outs = ops.lstm_backward(*(_fold(x, d, V) for x, d in zip(args, in_dims)))
+    return tuple(_unfold(o, V) for o in outs), (0,) * len(outs)
+
+
+def _sink_grads(ctx, delta_sq: Tensor, v_sq: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """The gradients of a GradientSink's two leaves: (‖δ_t‖², ‖v_t‖²) and (Ω, N) of SPEC §2.5."""
+    from .reference import omega_from_norms
+
+    step_grad = torch.stack([delta_sq, v_sq], 1) if ctx.want_stats[0] else None
+    reg_grad = torch.stack(omega_from_norms(delta_sq, v_sq)[:2], 1) if ctx.want_stats[1] else None
+    return step_grad, reg_grad
+
+
+class LstmFunction(torch.autograd.Function):
+    """(hs, cs, gates) = lstm(xp, w_hh, h0, c0); the sinks receive the per-step statistics.
+
+    ``gates`` [M, T, B, 4H] is saved for the backward pass and not differentiable. The sinks
+    work as in :class:`ElmanFunction`: step_sink [M, 2, T, B] gets (‖δ_t‖², ‖v_t‖²) of the
+    hidden state, reg_sink [M, 2] gets (Ω, N) computed from them.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(xp, w_hh, h0, c0, step_sink, reg_sink):
+        return ops.lstm_forward(xp, w_hh, h0, c0)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, w_hh, h0, c0, step_sink, reg_sink = inputs
+        hs, cs, gates = output
+        ctx.mark_non_differentiable(gates)
+        ctx.save_for_backward(hs, cs, gates, h0, c0, w_hh)
+        ctx.want_stats = (step_sink is not None, reg_sink is not None)
+
+    @staticmethod
+    def backward(ctx, grad_hs, grad_cs, _grad_gates):
+        hs, cs, gates, h0, c0, w_hh = ctx.saved_tensors
+        grad_xp, grad_w, grad_h0, grad_c0, delta_sq, v_sq = ops.lstm_backward(
+            grad_hs.contiguous(), grad_cs.contiguous(), hs, cs, gates, h0, c0, w_hh
+        )
+        return (grad_xp, grad_w, grad_h0, grad_c0, *_sink_grads(ctx, delta_sq, v_sq))

@@ -152,3 +152,56 @@ def elman(
         _reg_weight(reg_weight, M, xp),
         nonlinearity,
     )
+
+
+def lstm(
+    xp: Tensor,
+    w_hh: Tensor,
+    h0: Tensor | None = None,
+    c0: Tensor | None = None,
+    *,
+    sink: GradientSink | None = None,
+) -> tuple[Tensor, Tensor]:
+    """M independent LSTMs (PyTorch's cell, gate order i, f, g, o) in one fused call.
+
+    ``z_t = xp_t + h_{t-1} w_hhᵀ``; ``i, f, o = σ(z_i, z_f, z_o)``, ``g = tanh(z_g)``;
+    ``c_t = f c_{t-1} + i g``; ``h_t = o tanh(c_t)``.
+
+    Args:
+        xp: [M, T, B, 4H] projected inputs ``x W_ihᵀ + b_ih + b_hh`` (float32 or float64).
+        w_hh: [M, 4H, H] recurrent weights in PyTorch's layout (``weight_hh_l0`` of model m is
+            ``w_hh[m]``).
+        h0, c0: [M, B, H] initial hidden and cell states, or None for zeros.
+        sink: optional :class:`GradientSink` (``GradientSink.like(xp)``) that receives, at
+            backward, ‖δ_t‖² and ‖v_t‖² of the hidden state (SPEC.md §8.1 B1–B2; v_t is the
+            part of ∂L/∂h_{t-1} that came through w_hh, the cell path excluded) and Ω, N computed
+            from them.
+    Returns:
+        hs: [M, T, B, H] the hidden states h_1 … h_T; cs: [M, T, B, H] the cell states.
+    """
+    if not isinstance(xp, Tensor):
+        raise TypeError(f"xp must be a Tensor, got {type(xp).__name__}")
+    if xp.dim() != 4 or xp.shape[-1] % 4 != 0:
+        raise ValueError(f"xp must have shape [M, T, B, 4H] (gates i, f, g, o), got {list(xp.shape)}")
+    if xp.dtype not in _FLOATS:
+        raise TypeError(f"xp must be float32 or float64, got {xp.dtype}")
+    M, T, B, G = xp.shape
+    H = G // 4
+    _check("w_hh", w_hh, (M, G, H), xp.dtype, xp.device)
+    states = []
+    for name, s in (("h0", h0), ("c0", c0)):
+        if s is None:
+            s = xp.new_zeros(M, B, H)
+        else:
+            _check(name, s, (M, B, H), xp.dtype, xp.device)
+        states.append(s.contiguous())
+    if sink is not None:
+        _check("sink.step", sink.step, (M, 2, T, B), xp.dtype, xp.device)
+    hs, cs, _ = _ops.LstmFunction.apply(
+        xp.contiguous(),
+        w_hh.contiguous(),
+        *states,
+        None if sink is None else sink.step,
+        None if sink is None else sink.reg,
+    )
+    return hs, cs

@@ -159,3 +159,91 @@ def omega_autograd(delta: Tensor, hs: Tensor, w_hh: Tensor, activation_name: str
     mask = c >= OMEGA_BOUND
     r = torch.where(mask, a / torch.where(mask, c, torch.ones_like(c)), torch.ones_like(a))
     return ((r - 1) ** 2).mean(2).sum(1) / mask.to(c.dtype).mean(2).sum(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# LSTM (PyTorch's cell, gate order i, f, g, o; kernel notes in csrc/kernels/cpu/lstm.h)
+# ---------------------------------------------------------------------------------------------
+def lstm_forward(
+    xp: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor, w_hr: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """LSTM recurrence z_t = xp_t + h_{t-1} w_hhᵀ, c_t = f c_{t-1} + i g, h_t = o tanh(c_t).
+
+    With ``w_hr`` (nn.LSTM's ``proj_size > 0``) the state is projected, h_t = (o tanh(c_t)) w_hrᵀ,
+    and P = proj_size replaces H as the size of h; the fused kernels do not cover this case and
+    ``rnnlab.LSTM`` runs it through this function.
+
+    Args:
+        xp: [M, T, B, 4H] projected inputs (x W_ihᵀ + b_ih + b_hh), gate blocks i, f, g, o.
+        w_hh: [M, 4H, H] (or [M, 4H, P]) recurrent weights, PyTorch layout (weight_hh_l0).
+        h0: [M, B, H] (or [M, B, P]), c0: [M, B, H] initial states.
+        w_hr: optional [M, P, H] projection weights (weight_hr_l0).
+    Returns:
+        hs [M, T, B, H] (or [M, T, B, P]), cs [M, T, B, H], gates [M, T, B, 4H] (activated i, f, g, o).
+    """
+    M, T, B, G = xp.shape
+    H = G // 4
+    h, c = h0, c0
+    hs, cs, gates = [], [], []
+    for t in range(T):
+        zi, zf, zg, zo = (xp[:, t] + torch.bmm(h, w_hh.transpose(1, 2))).chunk(4, -1)
+        i, f, g, o = torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zg), torch.sigmoid(zo)
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        if w_hr is not None:
+            h = torch.bmm(h, w_hr.transpose(1, 2))
+        hs.append(h)
+        cs.append(c)
+        gates.append(torch.cat([i, f, g, o], -1))
+    if T == 0:
+        return xp.new_empty(M, 0, B, h0.shape[-1]), xp.new_empty(M, 0, B, H), xp.new_empty(M, 0, B, G)
+    return torch.stack(hs, 1), torch.stack(cs, 1), torch.stack(gates, 1)
+
+
+def lstm_backward(
+    grad_hs: Tensor,
+    grad_cs: Tensor | None,
+    hs: Tensor,
+    cs: Tensor,
+    gates: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_hh: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT through :func:`lstm_forward`, with the per-step statistics of SPEC §8.1.
+
+    δ_t = ∂L/∂h_t is the total gradient on the hidden state and v_t = ∂z_t · w_hh the part of
+    δ_{t-1} that came through w_hh (the cell-state path is not part of it).
+
+    Args:
+        grad_hs: [M, T, B, H] ∂⁺L/∂h_t; grad_cs: [M, T, B, H] ∂⁺L/∂c_t, or None for zero.
+        hs, cs, gates, h0, c0, w_hh: as produced / consumed by :func:`lstm_forward`.
+    Returns:
+        grad_xp [M, T, B, 4H] (= ∂L/∂z_t), grad_w_hh [M, 4H, H], grad_h0 [M, B, H],
+        grad_c0 [M, B, H], delta_sq [M, T, B] (‖δ_t‖², B1), v_sq [M, T, B] (‖v_t‖², B2).
+    """
+    M, T, B, H = hs.shape
+    v = torch.zeros_like(h0)
+    dc = torch.zeros_like(c0)
+    dzs, delta_sq, v_sq = [], [], []
+    for t in reversed(range(T)):
+        i, f, g, o = gates[:, t].chunk(4, -1)
+        c_prev = c0 if t == 0 else cs[:, t - 1]
+        delta = grad_hs[:, t] + v
+        tc = torch.tanh(cs[:, t])
+        e = dc + delta * o * (1 - tc * tc)
+        if grad_cs is not None:
+            e = e + grad_cs[:, t]
+        dz = torch.cat([e * g * i * (1 - i), e * c_prev * f * (1 - f), e * i * (1 - g * g), delta * tc * o * (1 - o)], -1)
+        dc = e * f
+        v = torch.bmm(dz, w_hh)
+        dzs.append(dz)
+        delta_sq.append((delta * delta).sum(-1))
+        v_sq.append((v * v).sum(-1))
+    if T == 0:
+        empty = hs.new_zeros(M, 0, B)
+        return gates.new_zeros(gates.shape), torch.zeros_like(w_hh), torch.zeros_like(h0), torch.zeros_like(c0), empty, empty
+    grad_xp = torch.stack(dzs[::-1], 1)
+    h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], 1)
+    grad_w = torch.einsum("mtbi,mtbj->mij", grad_xp, h_prev)
+    return grad_xp, grad_w, v, dc, torch.stack(delta_sq[::-1], 1), torch.stack(v_sq[::-1], 1)

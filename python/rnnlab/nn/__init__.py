@@ -1,5 +1,6 @@
 """Modules: drop-in replacements for torch.nn recurrent layers (DESIGN.md §4)."""
 from ._diagnostics import GradientStats
+from .lstm import LSTM
 from .rnn import RNN
 
-__all__ = ["GradientStats", "RNN"]
+__all__ = ["GradientStats", "LSTM", "RNN"]

@@ -1,0 +1,298 @@
+"""``rnnlab.LSTM``: a drop-in for ``torch.nn.LSTM`` that runs on the fused LSTM kernels (DESIGN.md §4)."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from .. import reference
+from ..functional import GradientSink, lstm
+from ._common import check_constructor_args, padded_from_packed
+from ._diagnostics import GradientStats
+from .rnn import _flip_time, _reversal_index, _reverse_each_sequence
+
+#: How often each path that is not one fused call per layer ran (DESIGN.md §4: fallbacks are
+#: visible and countable). ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded
+#: batch; ``"proj_size"``: a layer with ``proj_size > 0``, run by :func:`rnnlab.reference.lstm_forward`.
+fallback_counts: Counter = Counter()
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+class LSTM(nn.Module):
+    r"""Multi-layer LSTM, a drop-in replacement for :class:`torch.nn.LSTM`.
+
+    Same constructor (including ``proj_size``), parameters (names, shapes, order,
+    initialization: the same seed gives the same weights, and ``state_dict``\ s load both ways),
+    forward inputs and outputs as ``nn.LSTM``; it is not a subclass of it (Dynamo graph-breaks on
+    ``nn.LSTM`` instances, so ``torch.compile(fullgraph=True)`` works here).
+
+    Each layer is one input-projection GEMM over all steps (``x W_ihᵀ + b_ih + b_hh``) and one
+    fused :func:`rnnlab.lstm` call; a bidirectional layer is a single call with M = 2 models, the
+    reverse direction running on the time-flipped projected input. Dropout (``dropout > 0``,
+    training mode) is applied to every layer's output except the last, as in ``nn.LSTM``.
+    Parameters must be float32 or float64.
+
+    Fallbacks (same results as ``nn.LSTM``, counted in ``rnnlab.nn.lstm.fallback_counts``):
+
+    * ``proj_size > 0``: the fused kernel has no projection; such layers run the pure-PyTorch
+      :func:`rnnlab.reference.lstm_forward` (a per-step loop differentiated by autograd, so much
+      slower) and count ``"proj_size"`` once per layer call. Diagnostics are not available there.
+    * ``PackedSequence`` input is padded to [T_max, B] and run through the same fused calls, the
+      reverse direction flipped within each sequence's own length; the padded steps are
+      computed and discarded. Counts ``"packed_padded"`` once per call.
+
+    Shapes (L = num_layers, D = 2 if bidirectional else 1, H = hidden_size, I = input_size,
+    H_out = proj_size if proj_size > 0 else H):
+        input: [T, B, I], or [B, T, I] with ``batch_first``, or unbatched [T, I], or a
+            ``PackedSequence``.
+        hx: a tuple (h0 [L·D, B, H_out], c0 [L·D, B, H]) (unbatched: without the B axis), or
+            None for zeros.
+        returns output [T, B, D·H_out] (``batch_first``: [B, T, D·H_out]; unbatched:
+        [T, D·H_out]; packed in, packed out) and (h_n [L·D, B, H_out], c_n [L·D, B, H]).
+
+    Gradient diagnostics (beyond ``nn.LSTM``; off by default): with ``diagnostics = True``
+    each forward pass attaches gradient sinks, and after one ``loss.backward()``
+    :attr:`gradient_stats` holds per layer and direction ‖∂L/∂h_t‖ and ‖v_t‖²/‖δ_t‖² of the
+    hidden state as [T, B] in original time order (SPEC.md §8.1; v_t is the part of ∂L/∂h_{t-1}
+    that came through ``weight_hh``, the cell path excluded), see :class:`rnnlab.nn.GradientStats`.
+
+    Example::
+
+        lstm = rnnlab.LSTM(2, 64, num_layers=2, bidirectional=True)
+        out, (h_n, c_n) = lstm(x)              # x: [T, B, 2]
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        check_constructor_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.mode = "LSTM"
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self.diagnostics = False
+        self._gradient_stats: GradientStats | None = None
+
+        # Registration order = nn.LSTM's, so reset_parameters draws the same numbers.
+        factory = {"device": device, "dtype": dtype}
+        H, H_out = hidden_size, self._output_size
+        self._kinds = ["weight_ih", "weight_hh"] + ["bias_ih", "bias_hh"] * bias + ["weight_hr"] * (proj_size > 0)
+        self._all_weights: list[list[str]] = []
+        for layer in range(num_layers):
+            shapes = {
+                "weight_ih": (4 * H, input_size if layer == 0 else H_out * self._num_directions),
+                "weight_hh": (4 * H, H_out),
+                "bias_ih": (4 * H,),
+                "bias_hh": (4 * H,),
+                "weight_hr": (proj_size, H),
+            }
+            for direction in range(self._num_directions):
+                suffix = "_reverse" if direction == 1 else ""
+                names = [f"{kind}_l{layer}{suffix}" for kind in self._kinds]
+                for kind, name in zip(self._kinds, names):
+                    setattr(self, name, nn.Parameter(torch.empty(shapes[kind], **factory)))
+                self._all_weights.append(names)
+        self.reset_parameters()
+
+    @property
+    def _num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _output_size(self) -> int:
+        return self.proj_size if self.proj_size > 0 else self.hidden_size
+
+    def reset_parameters(self) -> None:
+        """U(−1/√H, 1/√H) for every parameter, drawn in registration order (as nn.LSTM)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def flatten_parameters(self) -> None:
+        """No-op, for compatibility: the parameters are used as they are, never flattened."""
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """The parameters per (layer, direction), in nn.LSTM's order."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    def _layer_params(self, layer: int) -> list[dict[str, Tensor]]:
+        """{kind: parameter} of each direction of one layer, kind = "weight_ih", "bias_hh", …"""
+        suffixes = ["", "_reverse"][: self._num_directions]
+        return [{kind: getattr(self, f"{kind}_l{layer}{suffix}") for kind in self._kinds} for suffix in suffixes]
+
+    @property
+    def gradient_stats(self) -> GradientStats:
+        """Gradient statistics of the latest forward pass run with ``diagnostics = True``."""
+        if self._gradient_stats is None:
+            raise RuntimeError(
+                "no gradient statistics: set lstm.diagnostics = True before the forward pass, then call loss.backward()"
+            )
+        return self._gradient_stats
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0), ("bidirectional", False)):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)}"
+        return s
+
+    # -----------------------------------------------------------------------------------------
+    # forward
+    # -----------------------------------------------------------------------------------------
+    def forward(self, input, hx: tuple[Tensor, Tensor] | None = None):
+        """See the class docstring for shapes."""
+        if hx is not None and not (
+            isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(h, Tensor) for h in hx)
+        ):
+            raise TypeError(f"hx must be a tuple (h0, c0) of two Tensors or None, got {type(hx).__name__}")
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
+        if not isinstance(input, Tensor):
+            raise TypeError(f"input must be a Tensor or a PackedSequence, got {type(input).__name__}")
+        if input.dim() not in (2, 3):
+            raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
+        batched = input.dim() == 3
+        batch_dim = 0 if self.batch_first else 1
+        if hx is not None:
+            want = 3 if batched else 2
+            if hx[0].dim() != want or hx[1].dim() != want:
+                kind = "batched 3-D" if batched else "unbatched 2-D"
+                raise RuntimeError(
+                    f"For {kind} input, hx and cx should also be {want}-D but got "
+                    f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
+                )
+        if not batched:
+            input = input.unsqueeze(batch_dim)
+            if hx is not None:
+                hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+        x = input.transpose(0, 1) if self.batch_first else input
+        self._check_forward_args(x, hx)
+        output, (h_n, c_n) = self._run(x, hx, lengths=None, batch_order=None)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        if not batched:
+            output, h_n, c_n = output.squeeze(batch_dim), h_n.squeeze(1), c_n.squeeze(1)
+        return output, (h_n, c_n)
+
+    def _forward_packed(self, packed: PackedSequence, hx: tuple[Tensor, Tensor] | None):
+        data, batch_sizes, sorted_indices, unsorted_indices = packed
+        if data.dim() != 2:
+            raise RuntimeError(f"input must have 2 dimensions, got {data.dim()}")
+        fallback_counts["packed_padded"] += 1
+        if hx is not None and sorted_indices is not None:  # the kernel sees the batch in sorted order
+            hx = (hx[0].index_select(1, sorted_indices), hx[1].index_select(1, sorted_indices))
+        x, lengths, t_idx, b_idx = padded_from_packed(data, batch_sizes)
+        self._check_forward_args(x, hx)
+        output, (h_n, c_n) = self._run(x, hx, lengths=lengths, batch_order=unsorted_indices)
+        if unsorted_indices is not None:
+            h_n, c_n = h_n.index_select(1, unsorted_indices), c_n.index_select(1, unsorted_indices)
+        return PackedSequence(output[t_idx, b_idx], batch_sizes, sorted_indices, unsorted_indices), (h_n, c_n)
+
+    def _check_forward_args(self, x: Tensor, hx: tuple[Tensor, Tensor] | None) -> None:
+        """x: [T, B, I] time-major; hx: (h0, c0) or None. nn.LSTM's checks, plus the kernel's."""
+        w = self.weight_ih_l0
+        if x.dtype != w.dtype:
+            raise ValueError(
+                f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
+                f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})"
+            )
+        if w.dtype not in _KERNEL_DTYPES:
+            raise TypeError(f"rnnlab.LSTM runs in float32 or float64, but its parameters are {w.dtype}")
+        if x.size(-1) != self.input_size:
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.size(-1)}"
+            )
+        if x.device != w.device:
+            raise RuntimeError(
+                "Input and parameter tensors are not at the same device, "
+                f"found input tensor at {x.device} and parameter tensor at {w.device}"
+            )
+        if hx is not None:
+            LD, B = self.num_layers * self._num_directions, x.size(1)
+            for i, (h, size) in enumerate(zip(hx, (self._output_size, self.hidden_size))):
+                if tuple(h.shape) != (LD, B, size):
+                    raise RuntimeError(f"Expected hidden[{i}] size {(LD, B, size)}, got {list(h.shape)}")
+                if h.device != x.device:
+                    raise RuntimeError(
+                        "Input and hidden tensors are not at the same device, "
+                        f"found input tensor at {x.device} and hidden tensor at {h.device}"
+                    )
+                if h.dtype != x.dtype:
+                    raise RuntimeError(f"hx[{i}] dtype ({h.dtype}) does not match input dtype ({x.dtype})")
+        if x.size(0) == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+        if self.diagnostics and self.proj_size > 0:
+            raise NotImplementedError("rnnlab.LSTM diagnostics are not available with proj_size > 0 (reference fallback)")
+
+    def _run(self, x: Tensor, hx: tuple[Tensor, Tensor] | None, lengths: Tensor | None, batch_order: Tensor | None):
+        """All layers on time-major x [T, B, I] -> (output [T, B, D·H_out], (h_n, c_n)).
+
+        lengths: [B] valid steps per column of a padded batch (packed input), or None.
+        batch_order: maps kernel batch rows to the caller's order (for the diagnostics only).
+        """
+        T, B = x.shape[:2]
+        G, D = 4 * self.hidden_size, self._num_directions
+        if lengths is None:
+            reverse = _flip_time
+        else:
+            reverse = partial(_reverse_each_sequence, index=_reversal_index(lengths, T))
+            rows = torch.arange(B, device=x.device)
+        sinks = [] if self.diagnostics else None
+        finals_h, finals_c = [], []
+        for layer in range(self.num_layers):
+            params = self._layer_params(layer)
+            # One GEMM projects all steps for both directions: [T, B, D·4H].
+            b = torch.cat([p["bias_ih"] + p["bias_hh"] for p in params]) if self.bias else None
+            y = F.linear(x, torch.cat([p["weight_ih"] for p in params]), b)
+            xp = y.unsqueeze(0) if D == 1 else torch.stack([y[..., :G], reverse(y[..., G:])])
+            w_hh = torch.stack([p["weight_hh"] for p in params])
+            h0 = c0 = None
+            if hx is not None:
+                h0, c0 = hx[0][layer * D : (layer + 1) * D], hx[1][layer * D : (layer + 1) * D]
+            if self.proj_size > 0:
+                fallback_counts["proj_size"] += 1
+                zeros = (xp.new_zeros(D, B, self.proj_size), xp.new_zeros(D, B, self.hidden_size))
+                hs, cs, _ = reference.lstm_forward(
+                    xp, w_hh, *(zeros if hx is None else (h0, c0)), w_hr=torch.stack([p["weight_hr"] for p in params])
+                )
+            else:
+                sink = None if sinks is None else GradientSink.like(xp)
+                hs, cs = lstm(xp, w_hh, h0, c0, sink=sink)
+                if sink is not None:
+                    sinks.append(sink)
+            last = (slice(None), -1) if lengths is None else (slice(None), lengths - 1, rows)
+            finals_h.append(hs[last])
+            finals_c.append(cs[last])
+            x = hs[0] if D == 1 else torch.cat([hs[0], reverse(hs[1])], -1)
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+        if sinks is not None:
+            self._gradient_stats = GradientStats(sinks, reverse, batch_order)
+        return x, (torch.cat(finals_h), torch.cat(finals_c))
