@@ -241,6 +241,7 @@ def _validation_step(task, params, keys, ctx, cfg, idx, update, acc, last_profil
                 r.wall_time_s = elapsed
 
 
-def train(config: RunConfig, device: torch.device | str | None = None, callback=None, keep_params: bool = True) -> RunResult:
+def train(config: RunConfig, device: torch.device | str | None = None, callback=None, keep_params: bool = True,
+          time_limit_s: float | None = None) -> RunResult:
     """Train one run (a population of one); see :func:`train_population`."""
-    return train_population([config], device, callback, keep_params)[0]
+    return train_population([config], device, callback, keep_params, time_limit_s)[0]

@@ -1,0 +1,118 @@
+"""The population Elman model against nn.RNN / the reference, and population training against
+training each model alone (DESIGN.md §5: a model's run does not depend on its population)."""
+import pytest
+import torch
+
+from rnnlab import reference
+from rnnlab.nn.population import PopulationElman, population_forward
+from rnnlab.tasks import rng
+from rnnlab.train import RunConfig, train_population
+from rnnlab.train.init import init_population
+
+M, T, B, I, H, O = 3, 9, 4, 5, 7, 2
+
+
+def random_params(dtype=torch.float64):
+    torch.manual_seed(1)
+    p = init_population(rng.seed_keys([4, 5, 6]), "normal", I, H, O, gains=[0.8, 1.0, 1.4], dtype=dtype)
+    p["bias"] = 0.2 * torch.randn(M, H, dtype=dtype)
+    p["bias_out"] = 0.2 * torch.randn(M, O, dtype=dtype)
+    return p
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_forward_and_gradients_match_nn_rnn(nonlinearity):
+    params = {n: v.requires_grad_(True) for n, v in random_params().items()}
+    x = torch.randn(M, T, B, I, dtype=torch.float64)
+    y = population_forward(params, x, nonlinearity=nonlinearity, readout_steps=3)
+    assert y.shape == (M, 3, B, O)
+    weights = torch.randn_like(y)
+    (y * weights).sum().backward()
+    for m in range(M):
+        rnn = torch.nn.RNN(I, H, nonlinearity=nonlinearity, dtype=torch.float64)
+        out = torch.nn.Linear(H, O, dtype=torch.float64)
+        with torch.no_grad():
+            rnn.weight_ih_l0.copy_(params["weight_ih"][m])
+            rnn.weight_hh_l0.copy_(params["weight_hh"][m])
+            rnn.bias_ih_l0.copy_(params["bias"][m])
+            rnn.bias_hh_l0.zero_()
+            out.weight.copy_(params["weight_out"][m])
+            out.bias.copy_(params["bias_out"][m])
+        hs, _ = rnn(x[m])
+        ym = out(hs[-3:])
+        assert torch.allclose(y[m], ym, atol=1e-12)
+        (ym * weights[m]).sum().backward()
+        assert torch.allclose(params["weight_hh"].grad[m], rnn.weight_hh_l0.grad, atol=1e-10)
+        assert torch.allclose(params["weight_ih"].grad[m], rnn.weight_ih_l0.grad, atol=1e-10)
+        assert torch.allclose(params["bias"].grad[m], rnn.bias_ih_l0.grad, atol=1e-10)
+        assert torch.allclose(params["weight_out"].grad[m], out.weight.grad, atol=1e-10)
+
+
+@pytest.mark.parametrize("nonlinearity", ["sigmoid", "identity"])
+def test_forward_matches_reference(nonlinearity):
+    params = random_params()
+    x = torch.randn(M, T, B, I, dtype=torch.float64)
+    xp = torch.einsum("mtbi,mhi->mtbh", x, params["weight_ih"]) + params["bias"][:, None, None]
+    hs = reference.elman_forward(xp, params["weight_hh"], torch.zeros(M, B, H, dtype=torch.float64), nonlinearity)
+    expected = torch.einsum("mbh,moh->mbo", hs[:, -1], params["weight_out"]) + params["bias_out"][:, None]
+    y = population_forward(params, x, nonlinearity=nonlinearity)
+    assert torch.allclose(y[:, 0], expected, atol=1e-12)
+
+
+def test_module_select_and_errors():
+    params = random_params(torch.float32)
+    model = PopulationElman.from_params(params, "tanh")
+    assert model.num_models == M and "hidden_size=7" in repr(model)
+    x = torch.randn(M, T, B, I)
+    y = model(x, readout_steps=2)
+    assert torch.equal(y, population_forward(params, x, readout_steps=2))
+    sub = model.select([2, 0])
+    assert torch.allclose(sub(x[[2, 0]]), model(x)[[2, 0]])
+    assert len(list(model.parameters())) == 5
+    with pytest.raises(ValueError, match=r"x must have shape \[M=3, T, B, I=5\]"):
+        model(torch.randn(2, T, B, I))
+    with pytest.raises(ValueError, match="readout_steps"):
+        model(x, readout_steps=T + 1)
+    with pytest.raises(ValueError, match="weight_hh"):
+        model.load_params({**params, "weight_hh": torch.zeros(M, H + 1, H + 1)})
+    with pytest.raises(ValueError, match="hidden_size"):
+        PopulationElman(2, 3, 0, 1)
+
+
+def _configs(**shared):
+    base = dict(task="torder", task_kwargs=dict(min_length=8, max_length=12), hidden=12, max_updates=60, val_every=20,
+                val_size=300, val_chunk=150)
+    base.update(shared)
+    return [
+        RunConfig(seed=3, lr=0.05, clip=1.0, alpha=2.0, **base),
+        RunConfig(seed=4, lr=0.1, clip=None, alpha=0.0, init="smart_tanh", **base),
+        RunConfig(seed=5, lr=0.02, clip=0.5, alpha=1.0, alpha_decay=10.0, init="orthogonal", init_gain=1.2, **base),
+    ]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_model_trained_in_population_equals_model_trained_alone(optimizer):
+    configs = _configs(optimizer=optimizer, lr_schedule="cosine" if optimizer == "adam" else "constant",
+                       stop_at_success=False)
+    together = train_population(configs)
+    for m in (0, 2):
+        alone = train_population([configs[m]])[0]
+        for n, v in alone.params.items():
+            assert torch.allclose(together[m].params[n], v, rtol=1e-5, atol=1e-6), n
+        assert together[m].history["val_error"] == pytest.approx(alone.history["val_error"], abs=1e-3)
+        assert together[m].grad_norm_mean == pytest.approx(alone.grad_norm_mean, rel=1e-4)
+
+
+def test_finished_models_freeze_and_the_others_are_unaffected():
+    # Adam at lr 0.05 solves temporal order at these lengths within a few validations, at
+    # different updates for different seeds: the population shrinks while it trains.
+    configs = [RunConfig(task="torder", task_kwargs=dict(min_length=8, max_length=12), hidden=16, optimizer="adam", lr=lr,
+                         clip=None, seed=s, max_updates=400, val_every=40, val_size=1000, val_chunk=500)
+               for s, lr in ((0, 0.05), (1, 0.002), (2, 0.05))]
+    together = train_population(configs)
+    assert together[0].success and together[0].updates == together[0].updates_to_success
+    assert together[0].updates < together[1].updates
+    alone = train_population([configs[1]])[0]
+    assert alone.updates == together[1].updates and alone.success == together[1].success
+    for n, v in alone.params.items():
+        assert torch.allclose(together[1].params[n], v, rtol=1e-5, atol=1e-6), n
