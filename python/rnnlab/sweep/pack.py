@@ -40,6 +40,12 @@ class Population:
         return len(self.runs)
 
     @property
+    def cost(self) -> float:
+        """Relative work of the population if no model stops early: M·T·H²·updates."""
+        c = self.runs[0].config
+        return self.size * c.make_task().max_length * c.hidden**2 * c.max_updates
+
+    @property
     def population_id(self) -> str:
         """A name for logs and rows: the first run's id and the population size."""
         return f"{self.runs[0].run_id}+{self.size}"

@@ -131,7 +131,9 @@ def _run_ray(pops: list[Population], device: str, commit: Callable[[list[dict]],
         return train_rows(runs, population_id, device, "ray", veg_rule=veg_rule)
 
     try:
-        pending = {population_task.remote(p.runs, p.population_id): p for p in pops}
+        # longest first: with fewer workers than populations this bounds the idle tail
+        ordered = sorted(pops, key=lambda p: -p.cost)
+        pending = {population_task.remote(p.runs, p.population_id): p for p in ordered}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:

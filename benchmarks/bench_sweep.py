@@ -1,0 +1,214 @@
+"""Sweep throughput: model-updates per second of rnnlab's population trainer against the ways a
+PyTorch or JAX user trains the same runs (issue 6, item 7). Results are reported, not asserted.
+
+    python benchmarks/bench_sweep.py [--quick] [--threads 1] [--json out.json]
+
+For each case (task, length T, hidden size H, population M), all peers train the same models
+(one-layer Elman RNN, linear read-out, cross-entropy at the last step, SGD with per-model global
+gradient-norm clipping at τ = 1, batch 20) for a fixed number of updates, no early stopping:
+
+* ``rnnlab sweep``: :func:`rnnlab.train.train_population` on M models at once, exactly as the
+  sweep engine calls it (data generated per model on the fly; one validation at the end on 20
+  sequences, included in the time);
+* ``nn.RNN loop``: the runs one by one, each a standard PyTorch loop — ``nn.RNN`` + ``nn.Linear``,
+  ``torch.optim.SGD``, ``clip_grad_norm_`` — measured on a subset of ``--subset`` models; its
+  batches are generated before the clock starts (a favour to the peer);
+* ``jax.vmap``: one ``jax.jit(jax.vmap(train_step))`` over the M models (``lax.scan`` RNN,
+  per-model clipping inside the step), data pre-generated as for nn.RNN; when JAX is installed.
+
+The peers are measured interleaved, ``--repeats`` times, and the best time of each is kept, so
+that a burst of load from other processes hurts every peer alike; the share of the cores that
+other processes used meanwhile is printed with the results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+THREADS_FLAG = "--threads"
+
+
+def _early_threads() -> int:
+    """JAX reads its thread count when imported, so --threads is parsed before any import."""
+    if THREADS_FLAG in sys.argv:
+        return int(sys.argv[sys.argv.index(THREADS_FLAG) + 1])
+    return 1
+
+
+_THREADS = _early_threads()
+if _THREADS == 1:
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import torch  # noqa: E402
+
+from rnnlab.bench.harness import OtherLoad, machine_info  # noqa: E402
+from rnnlab.tasks import make_task, rng  # noqa: E402
+from rnnlab.train import RunConfig, train_population  # noqa: E402
+from rnnlab.train.init import init_population  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Case:
+    task: str
+    T: int
+    H: int
+    M: int
+    updates: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} T={self.T} H={self.H} M={self.M}"
+
+    def configs(self) -> list[RunConfig]:
+        return [RunConfig(task=self.task, task_kwargs={"min_length": self.T, "max_length": self.T}, hidden=self.H,
+                          init="normal", lr=0.01, clip=1.0, max_updates=self.updates, val_every=self.updates,
+                          val_size=20, val_chunk=20, stop_at_success=False, seed=s) for s in range(self.M)]
+
+
+CASES = (Case("latch", 25, 8, 256, 40), Case("torder", 50, 32, 256, 20), Case("torder", 100, 50, 128, 10))
+QUICK = (Case("latch", 25, 8, 128, 10), Case("torder", 50, 32, 64, 5))
+
+
+def _batches(case: Case, models: int, n: int):
+    """n batches (x [m, T, B, I], target [m, B]) for the first ``models`` models, from the task."""
+    task = make_task(case.task, min_length=case.T, max_length=case.T)
+    keys = rng.seed_keys(range(models))
+    return task, [task.sample(rng.derive(keys, "train", k), {}, case.T, 20) for k in range(n)]
+
+
+def time_rnnlab(case: Case) -> float:
+    """Seconds per model-update of train_population on the M models."""
+    configs = case.configs()
+    start = time.perf_counter()
+    train_population(configs, "cpu", keep_params=False)
+    return (time.perf_counter() - start) / (case.M * case.updates)
+
+
+def time_nn_rnn(case: Case, subset: int) -> float:
+    """Seconds per model-update of the standard PyTorch loop, one model after the other."""
+    task, batches = _batches(case, subset, case.updates)
+    params = init_population(rng.seed_keys(range(subset)), "normal", task.n_in, case.H, task.n_out)
+    total = 0.0
+    for m in range(subset):
+        rnn = torch.nn.RNN(task.n_in, case.H)
+        head = torch.nn.Linear(case.H, task.n_out)
+        with torch.no_grad():  # same initial weights as the population's model m
+            rnn.weight_ih_l0.copy_(params["weight_ih"][m])
+            rnn.weight_hh_l0.copy_(params["weight_hh"][m])
+            rnn.bias_ih_l0.zero_()
+            rnn.bias_hh_l0.zero_()
+            head.weight.copy_(params["weight_out"][m])
+            head.bias.zero_()
+        model_params = [*rnn.parameters(), *head.parameters()]
+        opt = torch.optim.SGD(model_params, lr=0.01)
+        data = [(b.x[m], b.target[m, 0]) for b in batches]
+        start = time.perf_counter()
+        for x, y in data:
+            out, _ = rnn(x)
+            loss = torch.nn.functional.cross_entropy(head(out[-1]), y)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model_params, 1.0)
+            opt.step()
+        total += time.perf_counter() - start
+    return total / (subset * case.updates)
+
+
+def jax_available() -> bool:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_jax_step(case: Case):
+    """A jitted, vmapped SGD step with per-model clipping, and its data; returns run() -> None."""
+    import jax
+    import jax.numpy as jnp
+
+    task, batches = _batches(case, case.M, case.updates)
+    p = init_population(rng.seed_keys(range(case.M)), "normal", task.n_in, case.H, task.n_out)
+    params = tuple(jnp.asarray(p[n].numpy()) for n in ("weight_ih", "weight_hh", "bias", "weight_out", "bias_out"))
+    data = [(jnp.asarray(b.x.numpy()), jnp.asarray(b.target[:, 0].numpy())) for b in batches]
+
+    def loss_fn(prm, x, y):
+        w_ih, w_hh, b, w_out, b_out = prm
+        xp = x @ w_ih.T + b
+
+        def step(h, xp_t):
+            h = jnp.tanh(xp_t + h @ w_hh.T)
+            return h, None
+
+        h, _ = jax.lax.scan(step, jnp.zeros(xp.shape[1:], xp.dtype), xp)
+        logits = h @ w_out.T + b_out
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+
+    def train_step(prm, x, y):
+        g = jax.grad(loss_fn)(prm, x, y)
+        norm = jnp.sqrt(sum(jnp.sum(gi * gi) for gi in g))
+        scale = jnp.where(norm > 1.0, 1.0 / norm, 1.0)
+        return tuple(pi - 0.01 * scale * gi for pi, gi in zip(prm, g))
+
+    step = jax.jit(jax.vmap(train_step))
+    jax.block_until_ready(step(params, *data[0]))  # compile outside the clock
+
+    def run() -> float:
+        prm = params
+        start = time.perf_counter()
+        for x, y in data:
+            prm = step(prm, x, y)
+        jax.block_until_ready(prm)
+        return (time.perf_counter() - start) / (case.M * case.updates)
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller cases (a smoke run)")
+    ap.add_argument(THREADS_FLAG, type=int, default=1, help="CPU threads for torch and JAX (default 1)")
+    ap.add_argument("--subset", type=int, default=4, help="models the nn.RNN loop trains (default 4)")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repetitions; the best is kept")
+    ap.add_argument("--no-jax", action="store_true")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    use_jax = jax_available() and not args.no_jax
+    load = OtherLoad()
+    results = []
+    for case in QUICK if args.quick else CASES:
+        jax_run = make_jax_step(case) if use_jax else None
+        best = {"rnnlab sweep": float("inf"), "nn.RNN loop": float("inf"), "jax.vmap": float("inf")}
+        for _ in range(args.repeats):
+            best["rnnlab sweep"] = min(best["rnnlab sweep"], time_rnnlab(case))
+            best["nn.RNN loop"] = min(best["nn.RNN loop"], time_nn_rnn(case, args.subset))
+            if jax_run is not None:
+                best["jax.vmap"] = min(best["jax.vmap"], jax_run())
+        row = {"case": case.label, "updates": case.updates,
+               **{f"{k} model-updates/s": 1 / v for k, v in best.items() if v < float("inf")}}
+        row["speedup vs nn.RNN loop"] = best["nn.RNN loop"] / best["rnnlab sweep"]
+        if jax_run is not None:
+            row["speedup vs jax.vmap"] = best["jax.vmap"] / best["rnnlab sweep"]
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    info = {**machine_info(), "threads": args.threads, "other_load": load.share(), "torch": torch.__version__}
+    print(f"\nmachine: {info}")
+    header = ["case", "rnnlab sweep", "nn.RNN loop", "jax.vmap", "× nn.RNN", "× jax"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for r in results:
+        cells = [r["case"], *(f"{r.get(k + ' model-updates/s', float('nan')):,.0f}" for k in ("rnnlab sweep", "nn.RNN loop", "jax.vmap")),
+                 f"{r['speedup vs nn.RNN loop']:.1f}", f"{r.get('speedup vs jax.vmap', float('nan')):.2f}"]
+        print("| " + " | ".join(cells) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "results": results}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
