@@ -47,6 +47,9 @@ def test_cli_run_status_report(tmp_path, capsys):
     assert "0 runs trained, 6 already in" in capsys.readouterr().out
     assert main(["sweep", "status", str(db)]) == 0
     assert "cli: 6/6 runs done (100.0%)" in capsys.readouterr().out
+    assert main(["sweep", "run", str(spec), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert (tmp_path / "o" / "cli.sqlite").is_file() and (tmp_path / "o" / "grad_profiles.png").is_file()
+    capsys.readouterr()
     assert main(["sweep", "report", str(db), "--out", str(tmp_path / "r"), "--by", "seed"]) == 0
     assert "seed=2" in capsys.readouterr().out
     assert main(["sweep", "run", str(spec), "--set", "init=\"smart\"", "--dry-run"]) == 2

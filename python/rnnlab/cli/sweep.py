@@ -42,14 +42,15 @@ def _run(args) -> int:
     except SpecError as e:
         print(f"rnnlab sweep: invalid spec: {e}", file=sys.stderr)
         return 2
-    db = Path(args.db or f"{spec.name}.sqlite")
+    out_dir = Path(args.out) if args.out else None
+    db = Path(args.db) if args.db else (out_dir / f"{spec.name}.sqlite" if out_dir else Path(f"{spec.name}.sqlite"))
     out = run_sweep(spec, str(db), backend=args.backend, device=args.device, max_population=args.max_population,
                     progress=not args.quiet, threads=args.threads, ray_address=args.ray_address,
                     cpus_per_task=args.cpus_per_task, num_cpus=args.num_cpus)
     print(f"{spec.name}: {out['trained']} runs trained, {out['skipped']} already in {db}, "
           f"{out['model_updates_per_s']:,.0f} model-updates/s over {out['elapsed_s']:.0f} s")
     if not args.no_report:
-        report_dir = Path(args.report or db.with_name(db.stem + "_report"))
+        report_dir = Path(args.report) if args.report else out_dir or db.with_name(db.stem + "_report")
         rep = write_report(db, report_dir)
         section = rep["markdown"].split("## VEG")[0]
         print(section.split("## Success rate over learning rate × length", 1)[-1].strip())
@@ -94,7 +95,8 @@ def register(sub) -> None:
 
     r = cmds.add_parser("run", help="train every run of a spec that the SQLite file has no row for")
     r.add_argument("spec", help="sweep spec (.toml, or .yaml with PyYAML)")
-    r.add_argument("--db", help="SQLite result file (default: <spec name>.sqlite)")
+    r.add_argument("--out", help="directory for the SQLite file (<spec name>.sqlite) and the report")
+    r.add_argument("--db", help="SQLite result file (default: <out>/<spec name>.sqlite, else ./<spec name>.sqlite)")
     r.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="override a field or factor with a TOML value, e.g. --set 'seed={range=[0,20]}' (repeatable)")
     r.add_argument("--backend", choices=("embedded", "ray"), help="default: the spec's, else embedded")
@@ -104,7 +106,7 @@ def register(sub) -> None:
     r.add_argument("--num-cpus", type=int, help="CPUs of a local Ray cluster")
     r.add_argument("--cpus-per-task", type=int, default=1, help="CPUs per population on Ray (default 1)")
     r.add_argument("--ray-address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local one)")
-    r.add_argument("--report", help="report directory (default: <db>_report)")
+    r.add_argument("--report", help="report directory (default: <out>, else <db>_report)")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument("--dry-run", action="store_true", help="validate and count runs and populations only")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -2,8 +2,8 @@
 (DESIGN.md §5). See docs/sweeps.md.
 
     from rnnlab.sweep import SweepSpec, run_sweep
-    spec = SweepSpec.from_file("examples/sweeps/tiny.toml")
-    run_sweep(spec, "tiny.sqlite")
+    spec = SweepSpec.from_file("examples/sweeps/quick.toml")
+    run_sweep(spec, "runs/quick/quick.sqlite")
 """
 from .pack import Population, pack
 from .record import VegRule

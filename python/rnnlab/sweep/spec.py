@@ -16,9 +16,9 @@ methods ``{name = "MSGD-C", clip = 1.0, alpha = 0.0}``; the run records the bund
 the factor's name in its ``labels``. Special level lists: ``{range = [start, stop]}`` (integers,
 stop excluded) and ``{logspace = [lo, hi, n]}`` (n values from lo to hi, both included).
 
-TOML example (``rnnlab sweep run tiny.toml``)::
+TOML example (``rnnlab sweep run quick.toml``)::
 
-    name = "tiny"
+    name = "quick"
     [fixed]
     task = "torder"
     hidden = 16
@@ -30,8 +30,8 @@ TOML example (``rnnlab sweep run tiny.toml``)::
 
 Python::
 
-    spec = SweepSpec.from_dict({"name": "tiny", "fixed": {...}, "grid": {...}})
-    spec = grid("tiny", task="torder", length=[10, 20], lr=[0.01, 0.1], seed=range(4))
+    spec = SweepSpec.from_dict({"name": "quick", "fixed": {...}, "grid": {...}})
+    spec = grid("quick", task="torder", length=[10, 20], lr=[0.01, 0.1], seed=range(4))
     runs = spec.expand()          # list[Run], validated
 
 Validation raises :class:`SpecError` naming the bad field, where it was written, and the allowed
