@@ -1,5 +1,5 @@
 // Small device helpers shared by the CUDA kernels: 16-byte shared-memory loads, warp and block
-// sums, and asynchronous global→shared copies (cp.async, sm_80+) that prefetch per-step slabs
+// sums, dynamic shared memory, and asynchronous global→shared copies (cp.async, sm_80+) that prefetch per-step slabs
 // several steps ahead so that global-memory latency stays off a recurrence's critical path.
 #pragma once
 
@@ -51,7 +51,32 @@ __device__ __forceinline__ void block_sum2(T& a, T& b) {
   b = sum_lanes<1, 32>(b);
 }
 
-// ---- asynchronous copies ------------------------------------------------------------------------
+// ---- dynamic shared memory and asynchronous copies -------------------------------------------
+// Under RNNLAB_CUDA_EMULATION the kernels run on host threads (tests/cuda_emu): the emulator
+// provides the block's shared memory and queues each copy until the wait that covers it, the
+// latest moment the hardware may complete it. These are the only hardware-specific pieces.
+#if defined(RNNLAB_CUDA_EMULATION)
+template <typename T>
+__device__ __forceinline__ T* dynamic_smem() {
+  return reinterpret_cast<T*>(rnnlab_emu::dynamic_smem());
+}
+template <int Bytes>
+__device__ __forceinline__ void cp_async(void* dst, const void* src) {
+  rnnlab_emu::cp_async(dst, src, Bytes);
+}
+__device__ __forceinline__ void cp_async_commit() { rnnlab_emu::cp_async_commit(); }
+template <int Pending>
+__device__ __forceinline__ void cp_async_wait() {
+  rnnlab_emu::cp_async_wait(Pending);
+}
+#else
+// The block's dynamic shared memory (the launch's smem bytes), 16-byte aligned.
+template <typename T>
+__device__ __forceinline__ T* dynamic_smem() {
+  extern __shared__ __align__(16) unsigned char rnnlab_dynamic_smem[];
+  return reinterpret_cast<T*>(rnnlab_dynamic_smem);
+}
+
 __device__ __forceinline__ unsigned shared_address(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
@@ -74,6 +99,7 @@ template <int Pending>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
 }
+#endif
 
 // Starts copying n contiguous elements src[0, n) to dst[0, n) with all threads of the block, in
 // 16-byte pieces when both ends are 16-byte aligned and n is a whole number of them, else element

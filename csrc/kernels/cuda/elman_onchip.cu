@@ -112,10 +112,9 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
     elman_forward_kernel(RecurrenceShape s, Activation act, const T* __restrict__ xp, const T* __restrict__ w_hh,
                          const T* __restrict__ h0, T* __restrict__ hs) {
   using G = Geom<T, HP>;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
   const int H = static_cast<int>(s.H);
   const int slab = slab_elems<T>(BT, H);
-  T* state = reinterpret_cast<T*>(smem_raw);  // [2][BT][kRow]: h_{t-1} in buffer t & 1, h_t goes to the other
+  T* state = dynamic_smem<T>();  // [2][BT][kRow]: h_{t-1} in buffer t & 1, h_t goes to the other
   T* ring = state + 2 * BT * G::kRow;          // [kRing][slab]: xp_t of the tile in slot t % kRing
   const Tile tile = Tile::of_block<BT>(s);
   const int unit = threadIdx.x / G::kSplits, split = threadIdx.x % G::kSplits;
@@ -197,10 +196,9 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
                           T* __restrict__ delta_sq, T* __restrict__ v_sq, T* __restrict__ reg_v) {
   using G = Geom<T, HP>;
   constexpr int kOwn = (BT + G::kSplits - 1) / G::kSplits;  // rows r = o·kSplits + split this thread finishes
-  extern __shared__ __align__(16) unsigned char smem_raw[];
   const int H = static_cast<int>(s.H);
   const int slab = slab_elems<T>(BT, H);
-  T* ubuf = reinterpret_cast<T*>(smem_raw);  // [2][BT][kRow]: u_t in buffer t & 1
+  T* ubuf = dynamic_smem<T>();  // [2][BT][kRow]: u_t in buffer t & 1
   T* ring_g = ubuf + 2 * BT * G::kRow;       // [kRing][slab]: grad_hs_{t-1} of the tile
   T* ring_h = ring_g + kRing * slab;         // [kRing][slab]: hs_{t-1} of the tile
   T* vnorm = ring_h + kRing * slab;          // [4][BT]: ‖v_x‖² in slot x & 3
@@ -320,55 +318,43 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
 
 // ---- launch -------------------------------------------------------------------------------------
 
-template <typename T, int HP, template <typename, int, int> class Launch, typename... Args>
+// Kernel<T, HP, BT>::fn() and ::smem(H) for the four tile heights, which share one signature.
+template <typename T, int HP, int BT>
+struct ForwardKernel {
+  static auto fn() { return &elman_forward_kernel<T, HP, BT>; }
+  static size_t smem(int H) { return forward_smem<T, HP, BT>(H); }
+};
+
+template <typename T, int HP, int BT>
+struct BackwardKernel {
+  static auto fn() { return &elman_backward_kernel<T, HP, BT>; }
+  static size_t smem(int H) { return backward_smem<T, HP, BT>(H); }
+};
+
+template <typename T, int HP, template <typename, int, int> class Kernel, typename... Args>
 cudaError_t launch_padded(const RecurrenceShape& s, cudaStream_t stream, Args... args) {
   using G = Geom<T, HP>;
-  const void* kernels[] = {Launch<T, HP, 1>::kernel(), Launch<T, HP, 2>::kernel(), Launch<T, HP, 4>::kernel(),
-                           Launch<T, HP, 8>::kernel()};
   const int H = static_cast<int>(s.H);
-  const size_t smem[] = {Launch<T, HP, 1>::smem(H), Launch<T, HP, 2>::smem(H), Launch<T, HP, 4>::smem(H),
-                         Launch<T, HP, 8>::smem(H)};
-  const int pick = pick_rows_per_block(kernels, kTileRows, smem, 4, G::kThreads, s.M, s.B);
+  const decltype(Kernel<T, HP, 1>::fn()) fns[] = {Kernel<T, HP, 1>::fn(), Kernel<T, HP, 2>::fn(),
+                                                   Kernel<T, HP, 4>::fn(), Kernel<T, HP, 8>::fn()};
+  const void* ptrs[] = {reinterpret_cast<const void*>(fns[0]), reinterpret_cast<const void*>(fns[1]),
+                        reinterpret_cast<const void*>(fns[2]), reinterpret_cast<const void*>(fns[3])};
+  const size_t smem[] = {Kernel<T, HP, 1>::smem(H), Kernel<T, HP, 2>::smem(H), Kernel<T, HP, 4>::smem(H),
+                         Kernel<T, HP, 8>::smem(H)};
+  const int pick = pick_rows_per_block(ptrs, kTileRows, smem, 4, G::kThreads, s.M, s.B);
   const int64_t blocks = s.M * ((s.B + kTileRows[pick] - 1) / kTileRows[pick]);
   if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  if (cudaError_t e = allow_dynamic_smem(kernels[pick], smem[pick]); e != cudaSuccess) return e;
-  const dim3 grid(static_cast<unsigned>(blocks)), block(G::kThreads);
-  switch (pick) {
-    case 0: Launch<T, HP, 1>::run(grid, block, smem[pick], stream, s, args...); break;
-    case 1: Launch<T, HP, 2>::run(grid, block, smem[pick], stream, s, args...); break;
-    case 2: Launch<T, HP, 4>::run(grid, block, smem[pick], stream, s, args...); break;
-    default: Launch<T, HP, 8>::run(grid, block, smem[pick], stream, s, args...); break;
-  }
-  return cudaGetLastError();
+  if (cudaError_t e = allow_dynamic_smem(ptrs[pick], smem[pick]); e != cudaSuccess) return e;
+  return launch(fns[pick], dim3(static_cast<unsigned>(blocks)), dim3(G::kThreads), smem[pick], stream, s, args...);
 }
 
-template <typename T, int HP, int BT>
-struct ForwardLaunch {
-  static const void* kernel() { return reinterpret_cast<const void*>(&elman_forward_kernel<T, HP, BT>); }
-  static size_t smem(int H) { return forward_smem<T, HP, BT>(H); }
-  template <typename... Args>
-  static void run(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
-    elman_forward_kernel<T, HP, BT><<<grid, block, smem, stream>>>(args...);
-  }
-};
-
-template <typename T, int HP, int BT>
-struct BackwardLaunch {
-  static const void* kernel() { return reinterpret_cast<const void*>(&elman_backward_kernel<T, HP, BT>); }
-  static size_t smem(int H) { return backward_smem<T, HP, BT>(H); }
-  template <typename... Args>
-  static void run(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
-    elman_backward_kernel<T, HP, BT><<<grid, block, smem, stream>>>(args...);
-  }
-};
-
-// Launches `Launch` at the smallest padded size HP ≥ H this dtype supports.
-template <typename T, template <typename, int, int> class Launch, typename... Args>
+// Launches Kernel at the smallest padded size HP ≥ H this dtype supports.
+template <typename T, template <typename, int, int> class Kernel, typename... Args>
 cudaError_t launch_onchip(const RecurrenceShape& s, cudaStream_t stream, Args... args) {
   if (!elman_onchip_fits<T>(s.H) || s.T < 1 || s.B < 1 || s.M < 1) return cudaErrorInvalidValue;
-  if (s.H <= 32) return launch_padded<T, 32, Launch>(s, stream, args...);
-  if (s.H <= 64) return launch_padded<T, 64, Launch>(s, stream, args...);
-  if constexpr (kElmanOnchipMaxHidden<T> >= 128) return launch_padded<T, 128, Launch>(s, stream, args...);
+  if (s.H <= 32) return launch_padded<T, 32, Kernel>(s, stream, args...);
+  if (s.H <= 64) return launch_padded<T, 64, Kernel>(s, stream, args...);
+  if constexpr (kElmanOnchipMaxHidden<T> >= 128) return launch_padded<T, 128, Kernel>(s, stream, args...);
   return cudaErrorInvalidValue;
 }
 
@@ -377,14 +363,14 @@ cudaError_t launch_onchip(const RecurrenceShape& s, cudaStream_t stream, Args...
 template <typename T>
 cudaError_t elman_forward_onchip(const RecurrenceShape& s, Activation act, const T* xp, const T* w_hh, const T* h0,
                                  T* hs, cudaStream_t stream) {
-  return launch_onchip<T, ForwardLaunch>(s, stream, act, xp, w_hh, h0, hs);
+  return launch_onchip<T, ForwardKernel>(s, stream, act, xp, w_hh, h0, hs);
 }
 
 template <typename T>
 cudaError_t elman_backward_onchip(const RecurrenceShape& s, Activation act, const T* grad_hs, const T* hs,
                                   const T* w_hh, T* grad_xp, T* grad_h0, T* delta_sq, T* v_sq, T* reg_v,
                                   cudaStream_t stream) {
-  return launch_onchip<T, BackwardLaunch>(s, stream, act, grad_hs, hs, w_hh, grad_xp, grad_h0, delta_sq, v_sq, reg_v);
+  return launch_onchip<T, BackwardKernel>(s, stream, act, grad_hs, hs, w_hh, grad_xp, grad_h0, delta_sq, v_sq, reg_v);
 }
 
 template cudaError_t elman_forward_onchip<float>(const RecurrenceShape&, Activation, const float*, const float*,

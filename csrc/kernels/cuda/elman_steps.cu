@@ -4,6 +4,7 @@
 #include "kernels/cuda/activations.cuh"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/elman.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace rnnlab::cuda {
 
@@ -67,8 +68,8 @@ cudaError_t elman_forward_step(const RecurrenceShape& s, int64_t t, Activation a
   const int64_t n = s.M * s.B * s.H;
   if (n == 0) return cudaSuccess;
   const int64_t blocks = std::min<int64_t>((n + kPointwiseThreads - 1) / kPointwiseThreads, 1 << 16);
-  forward_step_kernel<T><<<static_cast<unsigned>(blocks), kPointwiseThreads, 0, stream>>>(s, t, act, xp, rec, hs);
-  return cudaGetLastError();
+  return launch(&forward_step_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(kPointwiseThreads), 0, stream, s, t,
+                act, xp, rec, hs);
 }
 
 template <typename T>
@@ -78,9 +79,8 @@ cudaError_t elman_backward_step(const RecurrenceShape& s, int64_t t, Activation 
   const int64_t rows = s.M * s.B;
   if (rows == 0 || s.H == 0) return cudaSuccess;
   if (rows > 0x7fffffff || t < 0 || t > s.T || (v == nullptr) != (t == s.T)) return cudaErrorInvalidValue;
-  backward_step_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(s, t, act, v, grad_hs, hs, grad_xp,
-                                                                                   grad_h0, delta_sq, v_sq, reg_v);
-  return cudaGetLastError();
+  return launch(&backward_step_kernel<T>, dim3(static_cast<unsigned>(rows)), dim3(kRowThreads), 0, stream, s, t, act, v,
+                grad_hs, hs, grad_xp, grad_h0, delta_sq, v_sq, reg_v);
 }
 
 template cudaError_t elman_forward_step<float>(const RecurrenceShape&, int64_t, Activation, const float*, const float*,

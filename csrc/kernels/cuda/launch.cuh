@@ -6,8 +6,28 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
 namespace rnnlab::cuda {
+
+// kernel<<<grid, block, smem, stream>>>(args...) through cudaLaunchKernel, each argument first
+// converted to the kernel's parameter type (so the call is type-checked like a plain call).
+// Returns the launch error, and clears it from the runtime's last-error state.
+template <typename... P, typename... A>
+cudaError_t launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, A&&... args) {
+  static_assert(sizeof...(P) == sizeof...(A), "wrong number of kernel arguments");
+  std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+  const cudaError_t e = std::apply(
+      [&](auto&... p) {
+        void* ptrs[] = {static_cast<void*>(&p)...};
+        return cudaLaunchKernel(kernel, grid, block, ptrs, smem, stream);
+      },
+      params);
+  if (e != cudaSuccess) cudaGetLastError();
+  return e;
+}
 
 // Streaming multiprocessors of the current device.
 int multiprocessor_count();

@@ -1,0 +1,92 @@
+// A C ABI over the emulated CUDA kernels for ctypes (tests/test_cuda_emulated.py). Each entry
+// mirrors what the ATen glue (csrc/torch/cuda/*.cpp) does around the kernels, with host loops in
+// place of the batched cuBLAS GEMMs of the per-step paths. dtype: 0 = float32, 1 = float64.
+// path: 0 = on chip, 1 = per step. Returns the cudaError_t of the first failing call.
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cuda/elman.cuh"
+
+namespace {
+
+using rnnlab::Activation;
+using rnnlab::RecurrenceShape;
+namespace cu = rnnlab::cuda;
+
+// out[m, b, :] = x[m, b, :] · w[m] (transpose_w: · w[m]ᵀ), x rows at stride x_stride_m per model.
+template <typename T>
+void batched_rows_times(const RecurrenceShape& s, const T* x, int64_t x_stride_m, const T* w, bool transpose_w,
+                        T* out) {
+  const int64_t H = s.H;
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t j = 0; j < H; ++j) {
+        T acc = 0;
+        for (int64_t k = 0; k < H; ++k)
+          acc += x[m * x_stride_m + b * H + k] * (transpose_w ? w[(m * H + j) * H + k] : w[(m * H + k) * H + j]);
+        out[(m * s.B + b) * H + j] = acc;
+      }
+}
+
+template <typename T>
+int elman_forward(int path, const RecurrenceShape& s, Activation act, const T* xp, const T* w, const T* h0, T* hs) {
+  if (path == 0) return cu::elman_forward_onchip<T>(s, act, xp, w, h0, hs, nullptr);
+  std::vector<T> rec(static_cast<size_t>(s.M * s.B * s.H));
+  for (int64_t t = 0; t < s.T; ++t) {
+    if (t == 0) batched_rows_times(s, h0, s.B * s.H, w, true, rec.data());
+    else batched_rows_times(s, hs + (t - 1) * s.B * s.H, s.T * s.B * s.H, w, true, rec.data());
+    if (int e = cu::elman_forward_step<T>(s, t, act, xp, rec.data(), hs, nullptr)) return e;
+  }
+  return 0;
+}
+
+template <typename T>
+int elman_backward(int path, const RecurrenceShape& s, Activation act, const T* grad_hs, const T* hs, const T* w,
+                   T* grad_xp, T* grad_h0, T* delta_sq, T* v_sq, T* reg_v) {
+  if (path == 0)
+    return cu::elman_backward_onchip<T>(s, act, grad_hs, hs, w, grad_xp, grad_h0, delta_sq, v_sq, reg_v, nullptr);
+  std::vector<T> v(static_cast<size_t>(s.M * s.B * s.H));
+  if (int e = cu::elman_backward_step<T>(s, s.T, act, nullptr, grad_hs, hs, grad_xp, grad_h0, delta_sq, v_sq, reg_v,
+                                         nullptr))
+    return e;
+  for (int64_t t = s.T - 1; t >= 0; --t) {
+    batched_rows_times(s, grad_xp + t * s.B * s.H, s.T * s.B * s.H, w, false, v.data());
+    if (int e = cu::elman_backward_step<T>(s, t, act, v.data(), grad_hs, hs, grad_xp, grad_h0, delta_sq, v_sq, reg_v,
+                                           nullptr))
+      return e;
+  }
+  return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+int emu_elman_forward(int dtype, int path, int64_t M, int64_t T, int64_t B, int64_t H, int act, const void* xp,
+                      const void* w, const void* h0, void* hs) {
+  const RecurrenceShape s{M, T, B, H};
+  const auto a = static_cast<Activation>(act);
+  if (dtype == 0)
+    return elman_forward<float>(path, s, a, static_cast<const float*>(xp), static_cast<const float*>(w),
+                                static_cast<const float*>(h0), static_cast<float*>(hs));
+  return elman_forward<double>(path, s, a, static_cast<const double*>(xp), static_cast<const double*>(w),
+                               static_cast<const double*>(h0), static_cast<double*>(hs));
+}
+
+int emu_elman_backward(int dtype, int path, int64_t M, int64_t T, int64_t B, int64_t H, int act, const void* grad_hs,
+                       const void* hs, const void* w, void* grad_xp, void* grad_h0, void* delta_sq, void* v_sq,
+                       void* reg_v) {
+  const RecurrenceShape s{M, T, B, H};
+  const auto a = static_cast<Activation>(act);
+  if (dtype == 0)
+    return elman_backward<float>(path, s, a, static_cast<const float*>(grad_hs), static_cast<const float*>(hs),
+                                 static_cast<const float*>(w), static_cast<float*>(grad_xp),
+                                 static_cast<float*>(grad_h0), static_cast<float*>(delta_sq),
+                                 static_cast<float*>(v_sq), static_cast<float*>(reg_v));
+  return elman_backward<double>(path, s, a, static_cast<const double*>(grad_hs), static_cast<const double*>(hs),
+                                static_cast<const double*>(w), static_cast<double*>(grad_xp),
+                                static_cast<double*>(grad_h0), static_cast<double*>(delta_sq),
+                                static_cast<double*>(v_sq), static_cast<double*>(reg_v));
+}
+
+}  // extern "C"

@@ -1,0 +1,192 @@
+"""The CUDA kernels executed on the CPU under a host-thread emulator (tests/cuda_emu).
+
+The CUDA sources cannot run without a GPU, but their indexing, tiling, barriers, shuffles and
+cp.async ring can: tests/cuda_emu/cuda_runtime.h stands in for the CUDA runtime (one OS thread per
+CUDA thread, real barriers, shared memory poisoned with NaN, cp.async copies landing as late as the
+hardware allows), g++ compiles csrc/kernels/cuda/*.cu as C++ against it, and these tests compare
+the kernels' outputs with ``rnnlab.reference`` on random inputs. What this cannot show — speed,
+the hardware memory model, register/shared-memory limits — is left to tests/test_cuda.py on a GPU.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnlab import reference
+
+ROOT = Path(__file__).resolve().parents[1]
+EMU = ROOT / "tests" / "cuda_emu"
+ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
+ONCHIP, STEPS = 0, 1
+
+
+def _sources() -> list[Path]:
+    return sorted((ROOT / "csrc" / "kernels" / "cuda").glob("*.cu")) + [EMU / "emu_api.cpp"]
+
+
+def _build() -> Path:
+    """Compiles the kernels and the C ABI into a shared library, cached by source hash."""
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        pytest.skip(f"{cxx} not found")
+    headers = sorted((ROOT / "csrc" / "kernels").rglob("*.h")) + sorted((ROOT / "csrc" / "kernels").rglob("*.cuh"))
+    digest = hashlib.sha256()
+    for p in _sources() + headers + [EMU / "cuda_runtime.h"]:
+        digest.update(p.read_bytes())
+    out_dir = Path(tempfile.gettempdir()) / f"rnnlab-cuda-emu-{digest.hexdigest()[:16]}"
+    lib = out_dir / "libemu.so"
+    if lib.exists():
+        return lib
+    out_dir.mkdir(parents=True, exist_ok=True)
+    flags = ["-std=c++20", "-O1", "-fPIC", "-pthread", "-DRNNLAB_CUDA_EMULATION", f"-I{EMU}", f"-I{ROOT / 'csrc'}"]
+
+    def compile_one(src: Path) -> Path:
+        obj = out_dir / (src.name + ".o")
+        subprocess.run([cxx, *flags, "-x", "c++", "-c", str(src), "-o", str(obj)], check=True, capture_output=True, text=True)
+        return obj
+
+    try:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            objects = list(pool.map(compile_one, _sources()))
+        tmp = out_dir / f"libemu.{os.getpid()}.so"
+        subprocess.run([cxx, "-shared", "-pthread", *map(str, objects), "-o", str(tmp)], check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as e:
+        pytest.fail(f"building the emulated CUDA kernels failed:\n{e.stderr}")
+    os.replace(tmp, lib)
+    return lib
+
+
+@pytest.fixture(scope="module")
+def emu():
+    return ctypes.CDLL(str(_build()))
+
+
+def _ptr(t: torch.Tensor | None):
+    return ctypes.c_void_p(0 if t is None else t.data_ptr())
+
+
+def _dtype_code(dtype: torch.dtype) -> int:
+    return {torch.float32: 0, torch.float64: 1}[dtype]
+
+
+def emu_elman_forward(emu, path, xp, w_hh, h0, act):
+    M, T, B, H = xp.shape
+    hs = torch.full_like(xp, float("nan"))  # poisoned: every element must be written
+    err = emu.emu_elman_forward(_dtype_code(xp.dtype), path, ctypes.c_int64(M), ctypes.c_int64(T), ctypes.c_int64(B),
+                                ctypes.c_int64(H), ACTIVATIONS[act], _ptr(xp), _ptr(w_hh), _ptr(h0), _ptr(hs))
+    assert err == 0, f"cudaError {err}"
+    return hs
+
+
+def emu_elman_backward(emu, path, grad_hs, hs, w_hh, act, with_reg):
+    M, T, B, H = hs.shape
+    nan = float("nan")
+    grad_xp, grad_h0 = torch.full_like(hs, nan), torch.full((M, B, H), nan, dtype=hs.dtype)
+    delta_sq, v_sq = torch.full((M, T, B), nan, dtype=hs.dtype), torch.full((M, T, B), nan, dtype=hs.dtype)
+    reg_v = torch.full_like(hs, nan) if with_reg else None
+    err = emu.emu_elman_backward(_dtype_code(hs.dtype), path, ctypes.c_int64(M), ctypes.c_int64(T), ctypes.c_int64(B),
+                                 ctypes.c_int64(H), ACTIVATIONS[act], _ptr(grad_hs), _ptr(hs), _ptr(w_hh), _ptr(grad_xp),
+                                 _ptr(grad_h0), _ptr(delta_sq), _ptr(v_sq), _ptr(reg_v))
+    assert err == 0, f"cudaError {err}"
+    return grad_xp, grad_h0, delta_sq, v_sq, reg_v
+
+
+def _close(name, got, want, rtol):
+    assert torch.isfinite(got).all(), f"{name}: non-finite values (unwritten or poisoned shared memory)"
+    err = (got - want).norm() / want.norm().clamp_min(1e-30)
+    assert err <= rtol, f"{name}: relative error {err:.2e} > {rtol:.0e}"
+
+
+def _elman_inputs(M, T, B, H, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    xp = torch.randn(M, T, B, H, generator=g, dtype=dtype)
+    w = torch.randn(M, H, H, generator=g, dtype=dtype) * (1.2 / H**0.5)
+    h0 = torch.randn(M, B, H, generator=g, dtype=dtype) * 0.5
+    grad_hs = torch.randn(M, T, B, H, generator=g, dtype=dtype)
+    return xp, w, h0, grad_hs
+
+
+# (M, T, B, H): shapes chosen so that, with the emulator's 4 one-block multiprocessors, the
+# launcher picks tiles of 1, 2, 4 and 8 rows, partial last tiles, and every padded size.
+ELMAN_ONCHIP_CASES = [
+    (1, 5, 3, 7),  # 1 row per tile, H padded to 32
+    (1, 6, 7, 32),  # 2 rows, one partial tile
+    (2, 4, 5, 40),  # 4 rows, H padded to 64
+    (3, 7, 9, 64),  # 8 rows (the GPU is "full"), partial tiles
+    (1, 3, 2, 100),  # H padded to 128 (float32 only)
+    (2, 9, 11, 128),
+]
+
+
+def _rtol(dtype):
+    return 2e-5 if dtype == torch.float32 else 1e-12
+
+
+def _check_elman(emu, path, case, dtype, act, seed):
+    xp, w, h0, grad_hs = _elman_inputs(*case, dtype, seed=seed)
+    hs = emu_elman_forward(emu, path, xp, w, h0, act)
+    _close(f"{act} hs", hs, reference.elman_forward(xp, w, h0, act), _rtol(dtype))
+    _check_backward(emu, path, grad_hs, hs, h0, w, act, _rtol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("index", range(len(ELMAN_ONCHIP_CASES)))
+def test_elman_onchip_matches_reference(emu, index, dtype):
+    case = ELMAN_ONCHIP_CASES[index]
+    if dtype == torch.float64 and case[3] > 64:
+        pytest.skip("float64 on chip holds H <= 64")
+    act = list(ACTIVATIONS)[index % len(ACTIVATIONS)]  # every activation over the cases
+    _check_elman(emu, ONCHIP, case, dtype, act, seed=index)
+
+
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+def test_elman_onchip_every_activation(emu, act):
+    _check_elman(emu, ONCHIP, (2, 6, 3, 20), torch.float32, act, seed=11)
+
+
+def _check_backward(emu, path, grad_hs, hs, h0, w, act, rtol):
+    grad_xp, grad_h0, delta_sq, v_sq, reg_v = emu_elman_backward(emu, path, grad_hs, hs, w, act, with_reg=True)
+    r_xp, _, r_h0, r_dsq, r_vsq, _, _ = reference.elman_backward(grad_hs, hs, h0, w, act)
+    _close(f"{act} grad_xp", grad_xp, r_xp, rtol)
+    _close(f"{act} grad_h0", grad_h0, r_h0, rtol)
+    _close(f"{act} delta_sq", delta_sq, r_dsq, rtol)
+    _close(f"{act} v_sq", v_sq, r_vsq, rtol)
+    kappa = reference.omega_from_norms(r_dsq, r_vsq)[2]
+    v = torch.einsum("mtbi,mij->mtbj", r_xp, w)
+    _close(f"{act} reg_v", reg_v, kappa.unsqueeze(-1) * v, rtol * 10)  # κ = (r − 1)/c amplifies rounding
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+def test_elman_steps_match_reference(emu, act, dtype):
+    case = {"tanh": (1, 4, 3, 5), "relu": (2, 5, 4, 33), "sigmoid": (1, 3, 2, 150), "identity": (2, 3, 3, 9)}[act]
+    _check_elman(emu, STEPS, case, dtype, act, seed=1000)
+
+
+def test_elman_onchip_eager_copies(emu, monkeypatch):
+    """The same kernels with cp.async copies landing at issue instead of at the wait."""
+    monkeypatch.setenv("RNNLAB_EMU_EAGER_COPIES", "1")
+    M, T, B, H = 2, 8, 5, 40
+    xp, w, h0, grad_hs = _elman_inputs(M, T, B, H, torch.float64, seed=7)
+    hs = emu_elman_forward(emu, ONCHIP, xp, w, h0, "tanh")
+    _close("hs", hs, reference.elman_forward(xp, w, h0, "tanh"), 1e-12)
+    _check_backward(emu, ONCHIP, grad_hs, hs, h0, w, "tanh", 1e-12)
+
+
+def test_elman_nan_propagates(emu):
+    """A NaN input reaches the outputs that depend on it, as in torch (relu/tanh must not eat it)."""
+    for act in ("tanh", "relu", "sigmoid"):
+        xp, w, h0, _ = _elman_inputs(1, 3, 2, 8, torch.float32, seed=3)
+        xp[0, 1, 0, 2] = float("nan")
+        hs = emu_elman_forward(emu, ONCHIP, xp, w, h0, act)
+        want = reference.elman_forward(xp, w, h0, act)
+        assert torch.equal(hs.isnan(), want.isnan()), act
