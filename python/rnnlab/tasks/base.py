@@ -39,11 +39,8 @@ class Batch:
 
     @property
     def length(self) -> int:
+        """T, the number of steps."""
         return self.x.shape[1]
-
-    def select(self, idx: Tensor) -> "Batch":
-        """The batch of the models ``idx`` (a [M'] int64 index)."""
-        return Batch(self.x[idx], self.target[idx])
 
 
 class Task:
