@@ -31,7 +31,7 @@ def test_report_writes_tables_and_nonempty_pngs(tmp_path):
         assert p.is_file() and p.stat().st_size > 1000, p
     md = rep["markdown"]
     assert "16 runs" in md and "**cell=elman, init=normal, method=C**" in md and "| lr \\ length | 5 | 12 |" in md
-    assert "| all |" in md and "P(learned | VEG)" in md
+    assert "| all |" in md and r"P(learned \| VEG)" in md
 
 
 def test_cli_run_status_report(tmp_path, capsys):

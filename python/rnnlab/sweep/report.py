@@ -46,7 +46,7 @@ def _key(v):
 
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return f"{v:g}"
+        return f"{v:.3g}"
     return "none" if v is None else str(v)
 
 
@@ -56,6 +56,21 @@ def panel_factors(rows: list[dict], by: tuple[str, ...] = ()) -> list[str]:
     out = []
     for f in ("cell", "init", *labels, *by):
         if f not in out:
+            out.append(f)
+    return out
+
+
+def pooled_factors(rows: list[dict], shown: list[str]) -> list[str]:
+    """Varying factors that the ``shown`` factors do not determine (e.g. ``init_gain`` is not
+    pooled when the ``init`` bundle sets it)."""
+    out = []
+    for f in varying(rows):
+        if f in shown:
+            continue
+        levels: dict = defaultdict(set)
+        for r in rows:
+            levels[tuple(_key(value(r, g)) for g in shown)].add(_key(value(r, f)))
+        if any(len(v) > 1 for v in levels.values()):
             out.append(f)
     return out
 
@@ -79,7 +94,7 @@ def markdown_table(header: list[str], body: list[list[str]]) -> str:
 def success_tables(rows: list[dict], by: tuple[str, ...] = ()) -> str:
     """Markdown: per panel, success rate (k/n) with learning rate as rows and length as columns."""
     panel = panel_factors(rows, by)
-    pooled = [f for f in varying(rows) if f not in (*panel, "lr", "length")]
+    pooled = pooled_factors(rows, [*panel, "lr", "length"])
     grid = success_grid(rows, panel)
     out = [f"Success = validation error < the task's threshold (SPEC §2.3). Pooled over: "
            f"{', '.join(pooled) if pooled else 'nothing but seeds'}."]
@@ -112,8 +127,8 @@ def veg_tables(rows: list[dict], by: str = "lr") -> str:
         total = [a + b for a, b in zip(total, c)]
         body.append(_veg_row(_fmt(level), c))
     body.append(_veg_row("all", total))
-    header = [by, "VEG & learned", "VEG & failed", "no VEG & learned", "no VEG & failed", "P(learned | VEG)",
-              "P(learned | no VEG)"]
+    header = [by, "VEG & learned", "VEG & failed", "no VEG & learned", "no VEG & failed", r"P(learned \| VEG)",
+              r"P(learned \| no VEG)"]
     return markdown_table(header, body)
 
 
@@ -276,7 +291,8 @@ def write_report(db_path: str | Path, out_dir: str | Path, by: tuple[str, ...] =
         "## Success rate over learning rate × length",
         success_tables(rows, by),
         "## VEG × learned (SPEC §3.3), by learning rate",
-        f"VEG rule: {rule}. See rnnlab.sweep.record for how the flags are sampled.",
+        "VEG rule: " + ", ".join(f"{k} = {v:g}" for k, v in rule.items())
+        + " (rnnlab.sweep.record and docs/sweeps.md say how the flags are sampled).",
         veg_tables(rows, "lr"),
         "## Plots",
         *[f"![{p.stem}]({p.name})" for p in files],
