@@ -200,12 +200,12 @@ def run_sweep(
                 store.add(row, spec.name)
             bar.on_runs(len(rows), sum(r["updates"] for r in rows) if count_updates else 0)
 
-        try:
-            if backend == "embedded":
+        try:  # with nothing left to train, no backend is started
+            if pops and backend == "embedded":
                 if threads:
                     torch.set_num_threads(threads)
                 _run_embedded(pops, device, commit, bar, veg_rule)
-            else:
+            elif pops:
                 _run_ray(pops, device, commit, bar, veg_rule, ray_address or os.environ.get("RAY_ADDRESS"),
                          cpus_per_task, num_cpus)
         finally:
