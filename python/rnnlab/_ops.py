@@ -190,3 +190,69 @@ class LstmFunction(torch.autograd.Function):
             grad_hs.contiguous(), grad_cs.contiguous(), hs, cs, gates, h0, c0, w_hh
         )
         return (grad_xp, grad_w, grad_h0, grad_c0, *_sink_grads(ctx, delta_sq, v_sq))
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagonal linear recurrence
+# ---------------------------------------------------------------------------------------------
+@torch.library.register_fake("rnnlab::diag_forward")
+def _diag_forward_fake(u, lam, h0, stats):
+    M, T, B, N = u.shape
+    real = u.real.dtype if u.is_complex() else u.dtype
+    stat = u.new_empty(M, T if stats else 0, N, dtype=real)
+    return torch.empty_like(u, memory_format=torch.contiguous_format), stat, stat.clone()
+
+
+@torch.library.register_fake("rnnlab::diag_backward")
+def _diag_backward_fake(grad_hs, hs, h0, lam):
+    M, T, B, N = hs.shape
+    real = hs.real.dtype if hs.is_complex() else hs.dtype
+    return (
+        torch.empty_like(hs, memory_format=torch.contiguous_format),
+        torch.empty_like(lam, memory_format=torch.contiguous_format),
+        torch.empty_like(h0, memory_format=torch.contiguous_format),
+        hs.new_empty(M, T, B, dtype=real),
+        hs.new_empty(M, T, B, dtype=real),
+    )
+
+
+@torch.library.register_vmap("rnnlab::diag_forward")
+def _diag_forward_vmap(info, in_dims, u, lam, h0, stats):
+    V = info.batch_size
+    outs = ops.diag_forward(*(_fold(x, d, V) for x, d in zip((u, lam, h0), in_dims)), stats)
+    return tuple(_unfold(o, V) for o in outs), (0, 0, 0)
+
+
+@torch.library.register_vmap("rnnlab::diag_backward")
+def _diag_backward_vmap(info, in_dims, grad_hs, hs, h0, lam):
+    V = info.batch_size
+    outs = ops.diag_backward(*(_fold(x, d, V) for x, d in zip((grad_hs, hs, h0, lam), in_dims)))
+    return tuple(_unfold(o, V) for o in outs), (0,) * len(outs)
+
+
+class DiagFunction(torch.autograd.Function):
+    """(hs, h_sq, s_sq) = diag(u, lam, h0, stats); the sinks receive the per-step statistics.
+
+    h_sq, s_sq are the SPEC §8.2 F4 accumulators (not differentiable). The sinks work as in
+    :class:`ElmanFunction`, with ‖δ_t‖², ‖v_t‖² of the (possibly complex) state.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(u, lam, h0, step_sink, reg_sink, stats):
+        return ops.diag_forward(u, lam, h0, stats)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, lam, h0, step_sink, reg_sink, _ = inputs
+        hs, h_sq, s_sq = output
+        ctx.mark_non_differentiable(h_sq, s_sq)
+        ctx.save_for_backward(hs, h0, lam)
+        ctx.want_stats = (step_sink is not None, reg_sink is not None)
+
+    @staticmethod
+    def backward(ctx, grad_hs, _grad_h_sq, _grad_s_sq):
+        hs, h0, lam = ctx.saved_tensors
+        grad_u, grad_lam, grad_h0, delta_sq, v_sq = ops.diag_backward(grad_hs.contiguous(), hs, h0, lam)
+        return (grad_u, grad_lam, grad_h0, *_sink_grads(ctx, delta_sq, v_sq), None)

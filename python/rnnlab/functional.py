@@ -205,3 +205,62 @@ def lstm(
         None if sink is None else sink.reg,
     )
     return hs, cs
+
+
+_DIAG_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+
+
+def diag_recurrence(
+    u: Tensor,
+    lam: Tensor,
+    h0: Tensor | None = None,
+    *,
+    sink: GradientSink | None = None,
+    return_stats: bool = False,
+) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+    """M independent diagonal linear recurrences ``h_t = λ ⊙ h_{t-1} + u_t`` in one fused call.
+
+    Real or complex; gradients reach ``u``, ``lam`` and ``h0`` (complex ones in PyTorch's
+    convention). The kernel is bandwidth-bound: the input projection (``γ ⊙ (B x_t)`` in an LRU)
+    is done outside, as for the other cells.
+
+    Args:
+        u: [M, T, B, N] inputs, float32/float64 or complex64/complex128.
+        lam: [M, N] one λ per model and channel, same dtype as u (a real λ is promoted to u's
+            complex dtype).
+        h0: [M, B, N] initial states, or None for zeros.
+        sink: optional :class:`GradientSink` with real dtype (``GradientSink.like(u.real)`` for
+            complex u) that receives ‖δ_t‖², ‖v_t‖² (SPEC §8.1 B1–B2; v_t = conj(λ) ⊙ δ_t) and
+            Ω, N at backward.
+        return_stats: also return the sensitivity accumulators of SPEC §8.2 F4, computed in the
+            same pass: with s_t = ∂h_t/∂λ = λ ⊙ s_{t-1} + h_{t-1} (s_0 = 0),
+            ``h_sq = mean_b |h_t|²`` and ``s_sq = mean_b |s_t|²``, each [M, T, N] real, not
+            differentiable.
+    Returns:
+        hs [M, T, B, N], or (hs, h_sq, s_sq) when ``return_stats``.
+    """
+    if not isinstance(u, Tensor):
+        raise TypeError(f"u must be a Tensor, got {type(u).__name__}")
+    if u.dim() != 4:
+        raise ValueError(f"u must have shape [M, T, B, N], got {list(u.shape)}")
+    if u.dtype not in _DIAG_DTYPES:
+        raise TypeError(f"u must be float32, float64, complex64 or complex128, got {u.dtype}")
+    M, T, B, N = u.shape
+    if isinstance(lam, Tensor) and u.is_complex() and lam.dtype == u.real.dtype:
+        lam = lam.to(u.dtype)
+    _check("lam", lam, (M, N), u.dtype, u.device)
+    if h0 is None:
+        h0 = u.new_zeros(M, B, N)
+    else:
+        _check("h0", h0, (M, B, N), u.dtype, u.device)
+    if sink is not None:
+        _check("sink.step", sink.step, (M, 2, T, B), u.real.dtype, u.device)
+    hs, h_sq, s_sq = _ops.DiagFunction.apply(
+        u.contiguous(),
+        lam.contiguous(),
+        h0.contiguous(),
+        None if sink is None else sink.step,
+        None if sink is None else sink.reg,
+        bool(return_stats),
+    )
+    return (hs, h_sq, s_sq) if return_stats else hs

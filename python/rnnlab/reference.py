@@ -247,3 +247,72 @@ def lstm_backward(
     h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], 1)
     grad_w = torch.einsum("mtbi,mtbj->mij", grad_xp, h_prev)
     return grad_xp, grad_w, v, dc, torch.stack(delta_sq[::-1], 1), torch.stack(v_sq[::-1], 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagonal linear recurrence h_t = λ ⊙ h_{t-1} + u_t (real or complex; csrc/kernels/cpu/diag.h)
+# ---------------------------------------------------------------------------------------------
+def diag_forward(u: Tensor, lam: Tensor, h0: Tensor, stats: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """Diagonal linear recurrence, with the sensitivity accumulators of SPEC §8.2 F4.
+
+    s_t = λ ⊙ s_{t-1} + h_{t-1} (s_0 = 0) is ∂h_t/∂λ, elementwise (complex λ allowed).
+
+    Args:
+        u: [M, T, B, N] inputs (float32/64 or complex64/128).
+        lam: [M, N] per model and channel, same dtype as u.
+        h0: [M, B, N] initial state.
+        stats: whether to return the F4 statistics.
+    Returns:
+        hs [M, T, B, N]; h_sq, s_sq [M, T, N] (real): mean over the batch of |h_t|² and |s_t|²,
+        or [M, 0, N] when ``stats`` is False.
+    """
+    M, T, B, N = u.shape
+    lam_b = lam.unsqueeze(1)
+    h, s = h0, torch.zeros_like(h0)
+    hs, h_sq, s_sq = [], [], []
+    for t in range(T):
+        h_prev, h = h, lam_b * h + u[:, t]
+        s = lam_b * s + h_prev
+        hs.append(h)
+        h_sq.append(h.abs().square().mean(1))
+        s_sq.append(s.abs().square().mean(1))
+    real = u.real.dtype
+    empty = u.new_empty(M, 0, N, dtype=real)
+    if T == 0:
+        return u.new_empty(u.shape), empty, empty
+    if not stats:
+        return torch.stack(hs, 1), empty, empty
+    return torch.stack(hs, 1), torch.stack(h_sq, 1), torch.stack(s_sq, 1)
+
+
+def diag_backward(
+    grad_hs: Tensor, hs: Tensor, h0: Tensor, lam: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT through :func:`diag_forward`, with the per-step statistics of SPEC §8.1.
+
+    Complex gradients follow PyTorch's convention (conjugate Wirtinger derivative of a real
+    loss): δ_t = grad_hs_t + v_{t+1} with v_t = conj(λ) ⊙ δ_t, grad_λ = Σ_{t,b} conj(h_{t-1}) ⊙ δ_t.
+
+    Args:
+        grad_hs: [M, T, B, N] ∂⁺L/∂h_t. hs, h0, lam: as for :func:`diag_forward`.
+    Returns:
+        grad_u [M, T, B, N] (= δ_t), grad_lam [M, N], grad_h0 [M, B, N], delta_sq [M, T, B]
+        (‖δ_t‖², B1), v_sq [M, T, B] (‖v_t‖², B2), the norms real.
+    """
+    M, T, B, N = hs.shape
+    lam_c = lam.conj().unsqueeze(1)
+    v = torch.zeros_like(h0)
+    grad_lam = torch.zeros_like(lam)
+    deltas, delta_sq, v_sq = [], [], []
+    for t in reversed(range(T)):
+        delta = grad_hs[:, t] + v
+        v = lam_c * delta
+        h_prev = h0 if t == 0 else hs[:, t - 1]
+        grad_lam = grad_lam + (h_prev.conj() * delta).sum(1)
+        deltas.append(delta)
+        delta_sq.append(delta.abs().square().sum(-1))
+        v_sq.append(v.abs().square().sum(-1))
+    if T == 0:
+        empty = hs.new_zeros(M, 0, B, dtype=hs.real.dtype)
+        return hs.new_zeros(hs.shape), grad_lam, torch.zeros_like(h0), empty, empty
+    return torch.stack(deltas[::-1], 1), grad_lam, v, torch.stack(delta_sq[::-1], 1), torch.stack(v_sq[::-1], 1)

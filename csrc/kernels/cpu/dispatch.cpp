@@ -4,6 +4,7 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "kernels/cpu/diag.h"
 #include "kernels/cpu/elman.h"
 #include "kernels/cpu/lstm.h"
 
@@ -20,6 +21,12 @@ template <typename T> const LstmKernels<T>& lstm_kernels_avx512();
 template <typename T> const LstmKernels<T>& lstm_kernels_avx2();
 #endif
 template <typename T> const LstmKernels<T>& lstm_kernels_portable();
+
+#if defined(__x86_64__)
+template <typename T> const DiagKernels<T>& diag_kernels_avx512();
+template <typename T> const DiagKernels<T>& diag_kernels_avx2();
+#endif
+template <typename T> const DiagKernels<T>& diag_kernels_portable();
 
 static bool cpu_supports(Isa isa) {
 #if defined(__x86_64__)
@@ -88,5 +95,19 @@ const LstmKernels<T>& lstm_kernels(Isa isa) {
 
 template const LstmKernels<float>& lstm_kernels<float>(Isa);
 template const LstmKernels<double>& lstm_kernels<double>(Isa);
+
+template <typename T>
+const DiagKernels<T>& diag_kernels(Isa isa) {
+  switch (isa) {
+#if defined(__x86_64__)
+    case Isa::Avx512: return diag_kernels_avx512<T>();
+    case Isa::Avx2: return diag_kernels_avx2<T>();
+#endif
+    default: return diag_kernels_portable<T>();
+  }
+}
+
+template const DiagKernels<float>& diag_kernels<float>(Isa);
+template const DiagKernels<double>& diag_kernels<double>(Isa);
 
 }  // namespace rnnlab::cpu

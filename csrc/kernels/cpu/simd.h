@@ -91,6 +91,9 @@ inline double hsum(Vec<double> a) { return _mm512_reduce_add_pd(a.v); }
 inline Vec<double> select_gt(Vec<double> a, Vec<double> b, Vec<double> x, Vec<double> y) {
   return {_mm512_mask_blend_pd(_mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ), y.v, x.v)};
 }
+// Swaps adjacent lanes (0↔1, 2↔3, …): complex arithmetic on interleaved (re, im) pairs.
+inline Vec<float> swap_pairs(Vec<float> a) { return {_mm512_permute_ps(a.v, 0xB1)}; }
+inline Vec<double> swap_pairs(Vec<double> a) { return {_mm512_permute_pd(a.v, 0x55)}; }
 
 #elif defined(RNNLAB_ISA_AVX2)
 
@@ -157,6 +160,8 @@ inline double hsum(Vec<double> a) {
   return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 inline Vec<double> select_gt(Vec<double> a, Vec<double> b, Vec<double> x, Vec<double> y) { return {_mm256_blendv_pd(y.v, x.v, _mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ))}; }
+inline Vec<float> swap_pairs(Vec<float> a) { return {_mm256_permute_ps(a.v, 0xB1)}; }
+inline Vec<double> swap_pairs(Vec<double> a) { return {_mm256_permute_pd(a.v, 0x5)}; }
 
 #else  // portable: a fixed-width array the compiler may auto-vectorize
 
@@ -202,6 +207,7 @@ RNNLAB_LANEWISE(select_gt(Vec<T> a, Vec<T> b, Vec<T> x, Vec<T> y), a.v[i] > b.v[
 RNNLAB_LANEWISE(abs(Vec<T> a), std::fabs(a.v[i]))
 RNNLAB_LANEWISE(round(Vec<T> a), std::nearbyint(a.v[i]))
 RNNLAB_LANEWISE(pow2i(Vec<T> n), std::ldexp(T(1), static_cast<int>(n.v[i])))
+RNNLAB_LANEWISE(swap_pairs(Vec<T> a), a.v[i ^ 1])
 #undef RNNLAB_LANEWISE
 
 template <typename T>

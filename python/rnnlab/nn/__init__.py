@@ -1,6 +1,7 @@
 """Modules: drop-in replacements for torch.nn recurrent layers (DESIGN.md §4)."""
 from ._diagnostics import GradientStats
+from .lru import LRU
 from .lstm import LSTM
 from .rnn import RNN
 
-__all__ = ["GradientStats", "LSTM", "RNN"]
+__all__ = ["GradientStats", "LRU", "LSTM", "RNN"]

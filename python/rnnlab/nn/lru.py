@@ -1,0 +1,202 @@
+"""``rnnlab.LRU``: a linear recurrent unit on the fused diagonal-recurrence kernel (SPEC.md §4.1–4.2)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..functional import diag_recurrence
+
+PARAMETRIZATIONS = ("exp", "polar", "plain", "real")
+GAMMAS = ("learned", "none", "fixed")
+
+
+class LRU(nn.Module):
+    r"""Linear recurrent unit: ``h_t = λ ⊙ h_{t−1} + γ ⊙ (B x_t)``, ``y_t = Re(C h_t) + D x_t``.
+
+    λ, γ are per channel, B, C complex (real for ``parametrization="real"``), D real; M
+    independent models (``num_models``) run in one fused call of :func:`rnnlab.diag_recurrence`.
+
+    Parametrizations of λ (SPEC §4.1–4.2, Zucchet & Orvieto's code):
+
+    * ``"exp"``: stored (ω_ν, ω_θ) = (log(−log ν), log θ), λ = exp(−exp(ω_ν) + i·exp(ω_θ));
+    * ``"polar"``: stored (ν, θ), λ = ν·e^{iθ};
+    * ``"plain"``: stored (Re λ, Im λ);
+    * ``"real"``: a real λ = exp(−exp(ω_ν)) ∈ (0, 1), stored ω_ν; B and C are real.
+
+    γ (input normalization): ``"learned"`` (stored as log γ, initialized to sqrt(1 − |λ|²)),
+    ``"none"`` (γ = 1), or ``"fixed"``: sqrt(1 − |λ|² + 1e-6) recomputed from λ at every call
+    (not a parameter; gradients flow through it into λ, as the authors' ``L2`` option).
+
+    Initialization: λ uniform on the ring ``r_min ≤ |λ| ≤ r_max`` (ν = sqrt(U·(r_max² − r_min²)
+    + r_min²)) with phase θ uniform in [−max_phase, max_phase], taken mod 2π; B_re, B_im, C_re,
+    C_im, D each N(0, 1)/sqrt(fan_in).
+
+    Shapes (M = num_models, N = hidden_size, I = input_size, O = output_size):
+        x: [T, B, I] (the same input for every model) or [M, T, B, I]; batch_first swaps T and B.
+        h0: [M, B, N] (complex unless "real") or None for zeros.
+        returns y [M, T, B, O] and h_n [M, B, N]; without the M axis when x has none and
+        num_models == 1. With ``return_stats=True`` also (h_sq, s_sq) [M, T, N] (same rule for
+        the M axis): mean over the batch of |h_t|² and |∂h_t/∂λ|² (SPEC §8.2 F4), computed in the
+        same kernel pass; chain factors to the stored parameters are in SPEC §8.2.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int | None = None,
+        *,
+        num_models: int = 1,
+        parametrization: str = "exp",
+        gamma: str = "learned",
+        r_min: float = 0.0,
+        r_max: float = 1.0,
+        max_phase: float = 2 * math.pi,
+        batch_first: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+        if gamma not in GAMMAS:
+            raise ValueError(f"gamma must be one of {GAMMAS}, got {gamma!r}")
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_models", num_models)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        output_size = input_size if output_size is None else output_size
+        if not isinstance(output_size, int) or output_size <= 0:
+            raise ValueError(f"output_size must be a positive int, got {output_size!r}")
+        if not 0 <= r_min < r_max <= 1:
+            raise ValueError(f"need 0 ≤ r_min < r_max ≤ 1, got r_min={r_min}, r_max={r_max}")
+        if parametrization == "exp" and (r_min == 0 or r_max == 1):
+            # log(−log ν) is infinite at ν = 0 and ν = 1; keep the ring strictly inside.
+            r_min, r_max = max(r_min, 1e-4), min(r_max, 1 - 1e-6)
+        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
+        self.num_models, self.parametrization, self.gamma = num_models, parametrization, gamma
+        self.r_min, self.r_max, self.max_phase, self.batch_first = r_min, r_max, max_phase, batch_first
+
+        factory = {"device": device, "dtype": dtype}
+        M, N, I, O = num_models, hidden_size, input_size, output_size
+        lam_names = {"exp": ("nu_log", "theta_log"), "polar": ("nu", "theta"), "plain": ("lam_re", "lam_im"),
+                     "real": ("nu_log",)}[parametrization]
+        self._lam_names = lam_names
+        for name in lam_names:
+            setattr(self, name, nn.Parameter(torch.empty(M, N, **factory)))
+        if gamma == "learned":
+            self.gamma_log = nn.Parameter(torch.empty(M, N, **factory))
+        parts = ("re",) if parametrization == "real" else ("re", "im")
+        for part in parts:
+            setattr(self, f"B_{part}", nn.Parameter(torch.empty(M, N, I, **factory)))
+        for part in parts:
+            setattr(self, f"C_{part}", nn.Parameter(torch.empty(M, O, N, **factory)))
+        self.D = nn.Parameter(torch.empty(M, O, I, **factory))
+        self.reset_parameters()
+
+    @property
+    def is_complex(self) -> bool:
+        return self.parametrization != "real"
+
+    def reset_parameters(self) -> None:
+        """Ring initialization of λ, γ = sqrt(1 − |λ|²), and N(0, 1)/sqrt(fan_in) matrices."""
+        with torch.no_grad():
+            ring = torch.rand(self.num_models, self.hidden_size, dtype=self.D.dtype, device=self.D.device)
+            nu = (ring * (self.r_max**2 - self.r_min**2) + self.r_min**2).sqrt()
+            theta = torch.remainder((2 * torch.rand_like(nu) - 1) * self.max_phase, 2 * math.pi)
+            if self.parametrization in ("exp", "real"):
+                self.nu_log.copy_((-nu.log()).log())
+            if self.parametrization == "exp":
+                self.theta_log.copy_(theta.log())
+            elif self.parametrization == "polar":
+                self.nu.copy_(nu)
+                self.theta.copy_(theta)
+            elif self.parametrization == "plain":
+                self.lam_re.copy_(nu * theta.cos())
+                self.lam_im.copy_(nu * theta.sin())
+            if self.gamma == "learned":
+                self.gamma_log.copy_(0.5 * (1 - nu**2).log())
+            for name, p in self.named_parameters():
+                if name[0] in "BCD":
+                    nn.init.normal_(p, 0.0, 1.0 / math.sqrt(p.shape[-1]))
+
+    def lam(self) -> Tensor:
+        """[M, N] the current λ (complex, or real for ``parametrization="real"``)."""
+        p = self.parametrization
+        if p == "exp":
+            return torch.exp(torch.complex(-self.nu_log.exp(), self.theta_log.exp()))
+        if p == "polar":
+            return torch.polar(self.nu, self.theta)
+        if p == "plain":
+            return torch.complex(self.lam_re, self.lam_im)
+        return torch.exp(-self.nu_log.exp())
+
+    def _gamma(self, lam: Tensor) -> Tensor | None:
+        if self.gamma == "learned":
+            return self.gamma_log.exp()
+        if self.gamma == "fixed":
+            return (1 - lam.abs().square() + 1e-6).sqrt()
+        return None
+
+    def forward(self, x: Tensor, h0: Tensor | None = None, *, return_stats: bool = False):
+        """See the class docstring for shapes."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a Tensor, got {type(x).__name__}")
+        if x.dim() not in (3, 4) or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x must have shape [T, B, {self.input_size}] or [M, T, B, {self.input_size}] "
+                f"(batch_first: B before T), got {list(x.shape)}"
+            )
+        if x.dim() == 4 and x.shape[0] != self.num_models:
+            raise ValueError(f"x has {x.shape[0]} models on its first axis, the LRU has num_models = {self.num_models}")
+        if x.shape[-2 if self.batch_first else -3] == 0:
+            raise ValueError("x must have at least one time step")
+        if x.dtype != self.D.dtype:
+            raise TypeError(f"x must have dtype {self.D.dtype} (like the parameters), got {x.dtype}")
+        squeeze = x.dim() == 3 and self.num_models == 1
+        xm = x if x.dim() == 4 else x.unsqueeze(0)
+        if self.batch_first:
+            xm = xm.transpose(1, 2)
+        M, N, O = self.num_models, self.hidden_size, self.output_size
+        lam = self.lam()
+        gamma = self._gamma(lam)
+        # B x_t as one batched GEMM; complex B as interleaved (re, im) rows, so the product's last
+        # axis is already the [N, 2] layout of a complex tensor.
+        if self.is_complex:
+            w_in = torch.stack([self.B_re, self.B_im], 2).reshape(M, 2 * N, self.input_size)
+            if gamma is not None:
+                w_in = w_in * gamma.repeat_interleave(2, -1).unsqueeze(-1)
+        else:
+            w_in = self.B_re if gamma is None else self.B_re * gamma.unsqueeze(-1)
+        T, B = xm.shape[1:3]
+        flat = xm.reshape(xm.shape[0], T * B, self.input_size)
+        u = torch.matmul(flat, w_in.transpose(1, 2)).view(M, T, B, -1)
+        if self.is_complex:
+            u = torch.view_as_complex(u.view(M, T, B, N, 2))
+        if h0 is not None and squeeze:
+            h0 = h0.unsqueeze(0)
+        out = diag_recurrence(u, lam, h0, return_stats=return_stats)
+        hs = out[0] if return_stats else out
+        # Re(C h) = C_re h_re − C_im h_im: one GEMM against the interleaved real view of h.
+        if self.is_complex:
+            w_out = torch.stack([self.C_re, -self.C_im], -1).reshape(M, O, 2 * N)
+            h_flat = torch.view_as_real(hs).reshape(M, T * B, 2 * N)
+        else:
+            w_out, h_flat = self.C_re, hs.reshape(M, T * B, N)
+        y = torch.matmul(h_flat, w_out.transpose(1, 2)) + torch.matmul(flat, self.D.transpose(1, 2))
+        y = y.view(M, T, B, O)
+        h_n = hs[:, -1]
+        if self.batch_first:
+            y = y.transpose(1, 2)
+        stats = out[1:] if return_stats else ()
+        if squeeze:
+            y, h_n, stats = y[0], h_n[0], tuple(s[0] for s in stats)
+        return (y, h_n, stats) if return_stats else (y, h_n)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, {self.output_size}"
+        if self.num_models != 1:
+            s += f", num_models={self.num_models}"
+        return s + (f", parametrization={self.parametrization!r}, gamma={self.gamma!r}, r_min={self.r_min}, "
+                    f"r_max={self.r_max}, max_phase={self.max_phase:.4g}")
