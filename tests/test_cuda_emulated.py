@@ -190,3 +190,74 @@ def test_elman_nan_propagates(emu):
         hs = emu_elman_forward(emu, ONCHIP, xp, w, h0, act)
         want = reference.elman_forward(xp, w, h0, act)
         assert torch.equal(hs.isnan(), want.isnan()), act
+
+
+# ---------------------------------------------------------------------------------------------
+# LSTM
+# ---------------------------------------------------------------------------------------------
+def _i64(*xs):
+    return [ctypes.c_int64(x) for x in xs]
+
+
+def emu_lstm_forward(emu, path, xp, w_hh, h0, c0):
+    M, T, B, H4 = xp.shape
+    H = H4 // 4
+    hs, cs = torch.full((M, T, B, H), float("nan"), dtype=xp.dtype), torch.full((M, T, B, H), float("nan"), dtype=xp.dtype)
+    gates = torch.full_like(xp, float("nan"))
+    err = emu.emu_lstm_forward(_dtype_code(xp.dtype), path, *_i64(M, T, B, H), _ptr(xp), _ptr(w_hh), _ptr(h0), _ptr(c0),
+                               _ptr(hs), _ptr(cs), _ptr(gates))
+    assert err == 0, f"cudaError {err}"
+    return hs, cs, gates
+
+
+def emu_lstm_backward(emu, path, grad_hs, grad_cs, cs, gates, c0, w_hh):
+    M, T, B, H = cs.shape
+    nan, dt = float("nan"), cs.dtype
+    grad_xp = torch.full_like(gates, nan)
+    grad_h0, grad_c0 = torch.full((M, B, H), nan, dtype=dt), torch.full((M, B, H), nan, dtype=dt)
+    delta_sq, v_sq = torch.full((M, T, B), nan, dtype=dt), torch.full((M, T, B), nan, dtype=dt)
+    err = emu.emu_lstm_backward(_dtype_code(dt), path, *_i64(M, T, B, H), _ptr(grad_hs), _ptr(grad_cs), _ptr(cs),
+                                _ptr(gates), _ptr(c0), _ptr(w_hh), _ptr(grad_xp), _ptr(grad_h0), _ptr(grad_c0),
+                                _ptr(delta_sq), _ptr(v_sq))
+    assert err == 0, f"cudaError {err}"
+    return grad_xp, grad_h0, grad_c0, delta_sq, v_sq
+
+
+def _check_lstm(emu, path, case, dtype, with_grad_cs, seed):
+    M, T, B, H = case
+    g = torch.Generator().manual_seed(seed)
+    xp = torch.randn(M, T, B, 4 * H, generator=g, dtype=dtype)
+    w = torch.randn(M, 4 * H, H, generator=g, dtype=dtype) * (1.0 / H**0.5)
+    h0, c0 = torch.randn(M, B, H, generator=g, dtype=dtype) * 0.5, torch.randn(M, B, H, generator=g, dtype=dtype)
+    grad_hs = torch.randn(M, T, B, H, generator=g, dtype=dtype)
+    grad_cs = torch.randn(M, T, B, H, generator=g, dtype=dtype) if with_grad_cs else None
+    rtol = _rtol(dtype)
+    hs, cs, gates = emu_lstm_forward(emu, path, xp, w, h0, c0)
+    r_hs, r_cs, r_gates = reference.lstm_forward(xp, w, h0, c0)
+    _close("hs", hs, r_hs, rtol)
+    _close("cs", cs, r_cs, rtol)
+    _close("gates", gates, r_gates, rtol)
+    got = emu_lstm_backward(emu, path, grad_hs, grad_cs, cs, gates, c0, w)
+    r_xp, _, r_h0, r_c0, r_dsq, r_vsq = reference.lstm_backward(grad_hs, grad_cs, hs, cs, gates, h0, c0, w)
+    for name, a, b in zip(("grad_xp", "grad_h0", "grad_c0", "delta_sq", "v_sq"), got, (r_xp, r_h0, r_c0, r_dsq, r_vsq)):
+        _close(name, a, b, rtol)
+
+
+# (M, T, B, H): tiles of 1, 2, 4 and 8 rows (emulated GPU: 4 one-block multiprocessors), partial
+# tiles, H padded to 32 and 64.
+LSTM_ONCHIP_CASES = [(1, 5, 3, 7), (1, 4, 7, 32), (2, 4, 5, 40), (3, 6, 9, 64)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("index", range(len(LSTM_ONCHIP_CASES)))
+def test_lstm_onchip_matches_reference(emu, index, dtype):
+    case = LSTM_ONCHIP_CASES[index]
+    if dtype == torch.float64 and case[3] > 32:
+        pytest.skip("float64 on chip holds H <= 32")
+    _check_lstm(emu, ONCHIP, case, dtype, with_grad_cs=index % 2 == 0, seed=index)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", [(1, 4, 3, 5), (2, 3, 4, 70)])
+def test_lstm_steps_match_reference(emu, case, dtype):
+    _check_lstm(emu, STEPS, case, dtype, with_grad_cs=case[0] == 2, seed=5)

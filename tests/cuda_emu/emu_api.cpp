@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/cuda/elman.cuh"
+#include "kernels/cuda/lstm.cuh"
 
 namespace {
 
@@ -13,18 +14,18 @@ using rnnlab::Activation;
 using rnnlab::RecurrenceShape;
 namespace cu = rnnlab::cuda;
 
-// out[m, b, :] = x[m, b, :] · w[m] (transpose_w: · w[m]ᵀ), x rows at stride x_stride_m per model.
+// out[m, b, :] = x[m, b, :] · w[m] with x rows of K at stride x_stride_m per model and w[m] of
+// shape [K, N] (transpose_w: w[m] is [N, K] and is used transposed), out [M, B, N].
 template <typename T>
-void batched_rows_times(const RecurrenceShape& s, const T* x, int64_t x_stride_m, const T* w, bool transpose_w,
-                        T* out) {
-  const int64_t H = s.H;
+void batched_rows_times(const RecurrenceShape& s, int64_t K, int64_t N, const T* x, int64_t x_stride_m, const T* w,
+                        bool transpose_w, T* out) {
   for (int64_t m = 0; m < s.M; ++m)
     for (int64_t b = 0; b < s.B; ++b)
-      for (int64_t j = 0; j < H; ++j) {
+      for (int64_t j = 0; j < N; ++j) {
         T acc = 0;
-        for (int64_t k = 0; k < H; ++k)
-          acc += x[m * x_stride_m + b * H + k] * (transpose_w ? w[(m * H + j) * H + k] : w[(m * H + k) * H + j]);
-        out[(m * s.B + b) * H + j] = acc;
+        for (int64_t k = 0; k < K; ++k)
+          acc += x[m * x_stride_m + b * K + k] * (transpose_w ? w[(m * N + j) * K + k] : w[(m * K + k) * N + j]);
+        out[(m * s.B + b) * N + j] = acc;
       }
 }
 
@@ -33,8 +34,8 @@ int elman_forward(int path, const RecurrenceShape& s, Activation act, const T* x
   if (path == 0) return cu::elman_forward_onchip<T>(s, act, xp, w, h0, hs, nullptr);
   std::vector<T> rec(static_cast<size_t>(s.M * s.B * s.H));
   for (int64_t t = 0; t < s.T; ++t) {
-    if (t == 0) batched_rows_times(s, h0, s.B * s.H, w, true, rec.data());
-    else batched_rows_times(s, hs + (t - 1) * s.B * s.H, s.T * s.B * s.H, w, true, rec.data());
+    if (t == 0) batched_rows_times(s, s.H, s.H, h0, s.B * s.H, w, true, rec.data());
+    else batched_rows_times(s, s.H, s.H, hs + (t - 1) * s.B * s.H, s.T * s.B * s.H, w, true, rec.data());
     if (int e = cu::elman_forward_step<T>(s, t, act, xp, rec.data(), hs, nullptr)) return e;
   }
   return 0;
@@ -50,10 +51,44 @@ int elman_backward(int path, const RecurrenceShape& s, Activation act, const T* 
                                          nullptr))
     return e;
   for (int64_t t = s.T - 1; t >= 0; --t) {
-    batched_rows_times(s, grad_xp + t * s.B * s.H, s.T * s.B * s.H, w, false, v.data());
+    batched_rows_times(s, s.H, s.H, grad_xp + t * s.B * s.H, s.T * s.B * s.H, w, false, v.data());
     if (int e = cu::elman_backward_step<T>(s, t, act, v.data(), grad_hs, hs, grad_xp, grad_h0, delta_sq, v_sq, reg_v,
                                            nullptr))
       return e;
+  }
+  return 0;
+}
+
+template <typename T>
+int lstm_forward(int path, const RecurrenceShape& s, const T* xp, const T* w, const T* h0, const T* c0, T* hs, T* cs,
+                 T* gates) {
+  if (path == 0) return cu::lstm_forward_onchip<T>(s, xp, w, h0, c0, hs, cs, gates, nullptr);
+  const int64_t H = s.H;
+  std::vector<T> rec(static_cast<size_t>(s.M * s.B * 4 * H));
+  for (int64_t t = 0; t < s.T; ++t) {
+    if (t == 0) batched_rows_times(s, H, 4 * H, h0, s.B * H, w, true, rec.data());
+    else batched_rows_times(s, H, 4 * H, hs + (t - 1) * s.B * H, s.T * s.B * H, w, true, rec.data());
+    if (int e = cu::lstm_forward_step<T>(s, t, xp, rec.data(), c0, hs, cs, gates, nullptr)) return e;
+  }
+  return 0;
+}
+
+template <typename T>
+int lstm_backward(int path, const RecurrenceShape& s, const T* grad_hs, const T* grad_cs, const T* cs, const T* gates,
+                  const T* c0, const T* w, T* grad_xp, T* grad_h0, T* grad_c0, T* delta_sq, T* v_sq) {
+  if (path == 0)
+    return cu::lstm_backward_onchip<T>(s, grad_hs, grad_cs, cs, gates, c0, w, grad_xp, grad_h0, grad_c0, delta_sq,
+                                       v_sq, nullptr);
+  const int64_t H = s.H;
+  std::vector<T> v(static_cast<size_t>(s.M * s.B * H)), dc(v.size(), T(0));
+  auto step = [&](int64_t t, const T* vt) {
+    return cu::lstm_backward_step<T>(s, t, vt, grad_hs, grad_cs, cs, gates, c0, dc.data(), grad_xp, grad_h0, grad_c0,
+                                     delta_sq, v_sq, nullptr);
+  };
+  if (int e = step(s.T, nullptr)) return e;
+  for (int64_t t = s.T - 1; t >= 0; --t) {
+    batched_rows_times(s, 4 * H, H, grad_xp + t * s.B * 4 * H, s.T * s.B * 4 * H, w, false, v.data());
+    if (int e = step(t, v.data())) return e;
   }
   return 0;
 }
@@ -87,6 +122,36 @@ int emu_elman_backward(int dtype, int path, int64_t M, int64_t T, int64_t B, int
                                 static_cast<const double*>(w), static_cast<double*>(grad_xp),
                                 static_cast<double*>(grad_h0), static_cast<double*>(delta_sq),
                                 static_cast<double*>(v_sq), static_cast<double*>(reg_v));
+}
+
+int emu_lstm_forward(int dtype, int path, int64_t M, int64_t T, int64_t B, int64_t H, const void* xp, const void* w,
+                     const void* h0, const void* c0, void* hs, void* cs, void* gates) {
+  const RecurrenceShape s{M, T, B, H};
+  if (dtype == 0)
+    return lstm_forward<float>(path, s, static_cast<const float*>(xp), static_cast<const float*>(w),
+                               static_cast<const float*>(h0), static_cast<const float*>(c0), static_cast<float*>(hs),
+                               static_cast<float*>(cs), static_cast<float*>(gates));
+  return lstm_forward<double>(path, s, static_cast<const double*>(xp), static_cast<const double*>(w),
+                              static_cast<const double*>(h0), static_cast<const double*>(c0),
+                              static_cast<double*>(hs), static_cast<double*>(cs), static_cast<double*>(gates));
+}
+
+int emu_lstm_backward(int dtype, int path, int64_t M, int64_t T, int64_t B, int64_t H, const void* grad_hs,
+                      const void* grad_cs, const void* cs, const void* gates, const void* c0, const void* w,
+                      void* grad_xp, void* grad_h0, void* grad_c0, void* delta_sq, void* v_sq) {
+  const RecurrenceShape s{M, T, B, H};
+  if (dtype == 0)
+    return lstm_backward<float>(path, s, static_cast<const float*>(grad_hs), static_cast<const float*>(grad_cs),
+                                static_cast<const float*>(cs), static_cast<const float*>(gates),
+                                static_cast<const float*>(c0), static_cast<const float*>(w),
+                                static_cast<float*>(grad_xp), static_cast<float*>(grad_h0),
+                                static_cast<float*>(grad_c0), static_cast<float*>(delta_sq), static_cast<float*>(v_sq));
+  return lstm_backward<double>(path, s, static_cast<const double*>(grad_hs), static_cast<const double*>(grad_cs),
+                               static_cast<const double*>(cs), static_cast<const double*>(gates),
+                               static_cast<const double*>(c0), static_cast<const double*>(w),
+                               static_cast<double*>(grad_xp), static_cast<double*>(grad_h0),
+                               static_cast<double*>(grad_c0), static_cast<double*>(delta_sq),
+                               static_cast<double*>(v_sq));
 }
 
 }  // extern "C"

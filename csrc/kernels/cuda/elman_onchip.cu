@@ -1,139 +1,59 @@
 // Elman forward and backward with w_hh resident in registers for the whole sequence: one thread
 // block per (model, tile of BT batch rows), the time loop inside, one launch per call. The API and
-// the math are in elman.cuh; the CPU twin (kernels/cpu/elman_impl.h) is the reference for what
-// is written where.
+// the math are in elman.cuh; the layout and the shared machinery in onchip.cuh; the CPU twin
+// (kernels/cpu/elman_impl.h) is the reference for what is written where.
 //
-// Thread layout. The hidden size is padded to HP ∈ {32, 64, 128}. Each thread holds a slice of
-// kSlice = 32 registers' worth of weights (32 floats or 16 doubles) for one output unit; kSplits =
-// HP / kSlice threads (adjacent lanes) share a unit and their partial dot products are summed
-// with shuffles. A step is then: every thread multiplies its slice with the matching part of the
-// tile's previous state, read from shared memory with 16-byte loads that the warp broadcasts
-// (the state rows are stored in padded segments, one per split, so the kSplits distinct
-// addresses of a warp-wide load fall in distinct banks); shuffle-sum; lane `split` finishes the
-// rows r ≡ split (mod kSplits). Padding weights and state entries are zero and never written.
-//
-// The step's inputs (xp_t in forward; grad_hs_{t-1} and hs_{t-1} in backward) are copied into a
-// ring of kRing shared-memory slabs with cp.async kDepth steps ahead; the per-step barrier that
-// publishes the new state also publishes the next slab.
+// Each thread holds 32 registers of w_hh: one output unit times kSlice inputs (32 floats or 16
+// doubles), so a block of HP·HP/kSlice threads holds all of it: HP ≤ 128 (512 threads) in
+// float32, HP ≤ 64 (256 threads) in float64. A step is one matvec (16-byte shared-memory loads of
+// the previous state, FMAs, shuffle sums), the pointwise epilogue of the rows this thread
+// finishes, and one __syncthreads that publishes the new state and the next prefetched slab.
 #include "kernels/cuda/activations.cuh"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/elman.cuh"
-#include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/onchip.cuh"
 
 namespace rnnlab::cuda {
 
 namespace {
 
-constexpr int kDepth = 3;           // steps whose inputs are in flight
-constexpr int kRing = kDepth + 1;   // + the slab being read
-constexpr int kTileRows[] = {1, 2, 4, 8};
+using namespace onchip;
 
 template <typename T, int HP>
-struct Geom {
-  static constexpr int kVec = kVec16<T>;                 // elements per 16-byte load
-  static constexpr int kSlice = 128 / sizeof(T);         // weights per thread (32 registers)
-  static constexpr int kSplits = HP / kSlice;            // threads per output unit
-  static constexpr int kThreads = HP * kSplits;
-  static constexpr int kSegment = kSlice + kVec;         // padded segment: split s starts at s·kSegment
-  static constexpr int kRow = kSplits * kSegment;        // padded state row in shared memory
-  static_assert(HP % kSlice == 0 && 32 % kSplits == 0 && kThreads % 32 == 0, "unsupported padded size");
-  static_assert(kThreads <= 512, "w_hh does not fit in registers");
-
-  // Shared-memory position of element k of a padded state row.
-  static __device__ __forceinline__ int pos(int k) { return (k / kSlice) * kSegment + k % kSlice; }
-};
-
-// Elements of a shared-memory input slab of one step: BT rows of H, rounded to whole 16-byte
-// pieces so that every slab of the ring starts 16-byte aligned.
-template <typename T>
-__host__ __device__ inline int slab_elems(int rows, int H) {
-  return (rows * H + kVec16<T> - 1) / kVec16<T> * kVec16<T>;
-}
-
-// out[r] = Σ_k w[unit, k] · x[r, k] for the BT rows of a padded state buffer, where this thread
-// holds w[unit, split·kSlice + q] in w[q] and x points at its split's segment of row 0. The partial
-// products are summed over the unit's kSplits threads: each of them returns the full sums. Up to
-// four independent accumulator chains per row keep the FMA pipeline busy when BT is small.
-template <typename T, int HP, int BT>
-__device__ __forceinline__ void matvec_rows(const T (&w)[Geom<T, HP>::kSlice], const T* x, T (&out)[BT]) {
-  using G = Geom<T, HP>;
-  constexpr int kChains = BT >= 4 ? 1 : 4 / BT;
-  T acc[BT][kChains];
-#pragma unroll
-  for (int r = 0; r < BT; ++r)
-#pragma unroll
-    for (int c = 0; c < kChains; ++c) acc[r][c] = T(0);
-#pragma unroll
-  for (int q = 0; q < G::kSlice; q += G::kVec) {
-#pragma unroll
-    for (int r = 0; r < BT; ++r) {
-      T xv[G::kVec];
-      load16(x + r * G::kRow + q, xv);
-#pragma unroll
-      for (int e = 0; e < G::kVec; ++e) {
-        T& a = acc[r][(q + e) % kChains];
-        a = fma(w[q + e], xv[e], a);
-      }
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < BT; ++r) {
-    T sum = acc[r][0];
-#pragma unroll
-    for (int c = 1; c < kChains; ++c) sum += acc[r][c];
-    out[r] = sum_lanes<1, G::kSplits>(sum);
-  }
-}
-
-// Tile coordinates of this block: model m, rows b0 … b0 + rows − 1 of the batch.
-struct Tile {
-  int64_t m, b0;
-  int rows;
-  template <int BT>
-  __device__ static Tile of_block(const RecurrenceShape& s) {
-    const int64_t tiles = (s.B + BT - 1) / BT;
-    const int64_t m = blockIdx.x / tiles, b0 = (blockIdx.x % tiles) * BT;
-    return {m, b0, static_cast<int>(s.B - b0 < BT ? s.B - b0 : BT)};
-  }
-  // Offsets of row r of this tile in the [M, T, B, H], [M, T, B] and [M, B, H] tensors.
-  __device__ int64_t seq(const RecurrenceShape& s, int64_t t, int r) const { return ((m * s.T + t) * s.B + b0 + r) * s.H; }
-  __device__ int64_t stat(const RecurrenceShape& s, int64_t t, int r) const { return (m * s.T + t) * s.B + b0 + r; }
-  __device__ int64_t state(const RecurrenceShape& s, int r) const { return (m * s.B + b0 + r) * s.H; }
-};
+using G1 = Geom<T, HP, /*Out=*/1, /*InputMul=*/1>;
 
 template <typename T, int HP, int BT>
 size_t forward_smem(int H) {
-  using G = Geom<T, HP>;
-  return sizeof(T) * (2 * BT * G::kRow + kRing * slab_elems<T>(BT, H));
+  return sizeof(T) * (2 * BT * G1<T, HP>::kRow + kRing * slab_elems<T>(BT, H));
 }
 
 template <typename T, int HP, int BT>
-__global__ void __launch_bounds__(Geom<T, HP>::kThreads)
+__global__ void __launch_bounds__(G1<T, HP>::kThreads)
     elman_forward_kernel(RecurrenceShape s, Activation act, const T* __restrict__ xp, const T* __restrict__ w_hh,
                          const T* __restrict__ h0, T* __restrict__ hs) {
-  using G = Geom<T, HP>;
+  using G = G1<T, HP>;
   const int H = static_cast<int>(s.H);
   const int slab = slab_elems<T>(BT, H);
-  T* state = dynamic_smem<T>();  // [2][BT][kRow]: h_{t-1} in buffer t & 1, h_t goes to the other
-  T* ring = state + 2 * BT * G::kRow;          // [kRing][slab]: xp_t of the tile in slot t % kRing
+  T* state = dynamic_smem<T>();        // [2][BT][kRow]: h_{t-1} in buffer t & 1, h_t goes to the other
+  T* ring = state + 2 * BT * G::kRow;  // [kRing][slab]: xp_t of the tile in slot t % kRing
   const Tile tile = Tile::of_block<BT>(s);
   const int unit = threadIdx.x / G::kSplits, split = threadIdx.x % G::kSplits;
 
-  T w[G::kSlice];  // w[q] = w_hh[unit, split·kSlice + q]
+  T w[1][G::kSlice];  // w[0][q] = w_hh[unit, split·kSlice + q]
   const T* wm = w_hh + tile.m * s.H * s.H;
 #pragma unroll
   for (int q = 0; q < G::kSlice; ++q) {
     const int k = split * G::kSlice + q;
-    w[q] = unit < H && k < H ? wm[unit * H + k] : T(0);
+    w[0][q] = unit < H && k < H ? wm[unit * H + k] : T(0);
   }
 
   for (int e = threadIdx.x; e < 2 * BT * G::kRow; e += blockDim.x) state[e] = T(0);
   __syncthreads();
   for (int e = threadIdx.x; e < tile.rows * H; e += blockDim.x)
-    state[(e / H) * G::kRow + G::pos(e % H)] = h0[tile.state(s, 0) + e];
+    state[(e / H) * G::kRow + G::pos(e % H)] = h0[tile.state(s, 0, H) + e];
 
   auto prefetch = [&](int64_t t) {  // xp_t of the tile → slot t % kRing
-    if (t < s.T) copy_async(ring + (t % kRing) * slab, xp + tile.seq(s, t, 0), tile.rows * H);
+    if (t < s.T) copy_async(ring + (t % kRing) * slab, xp + tile.seq(s, t, 0, H), tile.rows * H);
     cp_async_commit();  // one group per step, empty or not, keeps the wait count uniform
   };
   for (int d = 0; d < kDepth; ++d) prefetch(d);
@@ -142,15 +62,15 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
 
   for (int64_t t = 0; t < s.T; ++t) {
     prefetch(t + kDepth);  // into the slot read at step t − 1, free since its closing barrier
-    T sum[BT];
-    matvec_rows<T, HP, BT>(w, state + (t & 1) * BT * G::kRow + split * G::kSegment, sum);
+    T sum[BT][1];
+    matvec_rows<G, BT>(w, state + (t & 1) * BT * G::kRow + split * G::kSegment, sum);
     const T* x = ring + (t % kRing) * slab;
     T* next = state + ((t + 1) & 1) * BT * G::kRow;
-    T* out = hs + tile.seq(s, t, 0);
+    T* out = hs + tile.seq(s, t, 0, H);
 #pragma unroll
     for (int r = 0; r < BT; ++r) {
       if (r % G::kSplits == split && r < tile.rows && unit < H) {
-        const T h = Phi<T>::f(act, x[r * H + unit] + sum[r]);
+        const T h = Phi<T>::f(act, x[r * H + unit] + sum[r][0]);
         next[r * G::kRow + G::pos(unit)] = h;
         out[r * H + unit] = h;
       }
@@ -160,7 +80,7 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
   }
 }
 
-// Backward. Thread (unit j, split) holds w[q] = w_hh[split·kSlice + q, j], so the same matvec
+// Backward. Thread (unit j, split) holds w[0][q] = w_hh[split·kSlice + q, j], so the same matvec
 // gives v_t[j] = Σ_i u_t[i] w_hh[i, j]. The row norms ‖v_t‖² and ‖δ_t‖² need a sum over all units,
 // i.e. over the whole block: each warp adds its share to a shared-memory slot with one atomic per
 // row, and the totals are read after the next barrier. So the statistics of step t — delta_sq_t,
@@ -172,61 +92,47 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
 // in flight.
 template <typename T, int HP, int BT>
 size_t backward_smem(int H) {
-  using G = Geom<T, HP>;
-  return sizeof(T) * (2 * BT * G::kRow + 2 * kRing * slab_elems<T>(BT, H) + 2 * 4 * BT);
-}
-
-template <typename T, int kSplits, int kOwn>
-__device__ __forceinline__ void add_row_norms(const T (&part)[kOwn], T* norm, int rows) {
-  // Lanes sharing `split` own the same rows r = o·kSplits + split: sum over them; lanes 0 … kSplits − 1
-  // (split = lane there) then hold the warp's totals.
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int o = 0; o < kOwn; ++o) {
-    const T total = sum_lanes<kSplits, 32>(part[o]);
-    const int r = o * kSplits + lane;
-    if (lane < kSplits && r < rows) atomicAdd(norm + r, total);
-  }
+  return sizeof(T) * (2 * BT * G1<T, HP>::kRow + 2 * kRing * slab_elems<T>(BT, H) + 2 * 4 * BT);
 }
 
 template <typename T, int HP, int BT>
-__global__ void __launch_bounds__(Geom<T, HP>::kThreads)
+__global__ void __launch_bounds__(G1<T, HP>::kThreads)
     elman_backward_kernel(RecurrenceShape s, Activation act, const T* __restrict__ grad_hs, const T* __restrict__ hs,
                           const T* __restrict__ w_hh, T* __restrict__ grad_xp, T* __restrict__ grad_h0,
                           T* __restrict__ delta_sq, T* __restrict__ v_sq, T* __restrict__ reg_v) {
-  using G = Geom<T, HP>;
-  constexpr int kOwn = (BT + G::kSplits - 1) / G::kSplits;  // rows r = o·kSplits + split this thread finishes
+  using G = G1<T, HP>;
+  constexpr int kMine = kOwn<G, BT>;  // rows r = o·kSplits + split this thread finishes
   const int H = static_cast<int>(s.H);
   const int slab = slab_elems<T>(BT, H);
-  T* ubuf = dynamic_smem<T>();  // [2][BT][kRow]: u_t in buffer t & 1
-  T* ring_g = ubuf + 2 * BT * G::kRow;       // [kRing][slab]: grad_hs_{t-1} of the tile
-  T* ring_h = ring_g + kRing * slab;         // [kRing][slab]: hs_{t-1} of the tile
-  T* vnorm = ring_h + kRing * slab;          // [4][BT]: ‖v_x‖² in slot x & 3
-  T* dnorm = vnorm + 4 * BT;                 // [4][BT]: ‖δ_x‖² in slot x & 3
+  T* ubuf = dynamic_smem<T>();             // [2][BT][kRow]: u_t in buffer t & 1
+  T* ring_g = ubuf + 2 * BT * G::kRow;     // [kRing][slab]: grad_hs_{t-1} of the tile
+  T* ring_h = ring_g + kRing * slab;       // [kRing][slab]: hs_{t-1} of the tile
+  T* vnorm = ring_h + kRing * slab;        // [4][BT]: ‖v_x‖² in slot x & 3
+  T* dnorm = vnorm + 4 * BT;               // [4][BT]: ‖δ_x‖² in slot x & 3
   const Tile tile = Tile::of_block<BT>(s);
   const int unit = threadIdx.x / G::kSplits, split = threadIdx.x % G::kSplits;
   const bool live = unit < H;
   const int64_t last = s.T - 1;
 
-  T w[G::kSlice];  // w[q] = w_hh[split·kSlice + q, unit]
+  T w[1][G::kSlice];  // w[0][q] = w_hh[split·kSlice + q, unit]
   const T* wm = w_hh + tile.m * s.H * s.H;
 #pragma unroll
   for (int q = 0; q < G::kSlice; ++q) {
     const int i = split * G::kSlice + q;
-    w[q] = live && i < H ? wm[i * H + unit] : T(0);
+    w[0][q] = live && i < H ? wm[i * H + unit] : T(0);
   }
   for (int e = threadIdx.x; e < 2 * BT * G::kRow; e += blockDim.x) ubuf[e] = T(0);
   for (int e = threadIdx.x; e < 8 * BT; e += blockDim.x) vnorm[e] = T(0);  // vnorm and dnorm
   __syncthreads();
 
   {  // δ_{T-1} = ∂⁺L/∂h_{T-1}: the recursion starts from the loss gradient alone
-    T dsq[kOwn];
+    T dsq[kMine];
 #pragma unroll
-    for (int o = 0; o < kOwn; ++o) {
+    for (int o = 0; o < kMine; ++o) {
       const int r = o * G::kSplits + split;
       dsq[o] = T(0);
       if (r < tile.rows && live) {
-        const int64_t at = tile.seq(s, last, r) + unit;
+        const int64_t at = tile.seq(s, last, r, H) + unit;
         const T d = grad_hs[at];
         const T u = d * dphi_from_h(act, hs[at]);
         ubuf[(last & 1) * BT * G::kRow + r * G::kRow + G::pos(unit)] = u;
@@ -234,14 +140,14 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
         dsq[o] = d * d;
       }
     }
-    add_row_norms<T, G::kSplits, kOwn>(dsq, dnorm + (last & 3) * BT, tile.rows);
+    add_row_norms<G, BT>(dsq, dnorm + (last & 3) * BT, tile.rows);
   }
 
   // Iteration n handles step t = last − n and reads grad_hs and hs of step t − 1 = last − 1 − n.
   auto prefetch = [&](int64_t n) {
     const int64_t step = last - 1 - n;
     if (step >= 0) {
-      const int64_t at = tile.seq(s, step, 0);
+      const int64_t at = tile.seq(s, step, 0, H);
       copy_async(ring_g + (n % kRing) * slab, grad_hs + at, tile.rows * H);
       copy_async(ring_h + (n % kRing) * slab, hs + at, tile.rows * H);
     }
@@ -251,7 +157,7 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
   cp_async_wait<kDepth - 1>();
   __syncthreads();
 
-  T keep[kOwn];  // v_{t+1} of the rows this thread finishes, for the regularizer row written late
+  T keep[kMine];  // v_{t+1} of the rows this thread finishes, for the regularizer row written late
   // Writes delta_sq_x, v_sq_x and reg_v_x = κ_x v_x once both norms of step x are complete.
   auto finish = [&](int64_t x) {
     const T* a = vnorm + (x & 3) * BT;
@@ -262,11 +168,11 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
     }
     if (reg_v == nullptr) return;
 #pragma unroll
-    for (int o = 0; o < kOwn; ++o) {
+    for (int o = 0; o < kMine; ++o) {
       const int r = o * G::kSplits + split;
       if (r < tile.rows && live) {  // κ = m (r − 1)/c, SPEC §2.5
         const T kappa = c[r] >= T(kOmegaBound) ? (a[r] / c[r] - T(1)) / c[r] : T(0);
-        reg_v[tile.seq(s, x, r) + unit] = kappa * keep[o];
+        reg_v[tile.seq(s, x, r, H) + unit] = kappa * keep[o];
       }
     }
   };
@@ -276,20 +182,18 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
     prefetch(n + kDepth);  // into the slot read at iteration n − 1, free since its closing barrier
     if (threadIdx.x < BT) vnorm[((t + 2) & 3) * BT + threadIdx.x] = dnorm[((t + 2) & 3) * BT + threadIdx.x] = T(0);
 
-    T v[BT];
-    matvec_rows<T, HP, BT>(w, ubuf + (t & 1) * BT * G::kRow + split * G::kSegment, v);
-    T mine[kOwn], vsq[kOwn], dsq[kOwn];
+    T v[BT][1];
+    matvec_rows<G, BT>(w, ubuf + (t & 1) * BT * G::kRow + split * G::kSegment, v);
+    T mine[kMine], vsq[kMine], dsq[kMine];
 #pragma unroll
-    for (int o = 0; o < kOwn; ++o) mine[o] = vsq[o] = dsq[o] = T(0);
-#pragma unroll
-    for (int r = 0; r < BT; ++r)
-      if (r % G::kSplits == split) mine[r / G::kSplits] = v[r];
+    for (int o = 0; o < kMine; ++o) mine[o] = vsq[o] = dsq[o] = T(0);
+    pick_own_rows<G, BT>(v, split, mine);
 
     const T* g = ring_g + (n % kRing) * slab;
     const T* h = ring_h + (n % kRing) * slab;
     T* unext = ubuf + ((t + 1) & 1) * BT * G::kRow;  // buffer of u_{t-1}: (t − 1) & 1 = (t + 1) & 1
 #pragma unroll
-    for (int o = 0; o < kOwn; ++o) {
+    for (int o = 0; o < kMine; ++o) {
       const int r = o * G::kSplits + split;
       if (r < tile.rows && live) {
         const T vv = mine[o];
@@ -299,17 +203,17 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
           dsq[o] = d * d;
           const T u = d * dphi_from_h(act, h[r * H + unit]);
           unext[r * G::kRow + G::pos(unit)] = u;
-          grad_xp[tile.seq(s, t - 1, r) + unit] = u;
+          grad_xp[tile.seq(s, t - 1, r, H) + unit] = u;
         } else {
-          grad_h0[tile.state(s, r) + unit] = vv;
+          grad_h0[tile.state(s, r, H) + unit] = vv;
         }
       }
     }
-    add_row_norms<T, G::kSplits, kOwn>(vsq, vnorm + (t & 3) * BT, tile.rows);
-    if (t > 0) add_row_norms<T, G::kSplits, kOwn>(dsq, dnorm + ((t - 1) & 3) * BT, tile.rows);
+    add_row_norms<G, BT>(vsq, vnorm + (t & 3) * BT, tile.rows);
+    if (t > 0) add_row_norms<G, BT>(dsq, dnorm + ((t - 1) & 3) * BT, tile.rows);
     if (t < last) finish(t + 1);  // its norms were completed before the previous barrier
 #pragma unroll
-    for (int o = 0; o < kOwn; ++o) keep[o] = mine[o];
+    for (int o = 0; o < kMine; ++o) keep[o] = mine[o];
     cp_async_wait<kDepth - 1>();
     __syncthreads();
   }
@@ -318,43 +222,27 @@ __global__ void __launch_bounds__(Geom<T, HP>::kThreads)
 
 // ---- launch -------------------------------------------------------------------------------------
 
-// Kernel<T, HP, BT>::fn() and ::smem(H) for the four tile heights, which share one signature.
 template <typename T, int HP, int BT>
 struct ForwardKernel {
+  static constexpr int threads() { return G1<T, HP>::kThreads; }
   static auto fn() { return &elman_forward_kernel<T, HP, BT>; }
   static size_t smem(int H) { return forward_smem<T, HP, BT>(H); }
 };
 
 template <typename T, int HP, int BT>
 struct BackwardKernel {
+  static constexpr int threads() { return G1<T, HP>::kThreads; }
   static auto fn() { return &elman_backward_kernel<T, HP, BT>; }
   static size_t smem(int H) { return backward_smem<T, HP, BT>(H); }
 };
-
-template <typename T, int HP, template <typename, int, int> class Kernel, typename... Args>
-cudaError_t launch_padded(const RecurrenceShape& s, cudaStream_t stream, Args... args) {
-  using G = Geom<T, HP>;
-  const int H = static_cast<int>(s.H);
-  const decltype(Kernel<T, HP, 1>::fn()) fns[] = {Kernel<T, HP, 1>::fn(), Kernel<T, HP, 2>::fn(),
-                                                   Kernel<T, HP, 4>::fn(), Kernel<T, HP, 8>::fn()};
-  const void* ptrs[] = {reinterpret_cast<const void*>(fns[0]), reinterpret_cast<const void*>(fns[1]),
-                        reinterpret_cast<const void*>(fns[2]), reinterpret_cast<const void*>(fns[3])};
-  const size_t smem[] = {Kernel<T, HP, 1>::smem(H), Kernel<T, HP, 2>::smem(H), Kernel<T, HP, 4>::smem(H),
-                         Kernel<T, HP, 8>::smem(H)};
-  const int pick = pick_rows_per_block(ptrs, kTileRows, smem, 4, G::kThreads, s.M, s.B);
-  const int64_t blocks = s.M * ((s.B + kTileRows[pick] - 1) / kTileRows[pick]);
-  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  if (cudaError_t e = allow_dynamic_smem(ptrs[pick], smem[pick]); e != cudaSuccess) return e;
-  return launch(fns[pick], dim3(static_cast<unsigned>(blocks)), dim3(G::kThreads), smem[pick], stream, s, args...);
-}
 
 // Launches Kernel at the smallest padded size HP ≥ H this dtype supports.
 template <typename T, template <typename, int, int> class Kernel, typename... Args>
 cudaError_t launch_onchip(const RecurrenceShape& s, cudaStream_t stream, Args... args) {
   if (!elman_onchip_fits<T>(s.H) || s.T < 1 || s.B < 1 || s.M < 1) return cudaErrorInvalidValue;
-  if (s.H <= 32) return launch_padded<T, 32, Kernel>(s, stream, args...);
-  if (s.H <= 64) return launch_padded<T, 64, Kernel>(s, stream, args...);
-  if constexpr (kElmanOnchipMaxHidden<T> >= 128) return launch_padded<T, 128, Kernel>(s, stream, args...);
+  if (s.H <= 32) return launch_tiles<T, 32, Kernel>(s, stream, args...);
+  if (s.H <= 64) return launch_tiles<T, 64, Kernel>(s, stream, args...);
+  if constexpr (kElmanOnchipMaxHidden<T> >= 128) return launch_tiles<T, 128, Kernel>(s, stream, args...);
   return cudaErrorInvalidValue;
 }
 

@@ -3,20 +3,16 @@
 // path (kernels/cuda/elman.cuh), and the weight-gradient GEMMs that follow the backward kernel.
 //
 // Path choice: the on-chip kernel whenever w_hh fits (float32 H ≤ 128, float64 H ≤ 64), else
-// per step: a batched cuBLAS GEMM (at::bmm_out) plus one fused pointwise kernel. The environment
-// variable RNNLAB_CUDA_ELMAN=steps forces the per-step path, so that tests exercise both paths on
-// small sizes. The per-step GEMMs follow torch's TF32 setting; the on-chip kernel is always fp32.
+// per step: a batched cuBLAS GEMM (at::bmm_out) plus one fused pointwise kernel
+// (RNNLAB_CUDA_PATH=steps forces it). The per-step GEMMs follow torch's TF32 setting; the on-chip
+// kernel is always full fp32.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cstdlib>
-#include <cstring>
-
 #include "kernels/cuda/elman.cuh"
-#include "torch/checks.h"
+#include "torch/cuda/common.h"
 
 namespace rnnlab {
 
@@ -26,29 +22,21 @@ std::tuple<at::Tensor, at::Tensor> omega_from_norms(const at::Tensor& delta_sq, 
 
 namespace {
 
-bool steps_forced() {
-  const char* v = std::getenv("RNNLAB_CUDA_ELMAN");
-  if (v == nullptr || *v == '\0' || std::strcmp(v, "auto") == 0) return false;
-  TORCH_CHECK_VALUE(std::strcmp(v, "steps") == 0, "RNNLAB_CUDA_ELMAN must be 'auto' or 'steps', got '", v, "'");
-  return true;
-}
+using cuda_glue::current_stream;
 
 template <typename T>
 bool use_onchip(int64_t H) {
-  return cuda::elman_onchip_fits<T>(H) && !steps_forced();
+  return cuda::elman_onchip_fits<T>(H) && !cuda_glue::steps_forced();
 }
 
 RecurrenceShape check_elman_cuda(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0) {
-  check_float_cpu("xp", xp);  // dtype and contiguity; the device is checked next
-  TORCH_CHECK_VALUE(xp.is_cuda(), "xp must be a CUDA tensor, got ", xp.device());
+  cuda_glue::check_float_cuda("xp", xp);
   check_dim("xp", xp, 4, "[M, T, B, H]");
   const RecurrenceShape s{xp.size(0), xp.size(1), xp.size(2), xp.size(3)};
   check_like("w_hh", w_hh, xp, {s.M, s.H, s.H}, "[M, H, H]");
   check_like("h0", h0, xp, {s.M, s.B, s.H}, "[M, B, H]");
   return s;
 }
-
-cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
 at::Tensor elman_forward_cuda(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0,
                               c10::string_view activation) {
