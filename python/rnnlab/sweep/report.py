@@ -193,29 +193,40 @@ def plot_success_heatmaps(rows: list[dict], path: Path, by: tuple[str, ...] = ()
 
 
 def plot_success_vs_length(rows: list[dict], path: Path, by: tuple[str, ...] = ()) -> Path:
-    """Success rate against length: one panel per cell × init, one line per other panel factor
-    (bundles such as ``method``, then ``by``) and learning rate (Pascanu Fig. 7 layout)."""
+    """Success rate against length, one line per learning rate when it varies (else per level of
+    the last varying panel factor, e.g. Pascanu's ``method``: the layout of Fig. 7), one panel
+    per combination of the other panel factors."""
     plt = _pyplot()
-    panel = panel_factors(rows, by)
-    outer, hue = panel[:2], panel[2:] + (["lr"] if "lr" in varying(rows) else [])
+    moving = varying(rows)
+    panel = [f for f in panel_factors(rows, by) if f in moving] or ["cell"]
+    if "lr" in moving:
+        hue = ["lr"]
+    else:
+        hue, panel = panel[-1:], panel[:-1]
     groups: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: [0, 0])))
     for r in rows:
-        c = groups[tuple(value(r, f) for f in outer)][tuple(value(r, f) for f in hue)][value(r, "length")]
+        c = groups[tuple(value(r, f) for f in panel)][tuple(value(r, f) for f in hue)][value(r, "length")]
         c[0] += bool(r["success"])
         c[1] += 1
     keys = sorted(groups, key=lambda k: tuple(_key(v) for v in k))
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.8 * len(keys), 3.2), squeeze=False, sharey=True)
-    for ax, key in zip(axes[0], keys):
+    ncol = min(4, len(keys))
+    nrow = math.ceil(len(keys) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.9 * nrow + 0.6), squeeze=False, sharey=True)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, keys):
         for h in sorted(groups[key], key=lambda k: tuple(_key(v) for v in k)):
             pts = sorted(groups[key][h].items(), key=lambda kv: _key(kv[0]))
-            ax.plot([p[0] for p in pts], [p[1][0] / p[1][1] for p in pts], marker="o",
-                    label=", ".join(_fmt(v) for v in h) or "all")
-        ax.set_title(", ".join(_fmt(v) for v in key), fontsize=9)
-        ax.set_xlabel("sequence length")
+            ax.plot([p[0] for p in pts], [p[1][0] / p[1][1] for p in pts], marker="o", label=", ".join(_fmt(v) for v in h))
+        ax.set_title(", ".join(_fmt(v) for v in key) or "all runs", fontsize=8)
+        ax.set_xlabel("sequence length", fontsize=8)
         ax.set_ylim(-0.05, 1.05)
-    axes[0][0].set_ylabel("success rate")
-    axes[0][-1].legend(fontsize=7, title=", ".join(hue) or None, title_fontsize=7)
-    fig.tight_layout()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("success rate", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 8), fontsize=7, title=", ".join(hue),
+               title_fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / (2.9 * nrow + 0.6)))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
