@@ -5,6 +5,8 @@
 
 #include "kernels/cpu/elman.h"
 #include "torch/checks.h"
+#include "torch/elman_glue.h"
+#include "torch/tiles.h"
 
 namespace rnnlab {
 
@@ -31,28 +33,25 @@ std::tuple<at::Tensor, at::Tensor> omega_from_norms(const at::Tensor& delta_sq, 
   return {omega, n_valid};
 }
 
+at::Tensor elman_weight_grad(const RecurrenceShape& s, const at::Tensor& grad_xp, const at::Tensor& hs,
+                             const at::Tensor& h0, const at::Tensor& reg_v, const std::optional<at::Tensor>& reg_weight,
+                             const at::Tensor& n_valid) {
+  auto grad_w = at::zeros({s.M, s.H, s.H}, hs.options());
+  if (s.T == 0 || s.B == 0) return grad_w;
+  // Σ_t u_tᵀ h_{t-1} in two batched GEMMs (h_0, then h_1 … h_{T-1}) over views: no copies.
+  grad_w.baddbmm_(grad_xp.select(1, 0).transpose(1, 2), h0);
+  if (s.T > 1)
+    grad_w.baddbmm_(grad_xp.narrow(1, 1, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}).transpose(1, 2),
+                    hs.narrow(1, 0, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}));
+  if (reg_v.defined()) {
+    const auto scale = at::where(n_valid > 0, 4 * *reg_weight / (s.B * n_valid.clamp_min(1e-300)), at::zeros_like(n_valid));
+    grad_w.add_(at::bmm(grad_xp.view({s.M, s.T * s.B, s.H}).transpose(1, 2), reg_v.view({s.M, s.T * s.B, s.H})) *
+                scale.view({s.M, 1, 1}));
+  }
+  return grad_w;
+}
+
 namespace {
-
-// Splits (model, batch row) space into tiles so that every thread has work even when M is small
-// (one nn.RNN layer is M = 1), keeping tiles a whole number of micro-kernel row blocks.
-std::vector<BatchTile> make_tiles(int64_t M, int64_t B, int64_t row_block) {
-  if (M == 0 || B == 0) return {};
-  const int64_t threads = at::get_num_threads();
-  const int64_t blocks = (B + row_block - 1) / row_block;
-  const int64_t per_model = std::max<int64_t>(1, std::min<int64_t>(blocks, (threads + M - 1) / M));
-  const int64_t rows = (blocks + per_model - 1) / per_model * row_block;
-  std::vector<BatchTile> tiles;
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t b = 0; b < B; b += rows) tiles.push_back({m, b, std::min(B, b + rows)});
-  return tiles;
-}
-
-template <typename F>
-void for_each_tile(const std::vector<BatchTile>& tiles, F f) {
-  at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) f(tiles[i]);
-  });
-}
 
 RecurrenceShape check_elman(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0) {
   check_float_cpu("xp", xp);
@@ -107,20 +106,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     v_sq.zero_();
   }
 
-  // dW_hh = Σ_t u_tᵀ h_{t-1}: two batched GEMMs over all steps (h_0, then h_1 … h_{T-1}).
-  auto grad_w = at::zeros_like(w_hh, at::MemoryFormat::Contiguous);
   auto [omega, n_valid] = omega_from_norms(delta_sq, v_sq);
-  if (s.T > 0 && s.B > 0) {
-    const auto u = grad_xp.view({s.M, s.T * s.B, s.H});
-    grad_w.baddbmm_(grad_xp.select(1, 0).transpose(1, 2), h0);
-    if (s.T > 1)
-      grad_w.baddbmm_(grad_xp.narrow(1, 1, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}).transpose(1, 2),
-                      hs.narrow(1, 0, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}));
-    if (reg_v.defined()) {  // + α · 4/(B·N) · Σ_t u_tᵀ (κ_t v_t)   (SPEC §2.5)
-      const auto scale = at::where(n_valid > 0, 4 * *reg_weight / (s.B * n_valid.clamp_min(1e-300)), at::zeros_like(n_valid));
-      grad_w.add_(at::bmm(u.transpose(1, 2), reg_v.view({s.M, s.T * s.B, s.H})) * scale.view({s.M, 1, 1}));
-    }
-  }
+  auto grad_w = elman_weight_grad(s, grad_xp, hs, h0, reg_v, reg_weight, n_valid);
   return {grad_xp, grad_w, grad_h0, delta_sq, v_sq, omega, n_valid};
 }
 
