@@ -80,7 +80,11 @@ def test_veg_flags_follow_the_rule():
     jump = veg_flags(_result([flat] * 4, [1.0, 1.0, 50.0, 60.0]), rule)
     assert jump["veg_exploding"] and jump["exploding_frac"] == 0.5
     assert veg_flags(_result([flat], [1.0], fallbacks=1), rule)["veg_exploding"]
-    assert math.isnan(log10_ratio_profile([0.0, 1.0])[0])
+    # a norm flushed to 0 is the strongest vanishing, not a missing value
+    zero = veg_flags(_result([[0.0, 1e-3, 1.0]] * 4, [1.0] * 4), rule)
+    assert zero["veg_vanishing"] and zero["log10_r1_min"] == -math.inf and zero["log10_r1"] == [-math.inf] * 4
+    assert log10_ratio_profile([0.0, 1.0])[0] == -math.inf
+    assert math.isnan(log10_ratio_profile([1.0, 0.0])[0]) and math.isnan(log10_ratio_profile([math.nan, 1.0])[0])
     assert downsample(list(range(100)), 5) == [0, 25, 50, 74, 99]
 
 

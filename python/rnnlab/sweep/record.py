@@ -46,13 +46,17 @@ class VegRule:
 
 
 def log10_ratio_profile(delta_norm: list[float]) -> list[float]:
-    """log10(‖δ_t‖/‖δ_T‖) for t = 1..T (NaN where a norm is 0 or not finite)."""
+    """log10(‖δ_t‖/‖δ_T‖) for t = 1..T.
+
+    ‖δ_t‖ = 0 with ‖δ_T‖ > 0 gives −inf: the gradient vanished below float range (or was flushed
+    as a denormal), the strongest vanishing there is. NaN where ‖δ_T‖ is 0 or a norm is not finite.
+    """
     last = delta_norm[-1]
 
     def ratio(v: float) -> float:
-        if not (v > 0 and last > 0 and math.isfinite(v) and math.isfinite(last)):
+        if not (last > 0 and math.isfinite(v) and math.isfinite(last)):
             return math.nan
-        return math.log10(v / last)
+        return math.log10(v / last) if v > 0 else -math.inf
 
     return [ratio(v) for v in delta_norm]
 
@@ -66,15 +70,21 @@ def downsample(values: list[float], points: int = PROFILE_POINTS) -> list[float]
 
 
 def veg_flags(result: RunResult, rule: VegRule = VegRule()) -> dict:
-    """The VEG summary of one run (see the module docstring).
+    """The VEG summary of one run (see the module docstring); see :func:`veg_from_series`."""
+    r1 = [log10_ratio_profile(p["delta_norm"])[0] for p in result.grad_profiles]
+    return veg_from_series(r1, result.history.get("grad_norm", []), result.fallbacks, rule)
+
+
+def veg_from_series(r1: list[float], norms: list[float], fallbacks: int, rule: VegRule = VegRule()) -> dict:
+    """VEG flags from a run's per-check log10 R_1 and interval gradient norms (both stored in its
+    row as ``log10_r1`` and ``history["grad_norm"]``, so other thresholds can be applied later).
 
     Returns:
         dict with ``veg_checks`` (checks seen), ``vanishing_frac``, ``exploding_frac`` (fraction of
-        checks flagged), ``veg_vanishing``, ``veg_exploding``, ``veg`` (bools), and
-        ``log10_r1_min``, ``log10_r1_median``, ``log10_r1_max`` over the checks.
+        checks flagged), ``veg_vanishing``, ``veg_exploding``, ``veg`` (bools), ``log10_r1_min``,
+        ``log10_r1_median``, ``log10_r1_max`` over the checks (−inf: ‖δ_1‖ was 0), and
+        ``log10_r1`` (the series).
     """
-    r1 = [log10_ratio_profile(p["delta_norm"])[0] for p in result.grad_profiles]
-    norms = result.history.get("grad_norm", [])
     vanish = explode = 0
     for c, lr1 in enumerate(r1):
         v = lr1 < math.log10(rule.eps_vanish)
@@ -85,17 +95,18 @@ def veg_flags(result: RunResult, rule: VegRule = VegRule()) -> dict:
         vanish += bool(v)
         explode += bool(e)
     n = len(r1)
-    finite = sorted(x for x in r1 if math.isfinite(x))
+    known = sorted(x for x in r1 if not math.isnan(x))
     v_frac = vanish / n if n else math.nan
     e_frac = explode / n if n else math.nan
     veg_v = bool(n) and v_frac > rule.fraction
-    veg_e = (bool(n) and e_frac > rule.fraction) or result.fallbacks > 0
+    veg_e = (bool(n) and e_frac > rule.fraction) or fallbacks > 0
     return {
         "veg_checks": n, "vanishing_frac": v_frac, "exploding_frac": e_frac,
         "veg_vanishing": veg_v, "veg_exploding": veg_e, "veg": veg_v or veg_e,
-        "log10_r1_min": finite[0] if finite else math.nan,
-        "log10_r1_median": statistics.median(finite) if finite else math.nan,
-        "log10_r1_max": finite[-1] if finite else math.nan,
+        "log10_r1_min": known[0] if known else math.nan,
+        "log10_r1_median": statistics.median(known) if known else math.nan,
+        "log10_r1_max": known[-1] if known else math.nan,
+        "log10_r1": list(r1),
     }
 
 

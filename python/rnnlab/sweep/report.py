@@ -19,6 +19,8 @@ from pathlib import Path
 
 from .store import ResultStore
 
+#: profiles are drawn clipped at this log10 ratio: ‖δ_t‖ = 0 (−inf) is below float32's range anyway.
+PROFILE_FLOOR = -40.0
 #: factor columns a report may group by.
 FACTORS = ("task", "length", "cell", "hidden", "nonlinearity", "init", "init_gain", "optimizer", "lr", "clip",
            "alpha", "batch_size", "max_updates")
@@ -242,7 +244,7 @@ def _profile_steps(T: int, n: int) -> list[int]:
 
 def plot_profiles(rows: list[dict], path: Path) -> Path:
     """Median (and quartiles) of log10(‖δ_t‖/‖δ_T‖) against t, learned vs failed runs; rows:
-    first check, last check; columns: lengths."""
+    first check, last check; columns: lengths. Zero norms (−inf) are drawn at PROFILE_FLOOR."""
     plt = _pyplot()
     lengths = sorted({r["length"] for r in rows if r["length"] is not None})
     fig, axes = plt.subplots(2, max(1, len(lengths)), figsize=(3.6 * max(1, len(lengths)), 5.6), squeeze=False)
@@ -256,7 +258,8 @@ def plot_profiles(rows: list[dict], path: Path) -> Path:
                 n = min(len(p) for p in profs)
                 profs = [p[:n] for p in profs if len(p) == n]
                 steps = _profile_steps(L, n)
-                cols = [[p[k] for p in profs if p[k] is not None and math.isfinite(p[k])] for k in range(n)]
+                cols = [[max(p[k], PROFILE_FLOOR) for p in profs if p[k] is not None and not math.isnan(p[k])]
+                        for k in range(n)]
                 keep = [k for k in range(n) if cols[k]]
                 q = [statistics.quantiles(cols[k], n=4) if len(cols[k]) > 1 else [cols[k][0]] * 3 for k in keep]
                 xs = [steps[k] for k in keep]
@@ -265,7 +268,7 @@ def plot_profiles(rows: list[dict], path: Path) -> Path:
             ax.set_title(f"T={L}, {'first' if i == 0 else 'last'} check", fontsize=9)
             ax.set_xlabel("step t")
             if j == 0:
-                ax.set_ylabel("log10 ‖δ_t‖ / ‖δ_T‖")
+                ax.set_ylabel(f"log10 ‖δ_t‖ / ‖δ_T‖ (floor {PROFILE_FLOOR})")
             ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -33,7 +33,7 @@ COLUMNS = (
     ("grad_norm_max", "REAL"), ("clip_fraction", "REAL"), ("fallbacks", "INTEGER"), ("rho_final", "REAL"),
     ("veg_checks", "INTEGER"), ("vanishing_frac", "REAL"), ("exploding_frac", "REAL"), ("veg_vanishing", "INTEGER"),
     ("veg_exploding", "INTEGER"), ("veg", "INTEGER"), ("log10_r1_min", "REAL"), ("log10_r1_median", "REAL"),
-    ("log10_r1_max", "REAL"), ("wall_time_s", "REAL"), ("population_id", "TEXT"), ("population_size", "INTEGER"),
+    ("log10_r1_max", "REAL"), ("log10_r1", "JSON"), ("wall_time_s", "REAL"), ("population_id", "TEXT"), ("population_size", "INTEGER"),
     ("backend", "TEXT"), ("device", "TEXT"), ("host", "TEXT"), ("finished_at", "TEXT"),
     ("history", "JSON"), ("profile_first", "JSON"), ("profile_last", "JSON"),
 )
