@@ -58,11 +58,19 @@ const T* real_ptr(const at::Tensor& t) { return static_cast<const T*>(t.const_da
 template <typename T>
 T* real_ptr(at::Tensor& t) { return static_cast<T*>(t.mutable_data_ptr()); }
 
-// [R, M, ..., Nr] per-slot sums of squared lanes -> [M, ..., N] mean over the B batch rows of |·|².
-at::Tensor mean_abs_sq(const at::Tensor& part, const cpu::DiagShape& s) {
-  auto total = part.sum(0);
-  if (s.complex) total = total.unflatten(-1, {s.Nr / 2, 2}).sum(-1);
-  return total / static_cast<double>(s.B);
+// Buffers for the kernels' partial sums: every entry is written when there are tiles, so they need
+// zeroing only when there are none (then they hold the value of an empty sum).
+at::Tensor partial(at::IntArrayRef sizes, const at::TensorOptions& options, bool written) {
+  return written ? at::empty(sizes, options) : at::zeros(sizes, options);
+}
+
+// [R, M, T, Nr] per-slot sums of squared lanes -> [M, T, N] mean over the B batch rows of |·|²
+// (NaN when B = 0, as torch.mean of nothing).
+at::Tensor mean_abs_sq(at::Tensor part, const cpu::DiagShape& s) {
+  at::Tensor total;
+  if (s.complex) total = part.unflatten(-1, {s.Nr / 2, 2}).sum({0, 4});
+  else total = s.R == 1 ? part.select(0, 0) : part.sum(0);
+  return total.div_(static_cast<double>(s.B));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> diag_forward_cpu(const at::Tensor& u, const at::Tensor& lam,
@@ -72,8 +80,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diag_forward_cpu(const at::Tensor
   const auto real = u.options().dtype(c10::toRealValueType(u.scalar_type()));
   const int64_t N = u.size(3);
   auto hs = at::empty_like(u, at::MemoryFormat::Contiguous);
-  auto h_part = at::zeros({stats ? s.R : 0, s.M, s.T, s.Nr}, real);
-  auto s_part = at::zeros({stats ? s.R : 0, s.M, s.T, s.Nr}, real);
+  auto h_part = partial({stats ? s.R : 0, s.M, s.T, s.Nr}, real, !tiles.empty());
+  auto s_part = partial({stats ? s.R : 0, s.M, s.T, s.Nr}, real, !tiles.empty());
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(u.scalar_type()), "diag_forward", [&] {
     const auto& k = cpu::diag_kernels<scalar_t>(cpu::selected_isa());
     for_each(tiles, [&](const cpu::DiagTile& tile) {
@@ -93,10 +101,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> diag_back
   const auto real = hs.options().dtype(c10::toRealValueType(hs.scalar_type()));
   auto grad_u = at::empty_like(hs, at::MemoryFormat::Contiguous);
   auto grad_h0 = at::zeros_like(h0, at::MemoryFormat::Contiguous);  // stays 0 when T = 0
-  auto lam_p = at::zeros({s.R, s.M, s.Nr}, real);
-  auto lam_q = at::zeros({s.complex ? s.R : 0, s.M, s.Nr}, real);
-  auto dsq_part = at::zeros({s.C, s.M, s.T, s.B}, real);
-  auto vsq_part = at::zeros({s.C, s.M, s.T, s.B}, real);
+  auto lam_p = partial({s.R, s.M, s.Nr}, real, !tiles.empty());
+  auto lam_q = partial({s.complex ? s.R : 0, s.M, s.Nr}, real, !tiles.empty());
+  auto dsq_part = partial({s.C, s.M, s.T, s.B}, real, !tiles.empty());
+  auto vsq_part = partial({s.C, s.M, s.T, s.B}, real, !tiles.empty());
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(hs.scalar_type()), "diag_backward", [&] {
     const auto& k = cpu::diag_kernels<scalar_t>(cpu::selected_isa());
     for_each(tiles, [&](const cpu::DiagTile& tile) {
@@ -113,7 +121,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> diag_back
     const auto p = grad_lam.unflatten(-1, {s.Nr / 2, 2}), q = lam_q.sum(0).unflatten(-1, {s.Nr / 2, 2});
     grad_lam = at::complex(p.select(-1, 0) + p.select(-1, 1), q.select(-1, 0) - q.select(-1, 1));
   }
-  return {grad_u, grad_lam, grad_h0, dsq_part.sum(0), vsq_part.sum(0)};
+  auto slots_sum = [&](const at::Tensor& t) { return s.C == 1 ? t.select(0, 0) : t.sum(0); };
+  return {grad_u, grad_lam, grad_h0, slots_sum(dsq_part), slots_sum(vsq_part)};
 }
 
 }  // namespace

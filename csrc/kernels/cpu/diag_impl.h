@@ -62,14 +62,12 @@ void diag_forward_tile(const DiagShape& s, const DiagTile& tile, const T* u, con
   const int64_t m = tile.model, c0 = tile.col_begin, cols = tile.col_end - c0, rows = tile.row_end - tile.row_begin;
   const DiagLayout at{s};
   const Lambda<T, Complex> lambda(lam + m * s.Nr + c0, cols);
-  // F4 state s_t = ∂h_t/∂λ of every row, and this step's Σ_b |h_t|², Σ_b |s_t|² per column.
-  std::vector<T> sens(Stats ? rows * cols : 0, T(0)), sum_h(Stats ? cols : 0), sum_s(Stats ? cols : 0);
+  std::vector<T> sens(Stats ? rows * cols : 0, T(0));  // F4 state s_t = ∂h_t/∂λ of every row
 
   for (int64_t t = 0; t < s.T; ++t) {
-    if constexpr (Stats) {
-      std::fill(sum_h.begin(), sum_h.end(), T(0));
-      std::fill(sum_s.begin(), sum_s.end(), T(0));
-    }
+    // This step's Σ_b |h_t|², Σ_b |s_t|² per column, accumulated in place: the first row stores.
+    T* sum_h = Stats ? h_sq + at.stats(tile.row_slot, m, t) + c0 : nullptr;
+    T* sum_s = Stats ? s_sq + at.stats(tile.row_slot, m, t) + c0 : nullptr;
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t b = tile.row_begin + r;
       const T* prev = (t == 0 ? h0 + at.state(m, b) : hs + at.seq(m, t - 1, b)) + c0;
@@ -84,14 +82,10 @@ void diag_forward_tile(const DiagShape& s, const DiagTile& tile, const T* u, con
           T* sr = sens.data() + r * cols + j;
           const V sn = lambda.mul(j, n, load_n(sr, n)) + p;  // s_t = λ s_{t-1} + h_{t-1}
           store_n(sn, sr, n);
-          store_n(fmadd(hn, hn, load_n(sum_h.data() + j, n)), sum_h.data() + j, n);
-          store_n(fmadd(sn, sn, load_n(sum_s.data() + j, n)), sum_s.data() + j, n);
+          store_n(r == 0 ? hn * hn : fmadd(hn, hn, load_n(sum_h + j, n)), sum_h + j, n);
+          store_n(r == 0 ? sn * sn : fmadd(sn, sn, load_n(sum_s + j, n)), sum_s + j, n);
         }
       }
-    }
-    if constexpr (Stats) {
-      copy_row(cols, sum_h.data(), h_sq + at.stats(tile.row_slot, m, t) + c0);
-      copy_row(cols, sum_s.data(), s_sq + at.stats(tile.row_slot, m, t) + c0);
     }
   }
 }
