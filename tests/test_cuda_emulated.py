@@ -261,3 +261,94 @@ def test_lstm_onchip_matches_reference(emu, index, dtype):
 @pytest.mark.parametrize("case", [(1, 4, 3, 5), (2, 3, 4, 70)])
 def test_lstm_steps_match_reference(emu, case, dtype):
     _check_lstm(emu, STEPS, case, dtype, with_grad_cs=case[0] == 2, seed=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagonal recurrence
+# ---------------------------------------------------------------------------------------------
+def _real_dtype(dtype):
+    return {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, dtype)
+
+
+def _diag_args(u, aligned):
+    M, T, B, N = u.shape
+    Nr = N * (2 if u.is_complex() else 1)
+    return [_dtype_code(_real_dtype(u.dtype)), *_i64(M, T, B, Nr), int(u.is_complex()), int(aligned)]
+
+
+def _diag_plan(emu, u, aligned):
+    out = (ctypes.c_int64 * 3)()
+    emu.emu_diag_plan(*_diag_args(u, aligned), out)
+    return tuple(out)
+
+
+def _mean_abs_sq(part, complex_, B):
+    total = part.sum(0)
+    if complex_:
+        total = total.unflatten(-1, (total.shape[-1] // 2, 2)).sum(-1)
+    return total / B
+
+
+def emu_diag(emu, u, lam, h0, grad_hs, aligned):
+    """Forward with statistics, then backward, reduced as csrc/torch/cuda/diag_cuda.cpp does."""
+    M, T, B, N = u.shape
+    real, cplx, nan = _real_dtype(u.dtype), u.is_complex(), float("nan")
+    Nr = N * (2 if cplx else 1)
+    _, R, C = _diag_plan(emu, u, aligned)
+    hs = torch.full_like(u, nan)
+    h_part, s_part = torch.full((R, M, T, Nr), nan, dtype=real), torch.full((R, M, T, Nr), nan, dtype=real)
+    assert emu.emu_diag_forward(*_diag_args(u, aligned), _ptr(u), _ptr(lam), _ptr(h0), _ptr(hs), _ptr(h_part), _ptr(s_part)) == 0
+    grad_u, grad_h0 = torch.full_like(u, nan), torch.full_like(h0, nan)
+    lam_p, lam_q = torch.full((R, M, Nr), nan, dtype=real), torch.full((R if cplx else 0, M, Nr), nan, dtype=real)
+    dsq, vsq = torch.full((C, M, T, B), nan, dtype=real), torch.full((C, M, T, B), nan, dtype=real)
+    assert emu.emu_diag_backward(*_diag_args(u, aligned), _ptr(grad_hs), _ptr(hs), _ptr(h0), _ptr(lam), _ptr(grad_u),
+                                 _ptr(grad_h0), _ptr(lam_p), _ptr(lam_q if cplx else None), _ptr(dsq), _ptr(vsq)) == 0
+    grad_lam = lam_p.sum(0)
+    if cplx:
+        p, q = grad_lam.unflatten(-1, (N, 2)), lam_q.sum(0).unflatten(-1, (N, 2))
+        grad_lam = torch.complex(p[..., 0] + p[..., 1], q[..., 0] - q[..., 1])
+    stats = (_mean_abs_sq(h_part, cplx, B), _mean_abs_sq(s_part, cplx, B))
+    return hs, stats, (grad_u, grad_lam, grad_h0, dsq.sum(0), vsq.sum(0))
+
+
+# (M, T, B, N): row segments of 1 … 32 lanes and rows spanning several warps (C > 1), partial
+# row tiles (B not a multiple of 4), wide and narrow lanes.
+DIAG_CASES = [(1, 5, 3, 3), (2, 6, 5, 16), (1, 4, 9, 50), (2, 3, 4, 160), (1, 3, 1, 1)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64, torch.complex128])
+@pytest.mark.parametrize("index", range(len(DIAG_CASES)))
+def test_diag_matches_reference(emu, index, dtype):
+    M, T, B, N = DIAG_CASES[index]
+    g = torch.Generator().manual_seed(index)
+    real = _real_dtype(dtype)
+    def rnd(*shape):
+        x = torch.randn(*shape, 2 if dtype.is_complex else 1, generator=g, dtype=real)
+        return torch.view_as_complex(x) if dtype.is_complex else x[..., 0]
+    u, h0, grad_hs = rnd(M, T, B, N), rnd(M, B, N), rnd(M, T, B, N)
+    lam = rnd(M, N)
+    lam = lam / lam.abs() * torch.rand(M, N, generator=g, dtype=real).mul(0.3).add(0.65)  # 0.65 ≤ |λ| ≤ 0.95
+    rtol = 2e-5 if real == torch.float32 else 1e-12
+    for aligned in (True, False):  # wide 16-byte lanes where the shape allows, and the narrow ones
+        hs, (h_sq, s_sq), back = emu_diag(emu, u, lam, h0, grad_hs, aligned)
+        r_hs, r_hsq, r_ssq = reference.diag_forward(u, lam, h0, stats=True)
+        _close("hs", torch.view_as_real(hs) if dtype.is_complex else hs, torch.view_as_real(r_hs) if dtype.is_complex else r_hs, rtol)
+        _close("h_sq", h_sq, r_hsq, rtol)
+        _close("s_sq", s_sq, r_ssq, rtol)
+        ref = reference.diag_backward(grad_hs, r_hs, h0, lam)
+        for name, a, b in zip(("grad_u", "grad_lam", "grad_h0", "delta_sq", "v_sq"), back, ref):
+            if a.is_complex():
+                a, b = torch.view_as_real(a), torch.view_as_real(b)
+            _close(f"{name} (aligned={aligned})", a, b, rtol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_diag_forward_without_statistics(emu, dtype):
+    g = torch.Generator().manual_seed(3)
+    real = _real_dtype(dtype)
+    u, lam, h0 = (torch.randn(*shape, dtype=dtype, generator=g) * 0.5 for shape in ((2, 7, 6, 40), (2, 40), (2, 6, 40)))
+    hs = torch.full_like(u, float("nan"))
+    assert emu.emu_diag_forward(*_diag_args(u, True), _ptr(u), _ptr(lam), _ptr(h0), _ptr(hs), _ptr(None), _ptr(None)) == 0
+    want = reference.diag_forward(u, lam, h0)[0]
+    _close("hs", torch.view_as_real(hs) if dtype.is_complex else hs, torch.view_as_real(want) if dtype.is_complex else want,
+           2e-5 if real == torch.float32 else 1e-12)

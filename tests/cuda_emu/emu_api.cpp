@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cuda/diag.cuh"
 #include "kernels/cuda/elman.cuh"
 #include "kernels/cuda/lstm.cuh"
 
@@ -152,6 +153,46 @@ int emu_lstm_backward(int dtype, int path, int64_t M, int64_t T, int64_t B, int6
                                static_cast<double*>(grad_xp), static_cast<double*>(grad_h0),
                                static_cast<double*>(grad_c0), static_cast<double*>(delta_sq),
                                static_cast<double*>(v_sq));
+}
+
+// Diagonal recurrence: Nr real columns (complex: interleaved pairs). plan_out receives
+// {lanes, R, C} so that the caller can size the partial-sum slots: call with run = 0 first.
+int emu_diag_plan(int dtype, int64_t M, int64_t T, int64_t B, int64_t Nr, int complex, int aligned16, int64_t* plan_out) {
+  const cu::DiagShape s{M, T, B, Nr, complex != 0};
+  const cu::DiagPlan p = dtype == 0 ? cu::diag_plan<float>(s, aligned16 != 0) : cu::diag_plan<double>(s, aligned16 != 0);
+  plan_out[0] = p.lanes, plan_out[1] = p.R, plan_out[2] = p.C;
+  return 0;
+}
+
+int emu_diag_forward(int dtype, int64_t M, int64_t T, int64_t B, int64_t Nr, int complex, int aligned16, const void* u,
+                     const void* lam, const void* h0, void* hs, void* h_sq, void* s_sq) {
+  const cu::DiagShape s{M, T, B, Nr, complex != 0};
+  if (dtype == 0)
+    return cu::diag_forward<float>(s, cu::diag_plan<float>(s, aligned16 != 0), static_cast<const float*>(u),
+                                   static_cast<const float*>(lam), static_cast<const float*>(h0),
+                                   static_cast<float*>(hs), static_cast<float*>(h_sq), static_cast<float*>(s_sq),
+                                   nullptr);
+  return cu::diag_forward<double>(s, cu::diag_plan<double>(s, aligned16 != 0), static_cast<const double*>(u),
+                                  static_cast<const double*>(lam), static_cast<const double*>(h0),
+                                  static_cast<double*>(hs), static_cast<double*>(h_sq), static_cast<double*>(s_sq),
+                                  nullptr);
+}
+
+int emu_diag_backward(int dtype, int64_t M, int64_t T, int64_t B, int64_t Nr, int complex, int aligned16,
+                      const void* grad_hs, const void* hs, const void* h0, const void* lam, void* grad_u, void* grad_h0,
+                      void* lam_p, void* lam_q, void* delta_sq, void* v_sq) {
+  const cu::DiagShape s{M, T, B, Nr, complex != 0};
+  if (dtype == 0)
+    return cu::diag_backward<float>(
+        s, cu::diag_plan<float>(s, aligned16 != 0), static_cast<const float*>(grad_hs), static_cast<const float*>(hs),
+        static_cast<const float*>(h0), static_cast<const float*>(lam), static_cast<float*>(grad_u),
+        static_cast<float*>(grad_h0), static_cast<float*>(lam_p), static_cast<float*>(lam_q),
+        static_cast<float*>(delta_sq), static_cast<float*>(v_sq), nullptr);
+  return cu::diag_backward<double>(
+      s, cu::diag_plan<double>(s, aligned16 != 0), static_cast<const double*>(grad_hs), static_cast<const double*>(hs),
+      static_cast<const double*>(h0), static_cast<const double*>(lam), static_cast<double*>(grad_u),
+      static_cast<double*>(grad_h0), static_cast<double*>(lam_p), static_cast<double*>(lam_q),
+      static_cast<double*>(delta_sq), static_cast<double*>(v_sq), nullptr);
 }
 
 }  // extern "C"
