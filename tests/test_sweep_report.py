@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -52,6 +53,11 @@ def test_cli_run_status_report(tmp_path, capsys):
     capsys.readouterr()
     assert main(["sweep", "report", str(db), "--out", str(tmp_path / "r"), "--by", "seed"]) == 0
     assert "seed=2" in capsys.readouterr().out
+    # VEG flags recomputed from the stored series: a threshold above every R_1 flags every run
+    assert main(["sweep", "report", str(db), "--out", str(tmp_path / "r"), "--veg-rule", "eps_vanish=10,fraction=0"]) == 0
+    learned, failed = re.search(r"\| all \| (\d+) \| (\d+) \| 0 \| 0 \|", capsys.readouterr().out).groups()
+    assert int(learned) + int(failed) == 6
+    assert main(["sweep", "report", str(db), "--veg-rule", "eps=1"]) == 2
     assert main(["sweep", "run", str(spec), "--set", "init=\"smart\"", "--dry-run"]) == 2
     assert "init = 'smart' is not allowed" in capsys.readouterr().err
     assert main(["sweep", "run", str(spec), "--dry-run"]) == 0

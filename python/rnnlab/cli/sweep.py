@@ -81,9 +81,19 @@ def _status(args) -> int:
 def _report(args) -> int:
     from ..sweep.report import write_report
 
+    from ..sweep import VegRule
+
     by = tuple(f for f in (args.by or "").split(",") if f)
     out = Path(args.out or Path(args.db).with_name(Path(args.db).stem + "_report"))
-    rep = write_report(args.db, out, by, args.where or "")
+    rule = None
+    if args.veg_rule:
+        try:
+            rule = VegRule(**{k: float(v) for k, v in (kv.split("=", 1) for kv in args.veg_rule.split(","))})
+        except (TypeError, ValueError) as e:
+            print(f"rnnlab sweep report: --veg-rule expects e.g. eps_vanish=1e-4,fraction=0.2 "
+                  f"(fields eps_vanish, eps_explode, jump, fraction): {e}", file=sys.stderr)
+            return 2
+    rep = write_report(args.db, out, by, args.where or "", veg_rule=rule)
     print(rep["markdown"])
     print(f"\nwritten: {', '.join(str(p) for p in rep['files'])}")
     return 0
@@ -121,4 +131,5 @@ def register(sub) -> None:
     rep.add_argument("--out", help="output directory (default: <db>_report)")
     rep.add_argument("--by", help="comma-separated extra factors to split tables and plots by, e.g. optimizer,hidden")
     rep.add_argument("--where", help="SQL filter of the runs, e.g. \"WHERE task = 'latch'\"")
+    rep.add_argument("--veg-rule", help="recompute the VEG flags with other thresholds, e.g. eps_vanish=1e-4,fraction=0.2")
     rep.set_defaults(func=_report)

@@ -17,6 +17,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from .record import VegRule, veg_from_series
 from .store import ResultStore
 
 #: profiles are drawn clipped at this log10 ratio: ‖δ_t‖ = 0 (−inf) is below float32's range anyway.
@@ -276,13 +277,24 @@ def plot_profiles(rows: list[dict], path: Path) -> Path:
     return path
 
 
+def reflag(rows: list[dict], rule: VegRule) -> None:
+    """Recompute the rows' VEG flags in place with ``rule``, from their stored per-check series."""
+    for r in rows:
+        if r.get("log10_r1") is None:
+            raise ValueError(f"run {r['run_id']} has no stored log10_r1 series (written by an older rnnlab): "
+                             "its VEG flags cannot be recomputed")
+        flags = veg_from_series(r["log10_r1"], (r.get("history") or {}).get("grad_norm", []), r["fallbacks"] or 0, rule)
+        r.update({k: flags[k] for k in ("veg", "veg_vanishing", "veg_exploding", "vanishing_frac", "exploding_frac")})
+
+
 def write_report(db_path: str | Path, out_dir: str | Path, by: tuple[str, ...] = (), where: str = "",
-                 params: tuple = ()) -> dict:
+                 params: tuple = (), veg_rule: VegRule | None = None) -> dict:
     """Write ``report.md`` and the PNG plots of the runs in ``db_path`` into ``out_dir``.
 
     Args:
         by: extra factors to split the success tables and plots by (e.g. ``("optimizer",)``).
         where, params: an SQL filter of the runs, e.g. ``("WHERE task = ?", ("latch",))``.
+        veg_rule: recompute the VEG flags with these thresholds (default: the stored flags).
     Returns:
         dict with ``markdown`` (the report text) and ``files`` (paths written).
     """
@@ -294,6 +306,9 @@ def write_report(db_path: str | Path, out_dir: str | Path, by: tuple[str, ...] =
         rule = store.meta("veg_rule", {})
     if not rows:
         raise ValueError(f"{db_path} has no finished runs{' matching ' + where if where else ''}")
+    if veg_rule is not None:
+        reflag(rows, veg_rule)
+        rule = veg_rule.to_dict()
     files = [
         plot_success_heatmaps(rows, out_dir / "success_lr_length.png", by),
         plot_success_vs_length(rows, out_dir / "success_vs_length.png", by),
