@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..train import train_population
 from .pack import Population, pack
 from .record import VegRule, make_row
 from .spec import Run, SweepSpec
@@ -94,27 +95,25 @@ class Progress:
 
 def train_rows(runs: list[Run], population_id: str, device: str, backend: str,
                on_update: Callable[[int], None] | None = None, veg_rule: VegRule = VegRule()) -> list[dict]:
-    """Train ``runs`` as one population with :func:`rnnlab.train.train_population`; their rows."""
-    from ..train import train_population
-
-    def callback(event: dict) -> None:
-        if on_update is not None:
-            on_update(event["active"])
-
+    """Train ``runs`` as one population with :func:`rnnlab.train.train_population`; their rows.
+    ``on_update(active)`` is called after every update with the number of models still training."""
+    callback = (lambda event: on_update(event["active"])) if on_update is not None else None
     results = train_population([r.config for r in runs], device, callback=callback, keep_params=False)
     return [make_row(run, res, population_id=population_id, population_size=len(runs), backend=backend,
                      device=str(device), rule=veg_rule) for run, res in zip(runs, results)]
 
 
-def _run_embedded(pops: list[Population], device: str, commit: Callable[[list[dict]], None], progress: Progress,
+def _run_embedded(pops: list[Population], device: str, commit: Callable[..., None], progress: Progress,
                   veg_rule: VegRule) -> None:
     for pop in pops:
-        # the updates were counted live by on_update; add none again here
+        # progress.on_update counts the model-updates as they happen
         commit(train_rows(pop.runs, pop.population_id, device, "embedded", progress.on_update, veg_rule))
 
 
-def _run_ray(pops: list[Population], device: str, commit: Callable[[list[dict]], None], progress: Progress,
-             veg_rule: VegRule, ray_address: str | None, cpus_per_task: int, num_cpus: int | None) -> None:
+def _run_ray(pops: list[Population], device: str, commit: Callable[..., None], veg_rule: VegRule,
+             ray_address: str | None, cpus_per_task: int, num_cpus: int | None) -> None:
+    """Populations as Ray tasks; ``commit(rows, count_updates=True)`` as each one returns (the
+    workers cannot report single updates to the driver's progress bar)."""
     try:
         import ray
     except ImportError:
@@ -206,7 +205,7 @@ def run_sweep(
                     torch.set_num_threads(threads)
                 _run_embedded(pops, device, commit, bar, veg_rule)
             elif pops:
-                _run_ray(pops, device, commit, bar, veg_rule, ray_address or os.environ.get("RAY_ADDRESS"),
+                _run_ray(pops, device, commit, veg_rule, ray_address or os.environ.get("RAY_ADDRESS"),
                          cpus_per_task, num_cpus)
         finally:
             bar.close()
