@@ -82,17 +82,17 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
 
 // Backward. Thread (unit j, split) holds w[0][q] = w_hh[split·kSlice + q, j], so the same matvec
 // gives v_t[j] = Σ_i u_t[i] w_hh[i, j]. The row norms ‖v_t‖² and ‖δ_t‖² need a sum over all units,
-// i.e. over the whole block: each warp adds its share to a shared-memory slot with one atomic per
-// row, and the totals are read after the next barrier. So the statistics of step t — delta_sq_t,
-// v_sq_t and the regularizer row κ_t v_t, which needs both — are written one step late (during
-// step t − 1, or after the loop for t = 0), each thread keeping its v_t values in registers.
+// i.e. over the whole block: each warp stores its share (store_row_partials) and the totals are
+// read after the next barrier. So the statistics of step t — delta_sq_t, v_sq_t and the
+// regularizer row κ_t v_t, which needs both — are written one step late (during step t − 1, or
+// after the loop for t = 0), each thread keeping its v_t values in registers.
 //
-// Norm slots are indexed by step & 3. The slot of step x is written during steps x + 1 (δ_x) and
-// x (v_x) and read during step x − 1, so it is cleared during step x + 2, when none of that is
-// in flight.
+// Partial slots are indexed by step & 3: the slot of step x is written during steps x + 1 (δ_x)
+// and x (v_x) and read during step x − 1, while step t touches the slots of t + 1, t and t − 1.
 template <typename T, int HP, int BT>
 size_t backward_smem(int H) {
-  return sizeof(T) * (2 * BT * G1<T, HP>::kRow + 2 * kRing * slab_elems<T>(BT, H) + 2 * 4 * BT);
+  using G = G1<T, HP>;
+  return sizeof(T) * (2 * BT * G::kRow + 2 * kRing * slab_elems<T>(BT, H) + 2 * 4 * kPartials<G, BT>);
 }
 
 template <typename T, int HP, int BT>
@@ -107,8 +107,9 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
   T* ubuf = dynamic_smem<T>();             // [2][BT][kRow]: u_t in buffer t & 1
   T* ring_g = ubuf + 2 * BT * G::kRow;     // [kRing][slab]: grad_hs_{t-1} of the tile
   T* ring_h = ring_g + kRing * slab;       // [kRing][slab]: hs_{t-1} of the tile
-  T* vnorm = ring_h + kRing * slab;        // [4][BT]: ‖v_x‖² in slot x & 3
-  T* dnorm = vnorm + 4 * BT;               // [4][BT]: ‖δ_x‖² in slot x & 3
+  constexpr int kSlot = kPartials<G, BT>;
+  T* vnorm = ring_h + kRing * slab;        // [4][kSlot]: warp partials of ‖v_x‖² in slot x & 3
+  T* dnorm = vnorm + 4 * kSlot;            // [4][kSlot]: warp partials of ‖δ_x‖²
   const Tile tile = Tile::of_block<BT>(s);
   const int unit = threadIdx.x / G::kSplits, split = threadIdx.x % G::kSplits;
   const bool live = unit < H;
@@ -122,7 +123,6 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
     w[0][q] = live && i < H ? wm[i * H + unit] : T(0);
   }
   for (int e = threadIdx.x; e < 2 * BT * G::kRow; e += blockDim.x) ubuf[e] = T(0);
-  for (int e = threadIdx.x; e < 8 * BT; e += blockDim.x) vnorm[e] = T(0);  // vnorm and dnorm
   __syncthreads();
 
   {  // δ_{T-1} = ∂⁺L/∂h_{T-1}: the recursion starts from the loss gradient alone
@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
         dsq[o] = d * d;
       }
     }
-    add_row_norms<G, BT>(dsq, dnorm + (last & 3) * BT, tile.rows);
+    store_row_partials<G, BT>(dsq, dnorm + (last & 3) * kSlot, tile.rows);
   }
 
   // Iteration n handles step t = last − n and reads grad_hs and hs of step t − 1 = last − 1 − n.
@@ -160,18 +160,19 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
   T keep[kMine];  // v_{t+1} of the rows this thread finishes, for the regularizer row written late
   // Writes delta_sq_x, v_sq_x and reg_v_x = κ_x v_x once both norms of step x are complete.
   auto finish = [&](int64_t x) {
-    const T* a = vnorm + (x & 3) * BT;
-    const T* c = dnorm + (x & 3) * BT;
+    const T* a = vnorm + (x & 3) * kSlot;
+    const T* c = dnorm + (x & 3) * kSlot;
     if (threadIdx.x < tile.rows) {
-      v_sq[tile.stat(s, x, threadIdx.x)] = a[threadIdx.x];
-      delta_sq[tile.stat(s, x, threadIdx.x)] = c[threadIdx.x];
+      v_sq[tile.stat(s, x, threadIdx.x)] = row_total<G, BT>(a, threadIdx.x);
+      delta_sq[tile.stat(s, x, threadIdx.x)] = row_total<G, BT>(c, threadIdx.x);
     }
     if (reg_v == nullptr) return;
 #pragma unroll
     for (int o = 0; o < kMine; ++o) {
       const int r = o * G::kSplits + split;
-      if (r < tile.rows && live) {  // κ = m (r − 1)/c, SPEC §2.5
-        const T kappa = c[r] >= T(kOmegaBound) ? (a[r] / c[r] - T(1)) / c[r] : T(0);
+      if (r < tile.rows && live) {  // κ = m (r − 1)/c, SPEC §2.5 (same sums, same order: same κ in every lane)
+        const T ar = row_total<G, BT>(a, r), cr = row_total<G, BT>(c, r);
+        const T kappa = cr >= T(kOmegaBound) ? (ar / cr - T(1)) / cr : T(0);
         reg_v[tile.seq(s, x, r, H) + unit] = kappa * keep[o];
       }
     }
@@ -180,7 +181,6 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
   for (int64_t n = 0; n < s.T; ++n) {
     const int64_t t = last - n;
     prefetch(n + kDepth);  // into the slot read at iteration n − 1, free since its closing barrier
-    if (threadIdx.x < BT) vnorm[((t + 2) & 3) * BT + threadIdx.x] = dnorm[((t + 2) & 3) * BT + threadIdx.x] = T(0);
 
     T v[BT][1];
     matvec_rows<G, BT>(w, ubuf + (t & 1) * BT * G::kRow + split * G::kSegment, v);
@@ -209,8 +209,8 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
         }
       }
     }
-    add_row_norms<G, BT>(vsq, vnorm + (t & 3) * BT, tile.rows);
-    if (t > 0) add_row_norms<G, BT>(dsq, dnorm + ((t - 1) & 3) * BT, tile.rows);
+    store_row_partials<G, BT>(vsq, vnorm + (t & 3) * kSlot, tile.rows);
+    if (t > 0) store_row_partials<G, BT>(dsq, dnorm + ((t - 1) & 3) * kSlot, tile.rows);
     if (t < last) finish(t + 1);  // its norms were completed before the previous barrier
 #pragma unroll
     for (int o = 0; o < kMine; ++o) keep[o] = mine[o];

@@ -104,13 +104,14 @@ __global__ void __launch_bounds__(GF<T, HP>::kThreads)
 //         ε'_{t+1} (both kept in its registers) and the step's saved tensors (prefetched slab);
 //         ∂z_t goes to global memory and to a shared buffer (double-buffered by n & 1);
 //   post: v_t = ∂z_t w_hh, kept in registers for the next iteration.
-// Row norms go through shared-memory slots (step & 3) with one atomic per warp and row: ‖δ_t‖² is
-// added in pre of iteration n, ‖v_t‖² in post of iteration n, and both are read (and written out)
-// in post of iteration n + 1. A slot is cleared in pre of the iteration before its first use.
+// Row norms go through shared-memory slots (step & 3) of per-warp partials (store_row_partials):
+// ‖δ_t‖² is stored in pre of iteration n, ‖v_t‖² in post of iteration n, and both are summed and
+// written out in post of iteration n + 1.
 template <typename T, int HP, int BT>
 size_t backward_smem(int H) {
-  return sizeof(T) * (2 * BT * GB<T, HP>::kRow + kRing * (3 * slab_elems<T>(BT, H) + slab_elems<T>(BT, 4 * H)) +
-                      2 * 4 * BT);
+  using G = GB<T, HP>;
+  return sizeof(T) * (2 * BT * G::kRow + kRing * (3 * slab_elems<T>(BT, H) + slab_elems<T>(BT, 4 * H)) +
+                      2 * 4 * kPartials<G, BT>);
 }
 
 template <typename T, int HP, int BT>
@@ -128,8 +129,9 @@ __global__ void __launch_bounds__(GB<T, HP>::kThreads)
   T* ring_gc = ring_gh + kRing * slab;     // [kRing][slab]: grad_cs_t (unused when grad_cs is null)
   T* ring_cp = ring_gc + kRing * slab;     // [kRing][slab]: c_{t-1} (cs_{t-1}, or c0 at t = 0)
   T* ring_gt = ring_cp + kRing * slab;     // [kRing][slab4]: gates_t
-  T* vnorm = ring_gt + kRing * slab4;      // [4][BT]: ‖v_x‖² in slot x & 3
-  T* dnorm = vnorm + 4 * BT;               // [4][BT]: ‖δ_x‖² in slot x & 3
+  constexpr int kSlot = kPartials<G, BT>;
+  T* vnorm = ring_gt + kRing * slab4;      // [4][kSlot]: warp partials of ‖v_x‖² in slot x & 3
+  T* dnorm = vnorm + 4 * kSlot;            // [4][kSlot]: warp partials of ‖δ_x‖²
   const Tile tile = Tile::of_block<BT>(s);
   const int unit = threadIdx.x / G::kSplits, split = threadIdx.x % G::kSplits;
   const bool live = unit < H;
@@ -143,7 +145,6 @@ __global__ void __launch_bounds__(GB<T, HP>::kThreads)
     w[0][q] = live && i < H ? wm[(g * H + i) * H + unit] : T(0);
   }
   for (int e = threadIdx.x; e < 2 * BT * G::kRow; e += blockDim.x) dzbuf[e] = T(0);
-  for (int e = threadIdx.x; e < 8 * BT; e += blockDim.x) vnorm[e] = T(0);  // vnorm and dnorm
 
   T c[kMine], dc[kMine], v[kMine];  // c_t, ε'_{t+1}, v_{t+1} of the rows this thread finishes
 #pragma unroll
@@ -169,17 +170,16 @@ __global__ void __launch_bounds__(GB<T, HP>::kThreads)
   cp_async_wait<kDepth - 1>();
   __syncthreads();
 
-  auto finish = [&](int64_t x) {  // both norms of step x are complete
+  auto finish = [&](int64_t x) {  // all warps' partials of step x are stored
     if (threadIdx.x < tile.rows) {
-      v_sq[tile.stat(s, x, threadIdx.x)] = vnorm[(x & 3) * BT + threadIdx.x];
-      delta_sq[tile.stat(s, x, threadIdx.x)] = dnorm[(x & 3) * BT + threadIdx.x];
+      v_sq[tile.stat(s, x, threadIdx.x)] = row_total<G, BT>(vnorm + (x & 3) * kSlot, threadIdx.x);
+      delta_sq[tile.stat(s, x, threadIdx.x)] = row_total<G, BT>(dnorm + (x & 3) * kSlot, threadIdx.x);
     }
   };
 
   for (int64_t n = 0; n < s.T; ++n) {
     const int64_t t = last - n;
     prefetch(n + kDepth);  // into the slot read in pre of iteration n − 1
-    if (threadIdx.x < BT) vnorm[((t + 3) & 3) * BT + threadIdx.x] = dnorm[((t + 3) & 3) * BT + threadIdx.x] = T(0);
 
     const int slot = static_cast<int>(n % kRing);
     T* dz_out = dzbuf + (n & 1) * BT * G::kRow;
@@ -207,7 +207,7 @@ __global__ void __launch_bounds__(GB<T, HP>::kThreads)
         }
       }
     }
-    add_row_norms<G, BT>(dsq, dnorm + (t & 3) * BT, tile.rows);
+    store_row_partials<G, BT>(dsq, dnorm + (t & 3) * kSlot, tile.rows);
     cp_async_wait<kDepth - 1>();
     __syncthreads();  // ∂z_t and the next step's slab are visible; norms of step t + 1 complete
 
@@ -220,7 +220,7 @@ __global__ void __launch_bounds__(GB<T, HP>::kThreads)
       const int r = o * G::kSplits + split;
       vsq[o] = r < tile.rows && live ? v[o] * v[o] : T(0);
     }
-    add_row_norms<G, BT>(vsq, vnorm + (t & 3) * BT, tile.rows);
+    store_row_partials<G, BT>(vsq, vnorm + (t & 3) * kSlot, tile.rows);
     if (n > 0) finish(t + 1);
   }
   __syncthreads();

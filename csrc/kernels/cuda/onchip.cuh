@@ -125,20 +125,33 @@ __device__ __forceinline__ void pick_own_rows(const T (&v)[BT][1], int split, T 
     if (r % G::kSplits == split) mine[r / G::kSplits] = v[r][0];
 }
 
-// Adds this warp's share of a row sum of squares to norm[r] (shared memory), for the rows this
-// thread finishes: part[o] belongs to row o·kSplits + split. Lanes sharing `split` own the same rows,
-// so the warp first sums over them; lanes 0 … kSplits − 1 (split = lane there) then hold the
-// warp's totals and add them with one atomic per row. Every lane of the warp must call it.
+// Row sums of squares over the whole block, without atomics (so deterministic): each warp stores
+// its share of row r in partial[warp·BT + r], and row_total sums the warps in a fixed order after
+// a barrier. part[o] belongs to row o·kSplits + split; lanes sharing `split` own the same rows,
+// so the warp first sums over them and lanes 0 … kSplits − 1 (split = lane there) store. Every
+// row < rows of every warp is stored, so a slot needs no clearing. Every lane must call it.
 template <typename G, int BT, typename T>
-__device__ __forceinline__ void add_row_norms(const T (&part)[kOwn<G, BT>], T* norm, int rows) {
-  const int lane = threadIdx.x % 32;
+__device__ __forceinline__ void store_row_partials(const T (&part)[kOwn<G, BT>], T* partial, int rows) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 #pragma unroll
   for (int o = 0; o < kOwn<G, BT>; ++o) {
     const T total = sum_lanes<G::kSplits, 32>(part[o]);
     const int r = o * G::kSplits + lane;
-    if (lane < G::kSplits && r < rows) atomicAdd(norm + r, total);
+    if (lane < G::kSplits && r < rows) partial[warp * BT + r] = total;
   }
 }
+
+template <typename G, int BT, typename T>
+__device__ __forceinline__ T row_total(const T* partial, int r) {
+  T total = T(0);
+#pragma unroll
+  for (int w = 0; w < G::kThreads / 32; ++w) total += partial[w * BT + r];
+  return total;
+}
+
+// Shared-memory elements of one slot of row partials.
+template <typename G, int BT>
+constexpr int kPartials = G::kThreads / 32 * BT;
 
 // Launches Kernel<T, HP, BT> (traits with fn(), smem(H) and threads()) over all (model, tile)
 // pairs, choosing BT ∈ kTileRows with pick_rows_per_block: the smallest tiles that still let the
