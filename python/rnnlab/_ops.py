@@ -182,12 +182,16 @@ class LstmFunction(torch.autograd.Function):
         ctx.mark_non_differentiable(gates)
         ctx.save_for_backward(hs, cs, gates, h0, c0, w_hh)
         ctx.want_stats = (step_sink is not None, reg_sink is not None)
+        # An unused output gets None instead of a tensor of zeros: most callers use hs only, and
+        # the kernel then skips reading a [M, T, B, H] grad_cs.
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, grad_hs, grad_cs, _grad_gates):
         hs, cs, gates, h0, c0, w_hh = ctx.saved_tensors
+        grad_hs = torch.zeros_like(hs) if grad_hs is None else grad_hs.contiguous()
         grad_xp, grad_w, grad_h0, grad_c0, delta_sq, v_sq = ops.lstm_backward(
-            grad_hs.contiguous(), grad_cs.contiguous(), hs, cs, gates, h0, c0, w_hh
+            grad_hs, None if grad_cs is None else grad_cs.contiguous(), hs, cs, gates, h0, c0, w_hh
         )
         return (grad_xp, grad_w, grad_h0, grad_c0, *_sink_grads(ctx, delta_sq, v_sq))
 

@@ -46,12 +46,29 @@ void pack_weights(const T* w, int64_t K, int64_t N, bool transpose, std::vector<
     for (int64_t j = 0; j < N; ++j) out[k * ldb + j] = transpose ? w[j * K + k] : w[k * N + j];
 }
 
-template <typename T, int MR, int NV>
+// Packs a row-major [K, N] matrix (or the transpose of a row-major [N, K] one) into column panels
+// of kNV vectors, each stored contiguously as [K, kNV·W] and zero-padded past column N:
+// out[(p·K + k)·kNV·W + j] = w[k, p·kNV·W + j]. A panel read row by row is then one sequential
+// stream, instead of K short pieces at a large stride that map onto a few L1 sets and evict each
+// other (with [K, ldb] packing, ldb = 512 floats puts a whole 64-column panel in 8 of 64 sets).
+template <typename T>
+void pack_panels(const T* w, int64_t K, int64_t N, bool transpose, std::vector<T>& out, int64_t& padded_n) {
+  constexpr int64_t PW = kNV * Vec<T>::size;
+  padded_n = (N + PW - 1) / PW * PW;
+  out.assign(static_cast<size_t>(K * padded_n), T(0));
+  for (int64_t p = 0; p < padded_n / PW; ++p)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = p * PW; j < std::min(N, (p + 1) * PW); ++j)
+        out[(p * K + k) * PW + j - p * PW] = transpose ? w[j * K + k] : w[k * N + j];
+}
+
+// MR×NV accumulators kept in registers across the K loop; Acc adds to C instead of overwriting it.
+template <typename T, int MR, int NV, bool Acc = false>
 inline void gemm_block(int64_t K, const T* A, int64_t lda, const T* Bp, int64_t ldb, T* C, int64_t ldc) {
   using V = Vec<T>;
   V acc[MR][NV];
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+    for (int v = 0; v < NV; ++v) acc[r][v] = Acc ? V::load(C + r * ldc + v * V::size) : V::zero();
   for (int64_t k = 0; k < K; ++k) {
     V b[NV];
     for (int v = 0; v < NV; ++v) b[v] = V::load(Bp + k * ldb + v * V::size);
@@ -74,34 +91,38 @@ inline void gemm_row_block(int64_t K, const T* A, int64_t lda, const T* Bp, int6
   if (col < ldb) gemm_block<T, MR, 1>(K, A, lda, Bp + col, ldb, C + col, ldb);
 }
 
-// C[rows, NV·W] = A[rows, K] · Bp[K, NV·W] for one column panel of Bp, any rows ≤ MaxRows.
-template <typename T, int NV, int MaxRows, int R = 1>
+// C[rows, NV·W] (+)= A[rows, K] · Bp[K, NV·W] for one column panel of Bp, any rows ≤ MaxRows.
+template <typename T, int NV, int MaxRows, bool Acc = false, int R = 1>
 inline void gemm_panel(int rows, int64_t K, const T* A, int64_t lda, const T* Bp, int64_t ldb, T* C, int64_t ldc) {
   if constexpr (R < MaxRows) {
-    if (rows != R) return gemm_panel<T, NV, MaxRows, R + 1>(rows, K, A, lda, Bp, ldb, C, ldc);
+    if (rows != R) return gemm_panel<T, NV, MaxRows, Acc, R + 1>(rows, K, A, lda, Bp, ldb, C, ldc);
   }
-  gemm_block<T, R, NV>(K, A, lda, Bp, ldb, C, ldc);
+  gemm_block<T, R, NV, Acc>(K, A, lda, Bp, ldb, C, ldc);
 }
 
-template <typename T, int NV>
-inline void gemm_column_panel(int64_t rows, int64_t K, const T* A, int64_t lda, const T* Bp, int64_t ldb, T* C,
-                              int64_t ldc) {
-  for (int64_t r = 0; r < rows; r += kMR)
-    gemm_panel<T, NV, kMR>(static_cast<int>(std::min<int64_t>(kMR, rows - r)), K, A + r * lda, lda, Bp, ldb, C + r * ldc,
-                           ldc);
-}
+// Depth of the K blocks of gemm_packed: a [kKC, kNV·W] slice of a panel (32 KiB in float32 on
+// AVX-512) stays in L1 while every row block of the tile runs over it.
+constexpr int64_t kKC = 128;
 
-// C[rows, ldb] = A[rows, K] · Bp[K, ldb] for any number of rows, column panels outermost: each
-// panel of Bp (K × kNV vectors) is then read from memory once and reused from L2 by every row
-// block, which is what matters once the whole packed matrix no longer fits in L2 (LSTM, H ≥ 256).
-// (No lambdas here: GCC does not apply `#pragma GCC target` to them, see simd.h.)
+// C[rows, padded_n] = A[rows, K] · B for B packed by pack_panels and any number of rows: panels
+// outermost, then K blocks, then row blocks, so each piece of B is read from memory once per call
+// and from L1 by every row block, and A's rows are re-read from L1/L2.
 template <typename T>
-inline void gemm_tile(int64_t rows, int64_t K, const T* A, int64_t lda, const T* Bp, int64_t ldb, T* C, int64_t ldc) {
-  constexpr int64_t W = Vec<T>::size;
-  int64_t col = 0;
-  for (; col + kNV * W <= ldb; col += kNV * W) gemm_column_panel<T, kNV>(rows, K, A, lda, Bp + col, ldb, C + col, ldc);
-  for (; col + 2 * W <= ldb; col += 2 * W) gemm_column_panel<T, 2>(rows, K, A, lda, Bp + col, ldb, C + col, ldc);
-  if (col < ldb) gemm_column_panel<T, 1>(rows, K, A, lda, Bp + col, ldb, C + col, ldc);
+inline void gemm_packed(int64_t rows, int64_t K, const T* A, int64_t lda, const T* Bpk, int64_t padded_n, T* C,
+                        int64_t ldc) {
+  constexpr int64_t PW = kNV * Vec<T>::size;
+  for (int64_t p = 0; p < padded_n / PW; ++p) {
+    for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+      const int64_t kc = std::min(kKC, K - k0);
+      const T* panel = Bpk + (p * K + k0) * PW;
+      for (int64_t r = 0; r < rows; r += kMR) {
+        const int n = static_cast<int>(std::min<int64_t>(kMR, rows - r));
+        T* c = C + r * ldc + p * PW;
+        if (k0 == 0) gemm_panel<T, kNV, kMR>(n, kc, A + r * lda + k0, lda, panel, PW, c, ldc);
+        else gemm_panel<T, kNV, kMR, true>(n, kc, A + r * lda + k0, lda, panel, PW, c, ldc);
+      }
+    }
+  }
 }
 
 // C[rows, ldb] = A[rows, K] · Bp[K, ldb], rows ≤ kMR.

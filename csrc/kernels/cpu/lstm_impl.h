@@ -1,12 +1,12 @@
 // LSTM forward and backward kernels, written once and compiled per ISA by lstm_<isa>.cpp.
 // The API, shapes and math are documented in lstm.h.
 //
-// Forward: w_hhᵀ is packed gate-interleaved: column panel p holds, for the W hidden units
-// [pW, pW + W), the four W-wide blocks z_i, z_f, z_g, z_o. One 4-vector micro-kernel block
-// (gemm_panel<4>) therefore yields complete units, and the cell update runs on it while it is
-// still in L1. Panels are the outer loop and batch rows the inner one, so each panel of w_hhᵀ is
-// read once per step and reused by every row (w_hh is 4 MB at H = 512 in float32; see gemm_tile).
-// Backward: one gemm_tile per step, v_t = ∂z_t · w_hh over all rows of the tile, then the cell
+// Forward: w_hhᵀ is packed gate-interleaved: panel p holds, for the W hidden units [pW, pW + W),
+// the four W-wide column blocks z_i, z_f, z_g, z_o, stored contiguously as [H, 4W]. A 4-vector
+// micro-kernel block (gemm_panel<4>) therefore yields complete units, and the cell update runs on
+// them while they are in L1. Panels are the outer loop and batch rows the inner one, K blocked as
+// in gemm_packed, so each panel of w_hhᵀ (4 MB in all at H = 512, float32) is read once per step.
+// Backward: one gemm_packed per step, v_t = ∂z_t · w_hh over all rows of the tile, then the cell
 // epilogue of step t − 1 row by row.
 #pragma once
 
@@ -29,17 +29,16 @@ struct LstmLayout {  // offsets into the dense tensors of lstm.h
   int64_t stat(int64_t m, int64_t t, int64_t b) const { return (m * s.T + t) * s.B + b; }
 };
 
-// Packs w_hh [4H, H] so that out[k, p·4W + g·W + l] = w_hh[g·H + p·W + l, k] (zero past unit H).
+// Packs w_hh [4H, H] so that out[(p·H + k)·4W + g·W + l] = w_hh[g·H + p·W + l, k] (0 past unit H).
 template <typename T>
-void pack_gate_panels(const T* w, int64_t H, std::vector<T>& out, int64_t& ldb) {
+void pack_gate_panels(const T* w, int64_t H, std::vector<T>& out) {
   constexpr int64_t W = Vec<T>::size;
   const int64_t panels = (H + W - 1) / W;
-  ldb = panels * 4 * W;
-  out.assign(static_cast<size_t>(H * ldb), T(0));
-  for (int64_t k = 0; k < H; ++k)
-    for (int64_t p = 0; p < panels; ++p)
+  out.assign(static_cast<size_t>(panels * H * 4 * W), T(0));
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t k = 0; k < H; ++k)
       for (int64_t g = 0; g < 4; ++g)
-        for (int64_t l = 0; l < W && p * W + l < H; ++l) out[k * ldb + (p * 4 + g) * W + l] = w[(g * H + p * W + l) * H + k];
+        for (int64_t l = 0; l < W && p * W + l < H; ++l) out[((p * H + k) * 4 + g) * W + l] = w[(g * H + p * W + l) * H + k];
 }
 
 template <typename T>
@@ -71,27 +70,31 @@ template <typename T>
 void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* w_hh, const T* h0, const T* c0,
                        T* hs, T* cs, T* gates) {
   constexpr int W = Vec<T>::size;
-  const int64_t H = s.H, m = tile.model;
+  const int64_t H = s.H, m = tile.model, rows = tile.row_end - tile.row_begin;
   const LstmLayout at{s};
   std::vector<T> wt;
-  int64_t ldb;
-  pack_gate_panels(w_hh + m * 4 * H * H, H, wt, ldb);
-  alignas(64) T rec[kGateRows * 4 * W];
+  pack_gate_panels(w_hh + m * 4 * H * H, H, wt);
+  std::vector<T> rec(static_cast<size_t>(rows * 4 * W));  // one panel of h_{t-1} w_hhᵀ for every row
 
   for (int64_t t = 0; t < s.T; ++t) {
+    const T* h_prev = t == 0 ? h0 + at.state(m, tile.row_begin) : hs + at.seq(m, t - 1, tile.row_begin);
     for (int64_t u0 = 0; u0 < H; u0 += W) {
-      const int n = static_cast<int>(std::min<int64_t>(W, H - u0));
-      const T* panel = wt.data() + u0 * 4;  // panel u0 / W starts at column (u0 / W)·4W
-      for (int64_t b0 = tile.row_begin; b0 < tile.row_end; b0 += kGateRows) {
-        const int rows = static_cast<int>(std::min<int64_t>(kGateRows, tile.row_end - b0));
-        const T* h_prev = t == 0 ? h0 + at.state(m, b0) : hs + at.seq(m, t - 1, b0);
-        gemm_panel<T, 4, kGateRows>(rows, H, h_prev, H, panel, ldb, rec, 4 * W);
-        for (int r = 0; r < rows; ++r) {
-          const int64_t b = b0 + r;
-          const T* c_prev = t == 0 ? c0 + at.state(m, b) : cs + at.seq(m, t - 1, b);
-          cell_forward(H, n, rec + r * 4 * W, xp + at.gates(m, t, b) + u0, c_prev + u0, gates + at.gates(m, t, b) + u0,
-                       cs + at.seq(m, t, b) + u0, hs + at.seq(m, t, b) + u0);
+      const T* panel = wt.data() + u0 * H * 4;  // panel u0 / W starts at (u0 / W)·H·4W
+      for (int64_t k0 = 0; k0 < H; k0 += kKC) {
+        const int64_t kc = std::min(kKC, H - k0);
+        for (int64_t r = 0; r < rows; r += kGateRows) {
+          const int n = static_cast<int>(std::min<int64_t>(kGateRows, rows - r));
+          const T* a = h_prev + r * H + k0;
+          if (k0 == 0) gemm_panel<T, 4, kGateRows>(n, kc, a, H, panel + k0 * 4 * W, 4 * W, rec.data() + r * 4 * W, 4 * W);
+          else gemm_panel<T, 4, kGateRows, true>(n, kc, a, H, panel + k0 * 4 * W, 4 * W, rec.data() + r * 4 * W, 4 * W);
         }
+      }
+      const int n = static_cast<int>(std::min<int64_t>(W, H - u0));
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t b = tile.row_begin + r;
+        const T* c_prev = t == 0 ? c0 + at.state(m, b) : cs + at.seq(m, t - 1, b);
+        cell_forward(H, n, rec.data() + r * 4 * W, xp + at.gates(m, t, b) + u0, c_prev + u0,
+                     gates + at.gates(m, t, b) + u0, cs + at.seq(m, t, b) + u0, hs + at.seq(m, t, b) + u0);
       }
     }
   }
@@ -134,7 +137,7 @@ void lstm_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_
   const LstmLayout at{s};
   std::vector<T> wp;  // w_hh as is: v_t[j] = Σ_k ∂z_t[k] w_hh[k, j]
   int64_t ldb;
-  pack_weights(w_hh + m * G * H, G, H, /*transpose=*/false, wp, ldb);
+  pack_panels(w_hh + m * G * H, G, H, /*transpose=*/false, wp, ldb);
   std::vector<T> v(static_cast<size_t>(rows * ldb));      // v_{t+1} of every row of the tile
   std::vector<T> dc(static_cast<size_t>(rows * H), T(0));  // ε'_{t+1} of every row
 
@@ -147,7 +150,7 @@ void lstm_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_
                         t + 1 < s.T ? v.data() + r * ldb : nullptr, gates + at.gates(m, t, b), cs + at.seq(m, t, b),
                         c_prev, dc.data() + r * H, grad_xp + at.gates(m, t, b));
     }
-    gemm_tile<T>(rows, G, grad_xp + at.gates(m, t, tile.row_begin), G, wp.data(), ldb, v.data(), ldb);
+    gemm_packed<T>(rows, G, grad_xp + at.gates(m, t, tile.row_begin), G, wp.data(), ldb, v.data(), ldb);
     for (int64_t r = 0; r < rows; ++r) v_sq[at.stat(m, t, tile.row_begin + r)] = squared_norm(H, v.data() + r * ldb);
   }
   for (int64_t r = 0; r < rows; ++r) {  // ∂L/∂h_0 = v_1 (no direct loss term), ∂L/∂c_0 = ε'_1
