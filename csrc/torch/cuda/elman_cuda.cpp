@@ -1,6 +1,7 @@
 // ATen glue for the CUDA Elman kernels: the CUDA impls of the ops whose schemas are defined in
 // csrc/torch/elman_ops.cpp, input checks, the choice between the on-chip kernel and the per-step
-// path (kernels/cuda/elman.cuh), and the weight-gradient GEMMs that follow the backward kernel.
+// path (kernels/cuda/elman.cuh); the weight gradient and Ω come from the device-independent code
+// shared with the CPU impl (torch/elman_glue.h).
 //
 // Path choice: the on-chip kernel whenever w_hh fits (float32 H ≤ 128, float64 H ≤ 64), else
 // per step: a batched cuBLAS GEMM (at::bmm_out) plus one fused pointwise kernel
@@ -13,13 +14,9 @@
 
 #include "kernels/cuda/elman.cuh"
 #include "torch/cuda/common.h"
+#include "torch/elman_glue.h"
 
 namespace rnnlab {
-
-// Shared with the CPU impl; defined in csrc/torch/elman_ops.cpp.
-Activation parse_activation(c10::string_view name);
-std::tuple<at::Tensor, at::Tensor> omega_from_norms(const at::Tensor& delta_sq, const at::Tensor& v_sq);
-
 namespace {
 
 using cuda_glue::current_stream;
@@ -61,25 +58,6 @@ at::Tensor elman_forward_cuda(const at::Tensor& xp, const at::Tensor& w_hh, cons
     }
   });
   return hs;
-}
-
-// dW_hh = Σ_t u_tᵀ h_{t-1} (+ α·4/(B·N)·Σ_t u_tᵀ κ_t v_t, SPEC §2.5), as in the CPU glue.
-at::Tensor weight_grad(const RecurrenceShape& s, const at::Tensor& grad_xp, const at::Tensor& hs, const at::Tensor& h0,
-                       const at::Tensor& w_hh, const at::Tensor& reg_v, const std::optional<at::Tensor>& reg_weight,
-                       const at::Tensor& n_valid) {
-  auto grad_w = at::zeros_like(w_hh, at::MemoryFormat::Contiguous);
-  if (s.T == 0 || s.B == 0) return grad_w;
-  grad_w.baddbmm_(grad_xp.select(1, 0).transpose(1, 2), h0);
-  if (s.T > 1)
-    grad_w.baddbmm_(grad_xp.narrow(1, 1, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}).transpose(1, 2),
-                    hs.narrow(1, 0, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}));
-  if (reg_v.defined()) {
-    const auto scale =
-        at::where(n_valid > 0, 4 * *reg_weight / (s.B * n_valid.clamp_min(1e-300)), at::zeros_like(n_valid));
-    grad_w.add_(at::bmm(grad_xp.view({s.M, s.T * s.B, s.H}).transpose(1, 2), reg_v.view({s.M, s.T * s.B, s.H})) *
-                scale.view({s.M, 1, 1}));
-  }
-  return grad_w;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_backward_cuda(
@@ -126,7 +104,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     v_sq.zero_();
   }
   auto [omega, n_valid] = omega_from_norms(delta_sq, v_sq);
-  auto grad_w = weight_grad(s, grad_xp, hs, h0, w_hh, reg_v, reg_weight, n_valid);
+  auto grad_w = elman_weight_grad(s, grad_xp, hs, h0, reg_v, reg_weight, n_valid);
   return {grad_xp, grad_w, grad_h0, delta_sq, v_sq, omega, n_valid};
 }
 
