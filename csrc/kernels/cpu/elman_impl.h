@@ -23,26 +23,24 @@ void elman_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, c
   using V = Vec<T>;
   const int64_t H = s.H, m = tile.model;
   const Layout<T> at{s};
-  std::vector<T> wt;  // w_hhᵀ packed: wt[k, j] = w_hh[j, k]
-  int64_t ldb;
-  pack_weights(w_hh + m * H * H, H, H, /*transpose=*/true, wt, ldb);
-  std::vector<T> acc(static_cast<size_t>(kMR * ldb));
+  std::vector<T> wt;  // w_hhᵀ in column panels: panel p holds wt[k, j] = w_hh[j, k] for its columns j
+  int64_t ldc;
+  pack_panels(w_hh + m * H * H, H, H, /*transpose=*/true, wt, ldc);
+  const int64_t rows = tile.row_end - tile.row_begin;
+  std::vector<T> acc(static_cast<size_t>(rows * ldc));  // h_{t-1} w_hhᵀ for the tile's rows
 
   for (int64_t t = 0; t < s.T; ++t) {
-    for (int64_t b0 = tile.row_begin; b0 < tile.row_end; b0 += kMR) {
-      const int rows = static_cast<int>(std::min<int64_t>(kMR, tile.row_end - b0));
-      const T* h_prev = t == 0 ? h0 + at.state(m, b0) : hs + at.seq(m, t - 1, b0);
-      gemm_rows<T>(rows, H, h_prev, H, wt.data(), ldb, acc.data());
-      for (int r = 0; r < rows; ++r) {
-        const T* x = xp + at.seq(m, t, b0 + r);
-        T* h = hs + at.seq(m, t, b0 + r);
-        const T* c = acc.data() + r * ldb;
-        int64_t j = 0;
-        for (; j + V::size <= H; j += V::size) Act<A, T>::f(V::load(x + j) + V::load(c + j)).store(h + j);
-        if (j < H) {
-          const int n = static_cast<int>(H - j);
-          Act<A, T>::f(V::load(x + j, n) + V::load(c + j, n)).store(h + j, n);
-        }
+    const T* h_prev = t == 0 ? h0 + at.state(m, tile.row_begin) : hs + at.seq(m, t - 1, tile.row_begin);
+    gemm_packed<T>(rows, H, h_prev, H, wt.data(), ldc, acc.data(), ldc);
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* x = xp + at.seq(m, t, tile.row_begin + r);
+      T* h = hs + at.seq(m, t, tile.row_begin + r);
+      const T* c = acc.data() + r * ldc;
+      int64_t j = 0;
+      for (; j + V::size <= H; j += V::size) Act<A, T>::f(V::load(x + j) + V::load(c + j)).store(h + j);
+      if (j < H) {
+        const int n = static_cast<int>(H - j);
+        Act<A, T>::f(V::load(x + j, n) + V::load(c + j, n)).store(h + j, n);
       }
     }
   }
@@ -92,35 +90,32 @@ void elman_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad
   using Row = BackwardRow<T, A>;
   const int64_t H = s.H, m = tile.model, last = s.T - 1;
   const Layout<T> at{s};
-  std::vector<T> wp;  // w_hh packed as is: v_t[j] = Σ_i u_t[i] w_hh[i, j]
-  int64_t ldb;
-  pack_weights(w_hh + m * H * H, H, H, /*transpose=*/false, wp, ldb);
-  std::vector<T> acc(static_cast<size_t>(kMR * ldb));
+  std::vector<T> wp;  // w_hh in column panels, as is: v_t[j] = Σ_i u_t[i] w_hh[i, j]
+  int64_t ldc;
+  pack_panels(w_hh + m * H * H, H, H, /*transpose=*/false, wp, ldc);
+  const int64_t rows = tile.row_end - tile.row_begin;
+  std::vector<T> acc(static_cast<size_t>(rows * ldc));  // v_t = u_t w_hh for the tile's rows
 
   for (int64_t b = tile.row_begin; b < tile.row_end; ++b)  // δ_T = ∂⁺L/∂h_T
     delta_sq[at.stat(m, last, b)] =
         Row::delta_to_u(H, grad_hs + at.seq(m, last, b), nullptr, hs + at.seq(m, last, b), grad_xp + at.seq(m, last, b));
 
   for (int64_t t = last; t >= 0; --t) {
-    for (int64_t b0 = tile.row_begin; b0 < tile.row_end; b0 += kMR) {
-      const int rows = static_cast<int>(std::min<int64_t>(kMR, tile.row_end - b0));
-      gemm_rows<T>(rows, H, grad_xp + at.seq(m, t, b0), H, wp.data(), ldb, acc.data());
-      for (int r = 0; r < rows; ++r) {
-        const int64_t b = b0 + r;
-        const T* v = acc.data() + r * ldb;
-        const T a = Row::squared_norm(H, v);
-        v_sq[at.stat(m, t, b)] = a;
-        if (reg_v) {  // κ_t = m_t (r_t − 1)/c_t, SPEC §2.5
-          const T c = delta_sq[at.stat(m, t, b)];
-          const T kappa = c >= T(kOmegaBound) ? (a / c - T(1)) / c : T(0);
-          Row::scale_copy(H, kappa, v, reg_v + at.seq(m, t, b));
-        }
-        if (t > 0) {
-          delta_sq[at.stat(m, t - 1, b)] = Row::delta_to_u(H, grad_hs + at.seq(m, t - 1, b), v, hs + at.seq(m, t - 1, b),
-                                                           grad_xp + at.seq(m, t - 1, b));
-        } else {
-          Row::scale_copy(H, T(1), v, grad_h0 + at.state(m, b));
-        }
+    gemm_packed<T>(rows, H, grad_xp + at.seq(m, t, tile.row_begin), H, wp.data(), ldc, acc.data(), ldc);
+    for (int64_t b = tile.row_begin; b < tile.row_end; ++b) {
+      const T* v = acc.data() + (b - tile.row_begin) * ldc;
+      const T a = Row::squared_norm(H, v);
+      v_sq[at.stat(m, t, b)] = a;
+      if (reg_v) {  // κ_t = m_t (r_t − 1)/c_t, SPEC §2.5
+        const T c = delta_sq[at.stat(m, t, b)];
+        const T kappa = c >= T(kOmegaBound) ? (a / c - T(1)) / c : T(0);
+        Row::scale_copy(H, kappa, v, reg_v + at.seq(m, t, b));
+      }
+      if (t > 0) {
+        delta_sq[at.stat(m, t - 1, b)] = Row::delta_to_u(H, grad_hs + at.seq(m, t - 1, b), v, hs + at.seq(m, t - 1, b),
+                                                         grad_xp + at.seq(m, t - 1, b));
+      } else {
+        Row::scale_copy(H, T(1), v, grad_h0 + at.state(m, b));
       }
     }
   }

@@ -1,9 +1,9 @@
-// The register-blocked micro-kernel behind every recurrent step on the CPU:
+// The register-blocked GEMM behind every recurrent step on the CPU:
 //
-//   C[r, :] = A[r, 0:K] · Bp[0:K, :]      for the r < rows rows of a batch tile
+//   C[r, :] = A[r, 0:K] · B[0:K, :]      for the rows of a batch tile (gemm_packed)
 //
-// Bp is a weight matrix packed once per call into [K, ldb] with ldb a multiple of the vector width
-// and zero-padded columns, so the inner loop needs no masks. C has the same padded width.
+// B is a weight matrix packed once per call into column panels (pack_panels), zero-padded to a
+// multiple of the vector width, so the inner loop needs no masks; C has the same padded width.
 // MR×NV accumulators (MR batch rows × NV vectors of columns) stay in registers across the K loop.
 #pragma once
 
@@ -37,29 +37,24 @@ constexpr int64_t padded_width(int64_t n) {
   return (n + Vec<T>::size - 1) / Vec<T>::size * Vec<T>::size;
 }
 
-// Packs a row-major [K, N] matrix (or the transpose of a row-major [N, K] one) into [K, ldb].
-template <typename T>
-void pack_weights(const T* w, int64_t K, int64_t N, bool transpose, std::vector<T>& out, int64_t& ldb) {
-  ldb = padded_width<T>(N);
-  out.assign(static_cast<size_t>(K * ldb), T(0));
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t j = 0; j < N; ++j) out[k * ldb + j] = transpose ? w[j * K + k] : w[k * N + j];
-}
-
 // Packs a row-major [K, N] matrix (or the transpose of a row-major [N, K] one) into column panels
-// of kNV vectors, each stored contiguously as [K, kNV·W] and zero-padded past column N:
-// out[(p·K + k)·kNV·W + j] = w[k, p·kNV·W + j]. A panel read row by row is then one sequential
-// stream, instead of K short pieces at a large stride that map onto a few L1 sets and evict each
-// other (with [K, ldb] packing, ldb = 512 floats puts a whole 64-column panel in 8 of 64 sets).
+// of kNV vectors, each stored contiguously as [K, width] and zero-padded past column N only up to
+// the vector width (the last panel may be narrower, so H = 32 does no work on padding):
+// out[p·K·kNV·W + k·width_p + j] = w[k, p·kNV·W + j]. A panel read row by row is then one
+// sequential stream, instead of K short pieces at a large stride that map onto a few L1 sets and
+// evict each other (with [K, ldb] packing, ldb = 512 floats puts a 64-column panel in 8 of 64 sets).
 template <typename T>
 void pack_panels(const T* w, int64_t K, int64_t N, bool transpose, std::vector<T>& out, int64_t& padded_n) {
   constexpr int64_t PW = kNV * Vec<T>::size;
-  padded_n = (N + PW - 1) / PW * PW;
+  padded_n = padded_width<T>(N);
   out.assign(static_cast<size_t>(K * padded_n), T(0));
-  for (int64_t p = 0; p < padded_n / PW; ++p)
+  for (int64_t p0 = 0; p0 < padded_n; p0 += PW) {
+    const int64_t width = std::min(PW, padded_n - p0);
+    T* panel = out.data() + p0 * K;
     for (int64_t k = 0; k < K; ++k)
-      for (int64_t j = p * PW; j < std::min(N, (p + 1) * PW); ++j)
-        out[(p * K + k) * PW + j - p * PW] = transpose ? w[j * K + k] : w[k * N + j];
+      for (int64_t j = p0; j < std::min(N, p0 + width); ++j)
+        panel[k * width + j - p0] = transpose ? w[j * K + k] : w[k * N + j];
+  }
 }
 
 // MR×NV accumulators kept in registers across the K loop; Acc adds to C instead of overwriting it.
@@ -81,16 +76,6 @@ inline void gemm_block(int64_t K, const T* A, int64_t lda, const T* Bp, int64_t 
     for (int v = 0; v < NV; ++v) acc[r][v].store(C + r * ldc + v * V::size);
 }
 
-template <typename T, int MR>
-inline void gemm_row_block(int64_t K, const T* A, int64_t lda, const T* Bp, int64_t ldb, T* C) {
-  constexpr int64_t W = Vec<T>::size;
-  int64_t col = 0;
-  for (; col + kNV * W <= ldb; col += kNV * W) gemm_block<T, MR, kNV>(K, A, lda, Bp + col, ldb, C + col, ldb);
-  // Column tail: fewer than kNV vectors left, taken two and then one at a time.
-  for (; col + 2 * W <= ldb; col += 2 * W) gemm_block<T, MR, 2>(K, A, lda, Bp + col, ldb, C + col, ldb);
-  if (col < ldb) gemm_block<T, MR, 1>(K, A, lda, Bp + col, ldb, C + col, ldb);
-}
-
 // C[rows, NV·W] (+)= A[rows, K] · Bp[K, NV·W] for one column panel of Bp, any rows ≤ MaxRows.
 template <typename T, int NV, int MaxRows, bool Acc = false, int R = 1>
 inline void gemm_panel(int rows, int64_t K, const T* A, int64_t lda, const T* Bp, int64_t ldb, T* C, int64_t ldc) {
@@ -104,39 +89,40 @@ inline void gemm_panel(int rows, int64_t K, const T* A, int64_t lda, const T* Bp
 // AVX-512) stays in L1 while every row block of the tile runs over it.
 constexpr int64_t kKC = 128;
 
+// One K block of one panel for every row block of the tile; NV = the panel's width in vectors.
+template <typename T, int NV>
+inline void gemm_panel_rows(int64_t rows, int64_t kc, bool accumulate, const T* A, int64_t lda, const T* panel,
+                            T* C, int64_t ldc) {
+  for (int64_t r = 0; r < rows; r += kMR) {
+    const int n = static_cast<int>(std::min<int64_t>(kMR, rows - r));
+    if (accumulate) gemm_panel<T, NV, kMR, true>(n, kc, A + r * lda, lda, panel, NV * Vec<T>::size, C + r * ldc, ldc);
+    else gemm_panel<T, NV, kMR>(n, kc, A + r * lda, lda, panel, NV * Vec<T>::size, C + r * ldc, ldc);
+  }
+}
+
 // C[rows, padded_n] = A[rows, K] · B for B packed by pack_panels and any number of rows: panels
 // outermost, then K blocks, then row blocks, so each piece of B is read from memory once per call
 // and from L1 by every row block, and A's rows are re-read from L1/L2.
 template <typename T>
 inline void gemm_packed(int64_t rows, int64_t K, const T* A, int64_t lda, const T* Bpk, int64_t padded_n, T* C,
                         int64_t ldc) {
-  constexpr int64_t PW = kNV * Vec<T>::size;
-  for (int64_t p = 0; p < padded_n / PW; ++p) {
+  constexpr int64_t W = Vec<T>::size, PW = kNV * W;
+  for (int64_t p0 = 0; p0 < padded_n; p0 += PW) {
+    const int64_t width = std::min(PW, padded_n - p0);
     for (int64_t k0 = 0; k0 < K; k0 += kKC) {
       const int64_t kc = std::min(kKC, K - k0);
-      const T* panel = Bpk + (p * K + k0) * PW;
-      for (int64_t r = 0; r < rows; r += kMR) {
-        const int n = static_cast<int>(std::min<int64_t>(kMR, rows - r));
-        T* c = C + r * ldc + p * PW;
-        if (k0 == 0) gemm_panel<T, kNV, kMR>(n, kc, A + r * lda + k0, lda, panel, PW, c, ldc);
-        else gemm_panel<T, kNV, kMR, true>(n, kc, A + r * lda + k0, lda, panel, PW, c, ldc);
+      const T* panel = Bpk + p0 * K + k0 * width;
+      const T* a = A + k0;
+      T* c = C + p0;
+      switch (width / W) {  // only the last panel can be narrower than kNV vectors
+        case 1: gemm_panel_rows<T, 1>(rows, kc, k0 > 0, a, lda, panel, c, ldc); break;
+        case 2: gemm_panel_rows<T, 2>(rows, kc, k0 > 0, a, lda, panel, c, ldc); break;
+#if defined(RNNLAB_ISA_AVX512)
+        case 3: gemm_panel_rows<T, 3>(rows, kc, k0 > 0, a, lda, panel, c, ldc); break;
+        case 4: gemm_panel_rows<T, 4>(rows, kc, k0 > 0, a, lda, panel, c, ldc); break;
+#endif
       }
     }
-  }
-}
-
-// C[rows, ldb] = A[rows, K] · Bp[K, ldb], rows ≤ kMR.
-template <typename T>
-inline void gemm_rows(int rows, int64_t K, const T* A, int64_t lda, const T* Bp, int64_t ldb, T* C) {
-  switch (rows) {
-    case 1: return gemm_row_block<T, 1>(K, A, lda, Bp, ldb, C);
-    case 2: return gemm_row_block<T, 2>(K, A, lda, Bp, ldb, C);
-    case 3: return gemm_row_block<T, 3>(K, A, lda, Bp, ldb, C);
-    case 4: return gemm_row_block<T, 4>(K, A, lda, Bp, ldb, C);
-#if defined(RNNLAB_ISA_AVX512) || defined(RNNLAB_ISA_AVX2)
-    case 5: return gemm_row_block<T, 5>(K, A, lda, Bp, ldb, C);
-    case 6: return gemm_row_block<T, 6>(K, A, lda, Bp, ldb, C);
-#endif
   }
 }
 
