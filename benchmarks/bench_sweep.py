@@ -10,6 +10,10 @@ gradient-norm clipping at τ = 1, batch 20) for a fixed number of updates, no ea
 * ``rnnlab sweep``: :func:`rnnlab.train.train_population` on M models at once, exactly as the
   sweep engine calls it (data generated per model on the fly; one validation at the end on 20
   sequences, included in the time);
+* ``rnnlab step``: the same update loop built from the trainer's pieces
+  (:func:`rnnlab.nn.population.population_forward`, per-model clipping, the vectorized SGD) on
+  pre-generated data, no validation: how fast the fused kernels make one training step, apart from
+  the trainer's per-update data generation and bookkeeping;
 * ``nn.RNN loop``: the runs one by one, each a standard PyTorch loop — ``nn.RNN`` + ``nn.Linear``,
   ``torch.optim.SGD``, ``clip_grad_norm_`` — measured on a subset of ``--subset`` models; its
   batches are generated before the clock starts (a favour to the peer);
@@ -48,7 +52,10 @@ import torch  # noqa: E402
 from rnnlab.bench.harness import OtherLoad, machine_info  # noqa: E402
 from rnnlab.tasks import make_task, rng  # noqa: E402
 from rnnlab.train import RunConfig, train_population  # noqa: E402
+from rnnlab.nn.population import population_forward  # noqa: E402
+from rnnlab.train.clipping import clip_gradients_  # noqa: E402
 from rnnlab.train.init import init_population  # noqa: E402
+from rnnlab.train.optim import update_  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,28 @@ def time_rnnlab(case: Case) -> float:
     start = time.perf_counter()
     train_population(configs, "cpu", keep_params=False)
     return (time.perf_counter() - start) / (case.M * case.updates)
+
+
+def make_rnnlab_step(case: Case):
+    """run() -> seconds per model-update of M-model updates on pre-generated batches."""
+    task, batches = _batches(case, case.M, case.updates)
+    params = init_population(rng.seed_keys(range(case.M)), "normal", task.n_in, case.H, task.n_out)
+    lr = torch.full((case.M,), 0.01)
+    tau = torch.ones(case.M)
+
+    def run() -> float:
+        p = {n: v.clone() for n, v in params.items()}
+        start = time.perf_counter()
+        for b in batches:
+            leaves = {n: v.requires_grad_(True) for n, v in p.items()}
+            loss = task.loss(population_forward(leaves, b.x), b)
+            grads = dict(zip(leaves, torch.autograd.grad(loss.sum(), list(leaves.values()))))
+            p = {n: v.detach() for n, v in leaves.items()}
+            clip_gradients_(grads, p["weight_hh"], tau)
+            update_("sgd", p, grads, {}, lr)
+        return (time.perf_counter() - start) / (case.M * case.updates)
+
+    return run
 
 
 def time_nn_rnn(case: Case, subset: int) -> float:
@@ -183,26 +212,34 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for case in QUICK if args.quick else CASES:
         jax_run = make_jax_step(case) if use_jax else None
-        best = {"rnnlab sweep": float("inf"), "nn.RNN loop": float("inf"), "jax.vmap": float("inf")}
+        step_run = make_rnnlab_step(case)
+        best = {"rnnlab sweep": float("inf"), "rnnlab step": float("inf"), "nn.RNN loop": float("inf"),
+                "jax.vmap": float("inf")}
         for _ in range(args.repeats):
             best["rnnlab sweep"] = min(best["rnnlab sweep"], time_rnnlab(case))
+            best["rnnlab step"] = min(best["rnnlab step"], step_run())
             best["nn.RNN loop"] = min(best["nn.RNN loop"], time_nn_rnn(case, args.subset))
             if jax_run is not None:
                 best["jax.vmap"] = min(best["jax.vmap"], jax_run())
         row = {"case": case.label, "updates": case.updates,
                **{f"{k} model-updates/s": 1 / v for k, v in best.items() if v < float("inf")}}
         row["speedup vs nn.RNN loop"] = best["nn.RNN loop"] / best["rnnlab sweep"]
+        row["step speedup vs nn.RNN loop"] = best["nn.RNN loop"] / best["rnnlab step"]
         if jax_run is not None:
             row["speedup vs jax.vmap"] = best["jax.vmap"] / best["rnnlab sweep"]
+            row["step speedup vs jax.vmap"] = best["jax.vmap"] / best["rnnlab step"]
         results.append(row)
         print(json.dumps(row), flush=True)
     info = {**machine_info(), "threads": args.threads, "other_load": load.share(), "torch": torch.__version__}
     print(f"\nmachine: {info}")
-    header = ["case", "rnnlab sweep", "nn.RNN loop", "jax.vmap", "× nn.RNN", "× jax"]
+    peers = ("rnnlab sweep", "rnnlab step", "nn.RNN loop", "jax.vmap")
+    header = ["case (model-updates/s)", *peers, "sweep ÷ nn.RNN", "sweep ÷ jax", "step ÷ nn.RNN", "step ÷ jax"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    nan = float("nan")
     for r in results:
-        cells = [r["case"], *(f"{r.get(k + ' model-updates/s', float('nan')):,.0f}" for k in ("rnnlab sweep", "nn.RNN loop", "jax.vmap")),
-                 f"{r['speedup vs nn.RNN loop']:.1f}", f"{r.get('speedup vs jax.vmap', float('nan')):.2f}"]
+        cells = [r["case"], *(f"{r.get(k + ' model-updates/s', nan):,.0f}" for k in peers),
+                 *(f"{r.get(k, nan):.2f}" for k in ("speedup vs nn.RNN loop", "speedup vs jax.vmap",
+                                                    "step speedup vs nn.RNN loop", "step speedup vs jax.vmap"))]
         print("| " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as f:
