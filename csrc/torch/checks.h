@@ -6,7 +6,7 @@
 
 namespace rnnlab {
 
-inline void check_float_cpu(const char* name, const at::Tensor& t) {
+inline void check_float(const char* name, const at::Tensor& t) {
   TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
                    " must be float32 or float64, got ", t.scalar_type());
   TORCH_CHECK_VALUE(t.is_contiguous(), name, " must be contiguous");

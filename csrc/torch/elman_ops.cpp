@@ -54,7 +54,7 @@ at::Tensor elman_weight_grad(const RecurrenceShape& s, const at::Tensor& grad_xp
 namespace {
 
 RecurrenceShape check_elman(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0) {
-  check_float_cpu("xp", xp);
+  check_float("xp", xp);
   check_dim("xp", xp, 4, "[M, T, B, H]");
   const RecurrenceShape s{xp.size(0), xp.size(1), xp.size(2), xp.size(3)};
   check_like("w_hh", w_hh, xp, {s.M, s.H, s.H}, "[M, H, H]");

@@ -12,7 +12,7 @@ namespace {
 // Checks xp [M, T, B, 4H], w_hh [M, 4H, H], h0 and c0 [M, B, H]; returns the shape with s.H = H.
 RecurrenceShape check_lstm(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0,
                            const char* xp_name) {
-  check_float_cpu(xp_name, xp);
+  check_float(xp_name, xp);
   check_dim(xp_name, xp, 4, "[M, T, B, 4H]");
   TORCH_CHECK_VALUE(xp.size(3) % 4 == 0, xp_name, " must have shape [M, T, B, 4H] (gates i, f, g, o), got ",
                     xp.sizes(), " whose last size is not a multiple of 4");

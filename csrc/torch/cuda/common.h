@@ -23,7 +23,7 @@ inline bool steps_forced() {
 
 // dtype float32/float64, contiguous, on a CUDA device.
 inline void check_float_cuda(const char* name, const at::Tensor& t) {
-  check_float_cpu(name, t);  // dtype and contiguity only
+  check_float(name, t);  // dtype and contiguity only
   TORCH_CHECK_VALUE(t.is_cuda(), name, " must be a CUDA tensor, got ", t.device());
 }
 
