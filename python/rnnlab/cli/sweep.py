@@ -8,8 +8,9 @@ from pathlib import Path
 def _parse_set(items: list[str]) -> dict:
     """``--set name=value`` pairs, each value a TOML value: ``lr=0.1``, ``seed={range=[0,20]}``,
     ``hidden=[8,32,128]``, ``task="parity"``."""
-    import tomllib
+    from ..sweep.spec import toml_module
 
+    tomllib = toml_module()
     out = {}
     for item in items:
         name, sep, text = item.partition("=")

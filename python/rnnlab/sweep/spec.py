@@ -80,6 +80,18 @@ _RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 _HINTS = typing.get_type_hints(RunConfig)
 
 
+def toml_module():
+    """``tomllib`` (Python ≥ 3.11), else the ``tomli`` backport it came from."""
+    try:
+        import tomllib
+    except ImportError:
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise SpecError("reading TOML on Python < 3.11 needs tomli (pip install tomli)") from None
+    return tomllib
+
+
 class SpecError(ValueError):
     """A sweep specification is invalid; the message names the field and what is allowed."""
 
@@ -261,11 +273,10 @@ class SweepSpec:
         if not path.is_file():
             raise FileNotFoundError(f"sweep spec file not found: {path}")
         if path.suffix == ".toml":
-            import tomllib
-
+            toml = toml_module()
             try:
-                data = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError as e:
+                data = toml.loads(path.read_text())
+            except toml.TOMLDecodeError as e:
                 raise SpecError(f"{path}: invalid TOML: {e}") from None
         elif path.suffix in (".yaml", ".yml"):
             try:
