@@ -75,8 +75,21 @@ def _status(args) -> int:
         n, learned, updates, first, last = stats.get(sweep, (0, 0, 0, None, None))
         p = planned.get(sweep, n)
         print(f"{sweep}: {n}/{p} runs done ({100 * n / max(p, 1):.1f}%), {learned or 0} learned, "
-              f"{updates or 0:,} model-updates; first row {first or '-'}, last row {last or '-'}")
+              f"{updates or 0:,} model-updates; first row {first or '-'}, last row {last or '-'}{_pace(n, p, first, last)}")
     return 0
+
+
+def _pace(n: int, planned: int, first: str | None, last: str | None) -> str:
+    """Rows per minute between the first and the last row, and the time left at that pace (a
+    rough guide: populations finish in bursts, and the cheap ones often first)."""
+    from datetime import datetime
+
+    if not first or n < 2 or first == last:
+        return ""
+    span = (datetime.strptime(last, "%Y-%m-%dT%H:%M:%S%z") - datetime.strptime(first, "%Y-%m-%dT%H:%M:%S%z")).total_seconds()
+    per_min = (n - 1) / span * 60
+    left = f", about {(planned - n) / per_min:.0f} min left at that pace" if planned > n else ""
+    return f"; {per_min:.1f} runs/min{left}"
 
 
 def _report(args) -> int:
