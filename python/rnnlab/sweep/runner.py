@@ -34,8 +34,8 @@ BACKENDS = ("embedded", "ray")
 
 
 class Progress:
-    """Runs done, models per second and time left, on a tqdm bar when tqdm is installed, else
-    as a printed line at most every ``every_s`` seconds.
+    """Runs done, models per second and time left, on a tqdm bar when tqdm is installed and the
+    stream is a terminal, else as a printed line at most every ``every_s`` seconds (log files).
 
     ``models per second`` is model-updates per second: every update of every model still
     training counts once (finished models cost nothing and count nothing).
@@ -47,7 +47,7 @@ class Progress:
         self.enabled, self.every_s, self.stream = enabled, every_s, stream
         self._last_print = 0.0
         self._bar = None
-        if enabled:
+        if enabled and getattr(stream, "isatty", lambda: False)():
             try:
                 from tqdm import tqdm
             except ImportError:
