@@ -75,3 +75,21 @@ def test_sigkill_in_the_middle_then_resume_loses_and_repeats_nothing(tmp_path):
         assert (ra["success"], ra["updates"]) == (rb["success"], rb["updates"])
         assert ra["final_loss"] == pytest.approx(rb["final_loss"], rel=1e-3, abs=1e-5)
         assert ra["grad_norm_mean"] == pytest.approx(rb["grad_norm_mean"], rel=1e-3)
+
+
+def test_a_run_is_committed_as_soon_as_it_succeeds():
+    """The embedded backend hands a run's row to the store at the validation that freezes it,
+    before its population ends (a kill then cannot lose it)."""
+    from rnnlab.sweep.runner import train_rows
+    from rnnlab.sweep.spec import Run
+    from rnnlab.train import RunConfig
+
+    fast = RunConfig(task="latch", task_kwargs=dict(min_length=6, max_length=7), hidden=8, optimizer="adam",
+                     lr=0.05, clip=1.0, max_updates=100, val_every=10, val_size=500, val_chunk=500, seed=1)
+    never = RunConfig(**{**fast.__dict__, "lr": 1e-9, "seed": 2})
+    runs = [Run(fast), Run(never)]
+    ids = [r.run_id for r in runs]
+    batches = []
+    rows = train_rows(runs, "pop", "cpu", "embedded", on_rows=lambda rs: batches.append([r["run_id"] for r in rs]))
+    assert batches == [[ids[0]], [ids[1]]], batches
+    assert [r["run_id"] for r in rows] == [ids[1]]

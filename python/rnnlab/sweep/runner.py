@@ -94,20 +94,41 @@ class Progress:
 
 
 def train_rows(runs: list[Run], population_id: str, device: str, backend: str,
-               on_update: Callable[[int], None] | None = None, veg_rule: VegRule = VegRule()) -> list[dict]:
+               on_update: Callable[[int], None] | None = None, veg_rule: VegRule = VegRule(),
+               on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Train ``runs`` as one population with :func:`rnnlab.train.train_population`; their rows.
-    ``on_update(active)`` is called after every update with the number of models still training."""
-    callback = (lambda event: on_update(event["active"])) if on_update is not None else None
+
+    ``on_update(active)`` is called after every update with the number of models still training.
+    ``on_rows(rows)`` is called with the rows of runs as soon as they are final: the runs a
+    validation froze at success, during training, and the rest when the population ends. Without
+    it every row is returned at the end.
+    """
+    def row(i: int, result) -> dict:
+        return make_row(runs[i], result, population_id=population_id, population_size=len(runs), backend=backend,
+                        device=str(device), rule=veg_rule)
+
+    emitted: set[int] = set()
+
+    def callback(event: dict) -> None:
+        if on_update is not None:
+            on_update(event["active"])
+        if on_rows is not None and event.get("finished"):
+            on_rows([row(i, res) for i, res in event["finished"]])
+            emitted.update(i for i, _ in event["finished"])
+
     results = train_population([r.config for r in runs], device, callback=callback, keep_params=False)
-    return [make_row(run, res, population_id=population_id, population_size=len(runs), backend=backend,
-                     device=str(device), rule=veg_rule) for run, res in zip(runs, results)]
+    rows = [row(i, res) for i, res in enumerate(results) if i not in emitted]
+    if on_rows is not None:
+        on_rows(rows)
+    return rows
 
 
 def _run_embedded(pops: list[Population], device: str, commit: Callable[..., None], progress: Progress,
                   veg_rule: VegRule) -> None:
+    """Populations one after the other in this process; each run's row is committed as soon as
+    the run is final (progress.on_update counts the model-updates as they happen)."""
     for pop in pops:
-        # progress.on_update counts the model-updates as they happen
-        commit(train_rows(pop.runs, pop.population_id, device, "embedded", progress.on_update, veg_rule))
+        train_rows(pop.runs, pop.population_id, device, "embedded", progress.on_update, veg_rule, on_rows=commit)
 
 
 def _run_ray(pops: list[Population], device: str, commit: Callable[..., None], veg_rule: VegRule,

@@ -114,8 +114,10 @@ def train_population(
         configs: runs that agree on :data:`rnnlab.train.config.SHARED_FIELDS`.
         device: where to train (default: CPU).
         callback: called after every validation with a dict ``update``, ``active`` (number of
-            models still training), ``val_error`` [M_active] list, ``elapsed_s``; and after every
-            update with ``update`` and ``active`` only (for progress bars).
+            models still training), ``val_error`` [M_active] list, ``elapsed_s`` and ``finished``,
+            a list of ``(index, RunResult)`` for the runs that validation froze at success (their
+            results are final, so a sweep can store them at once); and after every update with
+            ``update`` and ``active`` only (for progress bars).
         keep_params: store each model's final weights in ``RunResult.params`` (on the CPU).
         time_limit_s: wall-clock budget; when it is exceeded the population is validated once
             more and training stops (results then depend on the machine's speed).
@@ -145,6 +147,7 @@ def train_population(
     last_profile = None
     start = time.perf_counter()
     updates = torch.zeros(M, dtype=torch.int64, device=device)
+    finalized: set[int] = set()  # runs whose results are final (frozen at success)
     # Gradients through long products of small Jacobians underflow into denormals, which run
     # ~10x slower on x86 CPUs (measured on the Elman backward at T=200): flush them to zero
     # while training (torch has no getter for the previous mode; it is switched off after).
@@ -188,11 +191,14 @@ def train_population(
 
             out_of_time = time_limit_s is not None and time.perf_counter() - start > time_limit_s
             if (k + 1) % cfg.val_every == 0 or k + 1 == cfg.max_updates or out_of_time:
-                _validation_step(task, params, keys, ctx, cfg, idx, k + 1, acc, last_profile, results, active,
-                                 success_error, time.perf_counter() - start)
+                newly_done = _validation_step(task, params, keys, ctx, cfg, idx, k + 1, acc, last_profile, results,
+                                              active, success_error, time.perf_counter() - start)
+                _finalize(newly_done, results, params, acc, updates, keep_params)
+                finalized.update(newly_done)
                 if callback is not None:
                     callback({"update": k + 1, "active": int(active.sum()), "elapsed_s": time.perf_counter() - start,
-                              "val_error": [results[m].final_error for m in idx.tolist()]})
+                              "val_error": [results[m].final_error for m in idx.tolist()],
+                              "finished": [(m, results[m]) for m in newly_done]})
             elif callback is not None:
                 callback({"update": k + 1, "active": int(active.sum())})
             if out_of_time:
@@ -201,30 +207,42 @@ def train_population(
         torch.set_flush_denormal(False)
 
     elapsed = time.perf_counter() - start
-    rho = spectral_radius(params["weight_hh"])
-    for m, r in enumerate(results):
+    unfinished = [m for m in range(M) if m not in finalized]
+    for m in unfinished:
+        results[m].wall_time_s = elapsed
+    _finalize(unfinished, results, params, acc, updates, keep_params)
+    return results
+
+
+def _finalize(models: list[int], results, params, acc, updates, keep_params: bool) -> None:
+    """Fill the end-of-run fields of the runs ``models`` (frozen at success, or at the end)."""
+    if not models:
+        return
+    idx = torch.tensor(models, device=updates.device)
+    rho = spectral_radius(params["weight_hh"][idx])
+    for j, m in enumerate(models):
+        r = results[m]
         r.updates = int(updates[m])
         n = float(acc.norm_count[m])
         r.grad_norm_mean = float(acc.norm_total[m]) / n if n else math.nan
         r.grad_norm_max = float(acc.norm_max[m]) if n else math.nan
         r.clip_fraction = float(acc.clipped[m]) / max(r.updates, 1)
         r.fallbacks = int(acc.fallbacks[m])
-        r.rho_final = float(rho[m])
-        if bool(active[m]):
-            r.wall_time_s = elapsed
+        r.rho_final = float(rho[j])
         if keep_params:
             r.params = {n: v[m].detach().cpu().clone() for n, v in params.items()}
-    return results
 
 
 def _validation_step(task, params, keys, ctx, cfg, idx, update, acc, last_profile, results, active, success_error, elapsed):
-    """Validate the models ``idx``, log their interval statistics, freeze the successful ones."""
+    """Validate the models ``idx``, log their interval statistics, freeze the successful ones.
+    Returns the models frozen by this validation."""
     sub_params = {n: v[idx] for n, v in params.items()}
     val_loss, val_error = validate(task, sub_params, keys[idx], {n: v[idx] for n, v in ctx.items()}, cfg,
                                    math.ceil(update / cfg.val_every), success_error)
     rho = spectral_radius(sub_params["weight_hh"])
     interval = acc.interval()
     _, T, profile = last_profile
+    frozen = []
     for j, m in enumerate(idx.tolist()):
         r = results[m]
         loss_m, err_m = float(val_loss[j]), float(val_error[j])
@@ -239,6 +257,8 @@ def _validation_step(task, params, keys, ctx, cfg, idx, update, acc, last_profil
             if cfg.stop_at_success:
                 active[m] = False
                 r.wall_time_s = elapsed
+                frozen.append(m)
+    return frozen
 
 
 def train(config: RunConfig, device: torch.device | str | None = None, callback=None, keep_params: bool = True,
