@@ -24,6 +24,15 @@ fallback_counts: Counter = Counter()
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
+def _stack(tensors: list[Tensor]) -> Tensor:
+    """torch.stack, as a view for a single tensor (one direction): no copy, no copy back in backward."""
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+
+
+def _cat(tensors: list[Tensor]) -> Tensor:
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
 class LSTM(nn.Module):
     r"""Multi-layer LSTM, a drop-in replacement for :class:`torch.nn.LSTM`.
 
@@ -269,10 +278,10 @@ class LSTM(nn.Module):
         for layer in range(self.num_layers):
             params = self._layer_params(layer)
             # One GEMM projects all steps for both directions: [T, B, D·4H].
-            b = torch.cat([p["bias_ih"] + p["bias_hh"] for p in params]) if self.bias else None
-            y = F.linear(x, torch.cat([p["weight_ih"] for p in params]), b)
+            b = _cat([p["bias_ih"] + p["bias_hh"] for p in params]) if self.bias else None
+            y = F.linear(x, _cat([p["weight_ih"] for p in params]), b)
             xp = y.unsqueeze(0) if D == 1 else torch.stack([y[..., :G], reverse(y[..., G:])])
-            w_hh = torch.stack([p["weight_hh"] for p in params])
+            w_hh = _stack([p["weight_hh"] for p in params])
             h0 = c0 = None
             if hx is not None:
                 h0, c0 = hx[0][layer * D : (layer + 1) * D], hx[1][layer * D : (layer + 1) * D]
@@ -280,7 +289,7 @@ class LSTM(nn.Module):
                 fallback_counts["proj_size"] += 1
                 zeros = (xp.new_zeros(D, B, self.proj_size), xp.new_zeros(D, B, self.hidden_size))
                 hs, cs, _ = reference.lstm_forward(
-                    xp, w_hh, *(zeros if hx is None else (h0, c0)), w_hr=torch.stack([p["weight_hr"] for p in params])
+                    xp, w_hh, *(zeros if hx is None else (h0, c0)), w_hr=_stack([p["weight_hr"] for p in params])
                 )
             else:
                 sink = None if sinks is None else GradientSink.like(xp)
@@ -290,7 +299,7 @@ class LSTM(nn.Module):
             last = (slice(None), -1) if lengths is None else (slice(None), lengths - 1, rows)
             finals_h.append(hs[last])
             finals_c.append(cs[last])
-            x = hs[0] if D == 1 else torch.cat([hs[0], reverse(hs[1])], -1)
+            x = hs.squeeze(0) if D == 1 else torch.cat([hs[0], reverse(hs[1])], -1)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)
         if sinks is not None:
