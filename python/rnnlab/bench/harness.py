@@ -49,16 +49,16 @@ QUICK = Budget(warmup=1, min_repeats=3, max_repeats=10, seconds=0.3)
 def measure(fn: Callable[[], object], budget: Budget = FULL) -> Timing:
     """Times ``fn()`` (which must block until its result is ready) and returns the median.
 
-    The first warm-up call also sizes the number of repeats; garbage is collected once before
-    timing so a previous case's garbage is not charged to this one.
+    The last warm-up call sizes the number of repeats (the first one may include compilation,
+    e.g. JAX's jit); garbage is collected once before timing so a previous case's garbage is not
+    charged to this one.
     """
     gc.collect()
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    for _ in range(budget.warmup - 1):
+    for _ in range(max(1, budget.warmup)):
+        start = time.perf_counter()
         fn()
-    n = int(min(budget.max_repeats, max(budget.min_repeats, budget.seconds / max(first, 1e-6))))
+        last = time.perf_counter() - start
+    n = int(min(budget.max_repeats, max(budget.min_repeats, budget.seconds / max(last, 1e-6))))
     samples = []
     for _ in range(n):
         start = time.perf_counter()

@@ -68,8 +68,9 @@ def population_table(results: dict, markdown: bool) -> str:
 def breakdown_table(parts: dict[str, dict[str, float]], markdown: bool) -> str:
     """parts: config label -> {part name: seconds} (breakdown.breakdown) -> one column per config."""
     labels = list(parts)
-    names = list(parts[labels[0]])
-    rows = [[name, *(f"{1e3 * parts[label][name]:.2f}" for label in labels)] for name in names]
+    names = list(dict.fromkeys(name for label in labels for name in parts[label]))  # union, in order
+    rows = [[name, *(f"{1e3 * parts[label][name]:.2f}" if name in parts[label] else "–" for label in labels)]
+            for name in names]
     return table(["part (ms)", *labels], rows, markdown)
 
 
