@@ -57,23 +57,42 @@ void pack_panels(const T* w, int64_t K, int64_t N, bool transpose, std::vector<T
   }
 }
 
-// MR×NV accumulators kept in registers across the K loop; Acc adds to C instead of overwriting it.
+// How many independent accumulator sets a block keeps, each over every KS-th k: a block of one or
+// two batch rows (B = 1 is latency-bound: each step waits for the previous one) has only MR·NV
+// FMA chains, too few to hide the FMA latency; KS·MR·NV ≈ 16 chains do, if they fit in registers.
+template <int MR, int NV>
+constexpr int k_splits() {
+  int ks = std::max(1, std::min(4, 16 / (MR * NV)));
+  while (ks > 1 && ks * MR * NV + NV + 1 > kVecRegs) --ks;
+  return ks;
+}
+
+// MR×NV accumulators (times k_splits) kept in registers across the K loop; Acc adds to C instead
+// of overwriting it.
 template <typename T, int MR, int NV, bool Acc = false>
 inline void gemm_block(int64_t K, const T* A, int64_t lda, const T* Bp, int64_t ldb, T* C, int64_t ldc) {
   using V = Vec<T>;
-  V acc[MR][NV];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = Acc ? V::load(C + r * ldc + v * V::size) : V::zero();
-  for (int64_t k = 0; k < K; ++k) {
-    V b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = V::load(Bp + k * ldb + v * V::size);
-    for (int r = 0; r < MR; ++r) {
-      const V a = V::broadcast(A[r * lda + k]);
-      for (int v = 0; v < NV; ++v) acc[r][v] = fmadd(a, b[v], acc[r][v]);
+  constexpr int KS = k_splits<MR, NV>();
+  V acc[KS][MR][NV];
+  for (int s = 0; s < KS; ++s)
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc[s][r][v] = Acc && s == 0 ? V::load(C + r * ldc + v * V::size) : V::zero();
+  for (int64_t k0 = 0; k0 < K; k0 += KS) {
+    for (int s = 0; s < KS && k0 + s < K; ++s) {  // the K tail goes through the first sets
+      const int64_t k = k0 + s;
+      V b[NV];
+      for (int v = 0; v < NV; ++v) b[v] = V::load(Bp + k * ldb + v * V::size);
+      for (int r = 0; r < MR; ++r) {
+        const V a = V::broadcast(A[r * lda + k]);
+        for (int v = 0; v < NV; ++v) acc[s][r][v] = fmadd(a, b[v], acc[s][r][v]);
+      }
     }
   }
+  for (int s = 1; s < KS; ++s)
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc[0][r][v] = acc[0][r][v] + acc[s][r][v];
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v].store(C + r * ldc + v * V::size);
+    for (int v = 0; v < NV; ++v) acc[0][r][v].store(C + r * ldc + v * V::size);
 }
 
 // C[rows, NV·W] (+)= A[rows, K] · Bp[K, NV·W] for one column panel of Bp, any rows ≤ MaxRows.
