@@ -101,7 +101,7 @@ def vmap(cfg: Config, data: Data) -> Callable[[], tuple]:
     else:
         def forward(p: dict[str, Tensor], x: Tensor) -> Tensor:
             xp = F.linear(x, p["weight_ih_l0"], p["bias_ih_l0"] + p["bias_hh_l0"])
-            return rnnlab.elman(xp.unsqueeze(0), p["weight_hh_l0"].unsqueeze(0))[0]
+            return rnnlab.elman(xp.unsqueeze(0), p["weight_hh_l0"].unsqueeze(0)).squeeze(0)
 
     grads = torch.func.vmap(torch.func.grad(lambda p, x, g: (forward(p, x) * g).sum()), in_dims=(0, None, 0))
 

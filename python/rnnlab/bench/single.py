@@ -70,6 +70,6 @@ def rnnlab_functional(cfg: Config, data: Data, backward: bool) -> Callable[[], o
 
     def forward() -> Tensor:
         xp = F.linear(data.x, w_ih, b_ih + b_hh)
-        return rnnlab.elman(xp.unsqueeze(0), w_hh.unsqueeze(0))[0]
+        return rnnlab.elman(xp.unsqueeze(0), w_hh.unsqueeze(0)).squeeze(0)  # a view: no zero-fill in backward
 
     return _step(forward, params, data.g[0], backward)
