@@ -46,8 +46,7 @@ def _parts(cfg: Config, data: Data) -> dict[str, Callable[[], object]]:
         "loss Σ hs⊙G": lambda: (hs * data.g).sum(),
         "elman_backward op (all)": lambda: ops.elman_backward(data.g, hs, h0, data.w_hh, "tanh", None),
         "  of which ∂W_hh GEMMs": lambda: torch.bmm(u.transpose(1, 2), prev),
-        "projection backward ∂W_ih, ∂b": lambda: (torch.matmul(grad_xp.view(M, T * B, H).transpose(1, 2), flat_x),
-                                                  grad_xp.sum((1, 2))),
+        "projection backward ∂W_ih, ∂b": lambda: (torch.matmul(u.transpose(1, 2), flat_x), u.sum(1)),
     }
 
 

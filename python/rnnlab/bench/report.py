@@ -76,7 +76,11 @@ def breakdown_table(parts: dict[str, dict[str, float]], markdown: bool) -> str:
 
 def render(results: dict, markdown: bool = False) -> str:
     """The whole report: machine, single-layer table, population table, target verdicts."""
-    parts = [machine_line(results), "", single_table(results, markdown)]
+    parts = [machine_line(results)]
+    if (results["other_load"] or 0) > 0.1:
+        parts.append("WARNING: other processes were busy during this run; the timings of multi-threaded cases "
+                     "are inflated (see docs/performance.md) and not comparable.")
+    parts += ["", single_table(results, markdown)]
     if results["population"] is not None:
         pop = results["population"]
         parts += ["", f"Population {pop['label']} ({pop['flops'] / 1e9:.2f} GFLOP of recurrent work per pass):", "",
