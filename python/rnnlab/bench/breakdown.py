@@ -64,5 +64,5 @@ def breakdown(cfg: Config, budget: Budget = FULL) -> dict[str, float]:
         whole, other = population.fused(cfg, data), population.vmap(cfg, data)
     out["whole pass, functional"] = measure(whole, budget).median
     out["autograd/Python/alloc overhead"] = out["whole pass, functional"] - parts
-    out["whole pass, " + (single.rnnlab_name() if cfg.M == 1 else "vmap")] = measure(other, budget).median
+    out["whole pass, rnnlab.RNN" if cfg.M == 1 else "whole pass, vmap"] = measure(other, budget).median
     return out

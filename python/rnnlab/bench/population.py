@@ -18,12 +18,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 import rnnlab
 
-from .single import dropin
 from .workload import Config, Data
 
 
@@ -88,22 +86,15 @@ def fused(cfg: Config, data: Data) -> Callable[[], tuple]:
 
 
 def vmap(cfg: Config, data: Data) -> Callable[[], tuple]:
-    """``vmap(grad(loss))`` of one rnnlab.RNN through ``torch.func.functional_call`` (of the
-    functional core where the tree has no rnnlab.RNN yet)."""
+    """``vmap(grad(loss))`` of one rnnlab.RNN through ``torch.func.functional_call``."""
     names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
     params = dict(zip(names, (data.w_ih, data.w_hh, data.b_ih, data.b_hh)))
-    RNN = dropin()
-    if RNN is not None:
-        model = RNN(cfg.input_size, cfg.H)
+    model = rnnlab.RNN(cfg.input_size, cfg.H)
 
-        def forward(p: dict[str, Tensor], x: Tensor) -> Tensor:
-            return torch.func.functional_call(model, p, (x,))[0]
-    else:
-        def forward(p: dict[str, Tensor], x: Tensor) -> Tensor:
-            xp = F.linear(x, p["weight_ih_l0"], p["bias_ih_l0"] + p["bias_hh_l0"])
-            return rnnlab.elman(xp.unsqueeze(0), p["weight_hh_l0"].unsqueeze(0)).squeeze(0)
+    def loss(p: dict[str, Tensor], x: Tensor, g: Tensor) -> Tensor:
+        return (torch.func.functional_call(model, p, (x,))[0] * g).sum()
 
-    grads = torch.func.vmap(torch.func.grad(lambda p, x, g: (forward(p, x) * g).sum()), in_dims=(0, None, 0))
+    grads = torch.func.vmap(torch.func.grad(loss), in_dims=(0, None, 0))
 
     def run() -> tuple:
         g = grads(params, data.x, data.g)

@@ -39,28 +39,11 @@ def nn_rnn(cfg: Config, data: Data, backward: bool) -> Callable[[], object]:
     return _step(lambda: model(data.x)[0], list(model.parameters()), data.g[0], backward)
 
 
-def dropin():
-    """The drop-in ``rnnlab.RNN`` class, or None in a tree that does not have it yet."""
-    try:
-        from rnnlab.nn import RNN
-    except ImportError:
-        return None
-    return RNN
-
-
-def rnnlab_name() -> str:
-    return "rnnlab.elman" if dropin() is None else "rnnlab.RNN"
-
-
 def rnnlab_rnn(cfg: Config, data: Data, backward: bool) -> Callable[[], object]:
-    """The drop-in rnnlab.RNN, or where there is none its functional core: the projection
-    ``F.linear(x, W_ih, b_ih + b_hh)`` and one fused ``rnnlab.elman`` call with M = 1."""
-    RNN = dropin()
-    if RNN is not None:
-        model = RNN(cfg.input_size, cfg.H)
-        model.load_state_dict(data.params(0))
-        return _step(lambda: model(data.x)[0], list(model.parameters()), data.g[0], backward)
-    return rnnlab_functional(cfg, data, backward)
+    """The drop-in rnnlab.RNN with the data's weights; out: [T, B, H]."""
+    model = rnnlab.RNN(cfg.input_size, cfg.H)
+    model.load_state_dict(data.params(0))
+    return _step(lambda: model(data.x)[0], list(model.parameters()), data.g[0], backward)
 
 
 def rnnlab_functional(cfg: Config, data: Data, backward: bool) -> Callable[[], object]:

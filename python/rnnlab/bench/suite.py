@@ -2,7 +2,7 @@
 
 Layout of the result::
 
-    {"machine": {...}, "rnnlab_impl": "rnnlab.RNN" | "rnnlab.elman", "budget": {...},
+    {"machine": {...}, "budget": {...},
      "sgemm_gflops": {"start": float, "end": float}, "other_load": float | None,
      "single": [{"config": {...}, "label": str, "mode": "forward" | "forward+backward",
                  "flops": float, "times": {"nn.RNN": Timing, "rnnlab": Timing, "jax": Timing}}],
@@ -51,7 +51,6 @@ def run(
     other_load = OtherLoad()
     results = {
         "machine": machine_info(),
-        "rnnlab_impl": single.rnnlab_name(),
         "budget": asdict(budget),
         "sgemm_gflops": {"start": sgemm_gflops(budget=budget)},
         "single": [],
