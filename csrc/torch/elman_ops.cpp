@@ -36,10 +36,9 @@ std::tuple<at::Tensor, at::Tensor> omega_from_norms(const at::Tensor& delta_sq, 
 at::Tensor elman_weight_grad(const RecurrenceShape& s, const at::Tensor& grad_xp, const at::Tensor& hs,
                              const at::Tensor& h0, const at::Tensor& reg_v, const std::optional<at::Tensor>& reg_weight,
                              const at::Tensor& n_valid) {
-  auto grad_w = at::zeros({s.M, s.H, s.H}, hs.options());
-  if (s.T == 0 || s.B == 0) return grad_w;
+  if (s.T == 0 || s.B == 0) return at::zeros({s.M, s.H, s.H}, hs.options());
   // Σ_t u_tᵀ h_{t-1} in two batched GEMMs (h_0, then h_1 … h_{T-1}) over views: no copies.
-  grad_w.baddbmm_(grad_xp.select(1, 0).transpose(1, 2), h0);
+  auto grad_w = at::bmm(grad_xp.select(1, 0).transpose(1, 2), h0);
   if (s.T > 1)
     grad_w.baddbmm_(grad_xp.narrow(1, 1, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}).transpose(1, 2),
                     hs.narrow(1, 0, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}));

@@ -323,7 +323,8 @@ class RNN(nn.Module):
             if sink is not None:
                 sinks.append(sink)
             finals.append(hs[:, -1] if lengths is None else hs[:, lengths - 1, rows])
-            x = hs[0] if D == 1 else torch.cat([hs[0], reverse(hs[1])], -1)
+            # squeeze, not hs[0]: a view whose backward is free (select's zero-fills [1, T, B, H])
+            x = hs.squeeze(0) if D == 1 else torch.cat([hs[0], reverse(hs[1])], -1)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)
         if sinks is not None:
