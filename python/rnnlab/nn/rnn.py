@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-import numbers
-import warnings
 from collections import Counter
 from functools import partial
 
@@ -13,6 +11,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..functional import GradientSink, elman
+from ._common import check_constructor_args, padded_from_packed
 from ._diagnostics import GradientStats
 
 #: How often each non-rectangular path ran (DESIGN.md §4: fallbacks are visible and countable).
@@ -106,30 +105,9 @@ class RNN(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        # Same checks, order, exception types and messages as nn.RNN, so code that handles
-        # nn.RNN's construction errors handles these too.
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
-        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
-            raise ValueError(
-                "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
-            )
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
-                f"num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
-                stacklevel=2,
-            )
-        for name, value in (("bias", bias), ("batch_first", batch_first)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int):
-                raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-            if value <= 0:
-                raise ValueError(f"{name} must be greater than zero")
-        if num_layers <= 0:
-            raise ValueError("num_layers must be greater than zero")
+        check_constructor_args(input_size, hidden_size, num_layers, bias, batch_first, dropout)
 
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -240,13 +218,7 @@ class RNN(nn.Module):
         if data.dim() != 2:
             raise RuntimeError(f"input must have 2 dimensions, got {data.dim()}")
         fallback_counts["packed_padded"] += 1
-        T, B = batch_sizes.numel(), int(batch_sizes[0])
-        # mask[t, b]: sequence b (sorted order) has a step t. Its row-major nonzeros are the rows
-        # of the packed data, in order.
-        mask = torch.arange(B) < batch_sizes.unsqueeze(1)
-        lengths = mask.sum(0).to(data.device)
-        t_idx, b_idx = (i.to(data.device) for i in mask.nonzero(as_tuple=True))
-        x = data.new_zeros(T, B, data.shape[1]).index_put((t_idx, b_idx), data)
+        x, lengths, t_idx, b_idx = padded_from_packed(data, batch_sizes)
         self._check_forward_args(x, hx)
         if hx is not None and sorted_indices is not None:
             hx = hx.index_select(1, sorted_indices)  # the kernel sees the batch in sorted order
