@@ -49,7 +49,7 @@ def test_initialisation_depends_only_on_the_seed():
     assert all(torch.equal(together[n][2], alone[n][0]) for n in alone)
     other = init_population(rng.seed_keys([8]), "smart_tanh", 3, 20, 2)
     assert all(torch.equal(together[n][1], other[n][0]) for n in other)
-    with pytest.raises(ValueError, match="init must be one of"):
+    with pytest.raises(ValueError, match="init .xavier. is not defined for cell=.elman."):
         init_population(rng.seed_keys([1]), "xavier", 3, 4, 2)
 
 

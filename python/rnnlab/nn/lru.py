@@ -2,14 +2,97 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
-from ..functional import diag_recurrence
+from ..functional import GradientSink, diag_recurrence
 
 PARAMETRIZATIONS = ("exp", "polar", "plain", "real")
 GAMMAS = ("learned", "none", "fixed")
+
+#: the stored parameters of λ under each parametrization.
+LAM_PARAMS = {"exp": ("nu_log", "theta_log"), "polar": ("nu", "theta"), "plain": ("lam_re", "lam_im"), "real": ("nu_log",)}
+
+
+def lru_param_shapes(M: int, I: int, N: int, O: int, parametrization: str = "exp", gamma: str = "learned") -> dict[str, tuple]:
+    """Name -> shape of every parameter of M LRUs (see :class:`LRU` for their meaning)."""
+    if parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+    if gamma not in GAMMAS:
+        raise ValueError(f"gamma must be one of {GAMMAS}, got {gamma!r}")
+    shapes = {name: (M, N) for name in LAM_PARAMS[parametrization]}
+    if gamma == "learned":
+        shapes["gamma_log"] = (M, N)
+    parts = ("re",) if parametrization == "real" else ("re", "im")
+    shapes.update({f"B_{part}": (M, N, I) for part in parts})
+    shapes.update({f"C_{part}": (M, O, N) for part in parts})
+    shapes["D"] = (M, O, I)
+    return shapes
+
+
+
+def lru_ring_params(nu: Tensor, theta: Tensor, parametrization: str, gamma: str) -> dict[str, Tensor]:
+    """The stored λ (and learned γ = sqrt(1 − ν²)) parameters for λ = ν·e^{iθ} (θ unused for ``"real"``)."""
+    out = {}
+    if parametrization in ("exp", "real"):
+        out["nu_log"] = (-nu.log()).log()
+    if parametrization == "exp":
+        out["theta_log"] = theta.log()
+    elif parametrization == "polar":
+        out["nu"], out["theta"] = nu, theta
+    elif parametrization == "plain":
+        out["lam_re"], out["lam_im"] = nu * theta.cos(), nu * theta.sin()
+    if gamma == "learned":
+        out["gamma_log"] = 0.5 * (1 - nu**2).log()
+    return out
+
+def lru_lam(params: Mapping[str, Tensor], parametrization: str) -> Tensor:
+    """[M, N] λ from its stored parameters (complex, or real for ``"real"``)."""
+    if parametrization == "exp":
+        return torch.exp(torch.complex(-params["nu_log"].exp(), params["theta_log"].exp()))
+    if parametrization == "polar":
+        return torch.polar(params["nu"], params["theta"])
+    if parametrization == "plain":
+        return torch.complex(params["lam_re"], params["lam_im"])
+    return torch.exp(-params["nu_log"].exp())
+
+
+def lru_forward(params: Mapping[str, Tensor], x: Tensor, parametrization: str = "exp", gamma: str = "learned",
+                h0: Tensor | None = None, *, sink: GradientSink | None = None, return_stats: bool = False):
+    """M LRUs on x [M or 1, T, B, I] from a parameter dict (names and shapes of :func:`lru_param_shapes`).
+
+    Returns (y [M, T, B, O], hs [M, T, B, N], stats): stats is (h_sq, s_sq) with
+    ``return_stats`` (see :func:`rnnlab.diag_recurrence`), else (). ``sink`` receives the
+    per-step ‖δ_t‖², ‖v_t‖² of the recurrence at backward.
+    """
+    complex_ = parametrization != "real"
+    lam = lru_lam(params, parametrization)
+    g = params["gamma_log"].exp() if gamma == "learned" else (1 - lam.abs().square() + 1e-6).sqrt() if gamma == "fixed" else None
+    (M, N), (_, T, B, I), O = lam.shape, x.shape, params["D"].shape[1]
+    # B x_t as one batched GEMM; complex B as interleaved (re, im) rows, so the product's last
+    # axis is already the [N, 2] layout of a complex tensor.
+    if complex_:
+        w_in = torch.stack([params["B_re"], params["B_im"]], 2).reshape(M, 2 * N, I)
+        if g is not None:
+            w_in = w_in * g.repeat_interleave(2, -1).unsqueeze(-1)
+    else:
+        w_in = params["B_re"] if g is None else params["B_re"] * g.unsqueeze(-1)
+    flat = x.reshape(x.shape[0], T * B, I)  # x's model axis may be 1: one input shared by all models
+    u = torch.matmul(flat, w_in.transpose(1, 2)).view(M, T, B, -1)
+    if complex_:
+        u = torch.view_as_complex(u.view(M, T, B, N, 2))
+    out = diag_recurrence(u, lam, h0, sink=sink, return_stats=return_stats)
+    hs = out[0] if return_stats else out
+    # Re(C h) = C_re h_re − C_im h_im: one GEMM against the interleaved real view of h.
+    if complex_:
+        w_out = torch.stack([params["C_re"], -params["C_im"]], -1).reshape(M, O, 2 * N)
+        h_flat = torch.view_as_real(hs).reshape(M, T * B, 2 * N)
+    else:
+        w_out, h_flat = params["C_re"], hs.reshape(M, T * B, N)
+    y = torch.matmul(h_flat, w_out.transpose(1, 2)) + torch.matmul(flat, params["D"].transpose(1, 2))
+    return y.view(M, T, B, O), hs, (tuple(out[1:]) if return_stats else ())
 
 
 class LRU(nn.Module):
@@ -79,20 +162,8 @@ class LRU(nn.Module):
         self.r_min, self.r_max, self.max_phase, self.batch_first = r_min, r_max, max_phase, batch_first
 
         factory = {"device": device, "dtype": dtype}
-        M, N, I, O = num_models, hidden_size, input_size, output_size
-        lam_names = {"exp": ("nu_log", "theta_log"), "polar": ("nu", "theta"), "plain": ("lam_re", "lam_im"),
-                     "real": ("nu_log",)}[parametrization]
-        self._lam_names = lam_names
-        for name in lam_names:
-            setattr(self, name, nn.Parameter(torch.empty(M, N, **factory)))
-        if gamma == "learned":
-            self.gamma_log = nn.Parameter(torch.empty(M, N, **factory))
-        parts = ("re",) if parametrization == "real" else ("re", "im")
-        for part in parts:
-            setattr(self, f"B_{part}", nn.Parameter(torch.empty(M, N, I, **factory)))
-        for part in parts:
-            setattr(self, f"C_{part}", nn.Parameter(torch.empty(M, O, N, **factory)))
-        self.D = nn.Parameter(torch.empty(M, O, I, **factory))
+        for name, shape in lru_param_shapes(num_models, input_size, hidden_size, output_size, parametrization, gamma).items():
+            setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
 
     @property
@@ -105,39 +176,15 @@ class LRU(nn.Module):
             ring = torch.rand(self.num_models, self.hidden_size, dtype=self.D.dtype, device=self.D.device)
             nu = (ring * (self.r_max**2 - self.r_min**2) + self.r_min**2).sqrt()
             theta = torch.remainder((2 * torch.rand_like(nu) - 1) * self.max_phase, 2 * math.pi)
-            if self.parametrization in ("exp", "real"):
-                self.nu_log.copy_((-nu.log()).log())
-            if self.parametrization == "exp":
-                self.theta_log.copy_(theta.log())
-            elif self.parametrization == "polar":
-                self.nu.copy_(nu)
-                self.theta.copy_(theta)
-            elif self.parametrization == "plain":
-                self.lam_re.copy_(nu * theta.cos())
-                self.lam_im.copy_(nu * theta.sin())
-            if self.gamma == "learned":
-                self.gamma_log.copy_(0.5 * (1 - nu**2).log())
+            for name, value in lru_ring_params(nu, theta, self.parametrization, self.gamma).items():
+                getattr(self, name).copy_(value)
             for name, p in self.named_parameters():
                 if name[0] in "BCD":
                     nn.init.normal_(p, 0.0, 1.0 / math.sqrt(p.shape[-1]))
 
     def lam(self) -> Tensor:
         """[M, N] the current λ (complex, or real for ``parametrization="real"``)."""
-        p = self.parametrization
-        if p == "exp":
-            return torch.exp(torch.complex(-self.nu_log.exp(), self.theta_log.exp()))
-        if p == "polar":
-            return torch.polar(self.nu, self.theta)
-        if p == "plain":
-            return torch.complex(self.lam_re, self.lam_im)
-        return torch.exp(-self.nu_log.exp())
-
-    def _gamma(self, lam: Tensor) -> Tensor | None:
-        if self.gamma == "learned":
-            return self.gamma_log.exp()
-        if self.gamma == "fixed":
-            return (1 - lam.abs().square() + 1e-6).sqrt()
-        return None
+        return lru_lam(dict(self.named_parameters()), self.parametrization)
 
     def forward(self, x: Tensor, h0: Tensor | None = None, *, return_stats: bool = False):
         """See the class docstring for shapes."""
@@ -158,38 +205,11 @@ class LRU(nn.Module):
         xm = x if x.dim() == 4 else x.unsqueeze(0)
         if self.batch_first:
             xm = xm.transpose(1, 2)
-        M, N, O = self.num_models, self.hidden_size, self.output_size
-        lam = self.lam()
-        gamma = self._gamma(lam)
-        # B x_t as one batched GEMM; complex B as interleaved (re, im) rows, so the product's last
-        # axis is already the [N, 2] layout of a complex tensor.
-        if self.is_complex:
-            w_in = torch.stack([self.B_re, self.B_im], 2).reshape(M, 2 * N, self.input_size)
-            if gamma is not None:
-                w_in = w_in * gamma.repeat_interleave(2, -1).unsqueeze(-1)
-        else:
-            w_in = self.B_re if gamma is None else self.B_re * gamma.unsqueeze(-1)
-        T, B = xm.shape[1:3]
-        flat = xm.reshape(xm.shape[0], T * B, self.input_size)
-        u = torch.matmul(flat, w_in.transpose(1, 2)).view(M, T, B, -1)
-        if self.is_complex:
-            u = torch.view_as_complex(u.view(M, T, B, N, 2))
-        if h0 is not None and squeeze:
-            h0 = h0.unsqueeze(0)
-        out = diag_recurrence(u, lam, h0, return_stats=return_stats)
-        hs = out[0] if return_stats else out
-        # Re(C h) = C_re h_re − C_im h_im: one GEMM against the interleaved real view of h.
-        if self.is_complex:
-            w_out = torch.stack([self.C_re, -self.C_im], -1).reshape(M, O, 2 * N)
-            h_flat = torch.view_as_real(hs).reshape(M, T * B, 2 * N)
-        else:
-            w_out, h_flat = self.C_re, hs.reshape(M, T * B, N)
-        y = torch.matmul(h_flat, w_out.transpose(1, 2)) + torch.matmul(flat, self.D.transpose(1, 2))
-        y = y.view(M, T, B, O)
+        y, hs, stats = lru_forward(dict(self.named_parameters()), xm, self.parametrization, self.gamma, h0,
+                                   return_stats=return_stats)
         h_n = hs[:, -1]
         if self.batch_first:
             y = y.transpose(1, 2)
-        stats = out[1:] if return_stats else ()
         if squeeze:
             y, h_n, stats = y[0], h_n[0], tuple(s[0] for s in stats)
         return (y, h_n, stats) if return_stats else (y, h_n)

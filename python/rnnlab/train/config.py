@@ -14,12 +14,13 @@ import math
 from dataclasses import dataclass, field
 
 from ..tasks import make_task
-from .init import INITS, default_nonlinearity
+from ..nn.population import CELL_OPTIONS, CELLS, cell_options
+from .init import CELL_INITS, RING_DEFAULTS, check_init, default_nonlinearity
 from .optim import OPTIMIZERS
 
 #: fields that must be equal for runs packed into one population.
 SHARED_FIELDS = (
-    "task", "task_kwargs", "hidden", "nonlinearity", "optimizer", "lr_schedule", "eps", "batch_size", "safeguard",
+    "task", "task_kwargs", "cell", "cell_kwargs", "hidden", "nonlinearity", "optimizer", "lr_schedule", "eps", "batch_size", "safeguard",
     "max_updates", "val_every", "val_size", "val_chunk", "success_error", "stop_at_success", "length_seed", "dtype",
 )
 LR_SCHEDULES = ("constant", "cosine")
@@ -33,8 +34,13 @@ class RunConfig:
 
     Attributes:
         task, task_kwargs: :func:`rnnlab.tasks.make_task` arguments (lengths go in task_kwargs).
-        hidden: H. nonlinearity: φ, or None for the init's own (sigmoid for ``sigmoid``, else tanh).
-        init, init_gain: :mod:`rnnlab.train.init` name and the gain g multiplying W_hh.
+        cell: ``elman``, ``lstm`` or ``diag`` (:mod:`rnnlab.nn.population`). cell_kwargs: the
+            diagonal cell's options (``parametrization``, ``gamma``, ``r_min``, ``r_max``,
+            ``max_phase``; see :class:`rnnlab.LRU`); empty for the other cells.
+        hidden: H. nonlinearity: Elman's φ, or None for the init's own (sigmoid for ``sigmoid``,
+            else tanh); must stay None for the other cells.
+        init, init_gain: :mod:`rnnlab.train.init` name (None: the cell's default, basic_tanh /
+            orthogonal / ring) and the gain g multiplying W_hh.
         optimizer: ``sgd``, ``momentum`` or ``adam``; lr, momentum, beta1, beta2, eps as usual.
         lr_schedule: ``constant`` or ``cosine`` (to ``lr_min`` at ``max_updates``, SPEC §4.2).
         clip: τ of SPEC §2.4, or None for no clipping. safeguard: the NaN/Inf/1e10 fallback.
@@ -49,9 +55,11 @@ class RunConfig:
 
     task: str = "torder"
     task_kwargs: dict = field(default_factory=dict)
+    cell: str = "elman"
+    cell_kwargs: dict = field(default_factory=dict)
     hidden: int = 50
     nonlinearity: str | None = None
-    init: str = "basic_tanh"
+    init: str | None = None
     init_gain: float = 1.0
     optimizer: str = "sgd"
     lr: float = 0.01
@@ -77,10 +85,27 @@ class RunConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if self.nonlinearity is None:
-            self.nonlinearity = default_nonlinearity(self.init)
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
+        if self.init is None:
+            self.init = CELL_INITS[self.cell][0]
+        check_init(self.cell, self.init)
+        allowed = set(CELL_OPTIONS[self.cell]) - {"nonlinearity"} | (set(RING_DEFAULTS) if self.cell == "diag" else set())
+        unknown = sorted(set(self.cell_kwargs) - allowed)
+        if unknown:
+            raise ValueError(f"cell_kwargs {unknown} are not options of cell={self.cell!r}; allowed: {sorted(allowed)}")
+        if self.cell == "elman":
+            if self.nonlinearity is None:
+                self.nonlinearity = default_nonlinearity(self.init)
+        elif self.nonlinearity is not None:
+            raise ValueError(f"nonlinearity is an Elman option; cell={self.cell!r} needs nonlinearity=None, got {self.nonlinearity!r}")
+        if self.cell == "diag":
+            cell_options(self.cell, self.forward_options())
+            ring = {**RING_DEFAULTS, **self.cell_kwargs}
+            if not 0 <= ring["r_min"] < ring["r_max"] <= 1:
+                raise ValueError(f"cell_kwargs need 0 <= r_min < r_max <= 1, got r_min={ring['r_min']}, r_max={ring['r_max']}")
+        if self.alpha != 0 and self.cell != "elman":
+            raise ValueError(f"alpha (Ω's gradient, SPEC §2.5) is fused into the Elman backward only; cell={self.cell!r} needs alpha=0")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -104,6 +129,12 @@ class RunConfig:
 
     def make_task(self):
         return make_task(self.task, **self.task_kwargs)
+
+    def forward_options(self) -> dict:
+        """The cell's options for :func:`rnnlab.nn.population.population_forward`."""
+        if self.cell == "elman":
+            return {"nonlinearity": self.nonlinearity}
+        return {k: v for k, v in self.cell_kwargs.items() if k in CELL_OPTIONS[self.cell]}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -140,7 +171,10 @@ class RunResult:
         grad_norm_mean, grad_norm_max: pre-clipping global gradient norm over all updates
             (non-finite norms excluded from the mean, counted in fallbacks).
         clip_fraction: the fraction of updates that were clipped; fallbacks: safeguard count.
-        rho_final: ρ(W_hh) at the end. wall_time_s: population time until this run finished.
+        rho_final: ρ(W_hh) at the end (max|λ| for the diagonal cell, NaN for the LSTM).
+        wall_time_s: population time until this run finished.
+        veg_steps, vanishing_steps, exploding_steps: updates checked and flagged vanishing /
+            exploding by the per-update VEG test (:mod:`rnnlab.train.veg`).
         history: per validation: ``update``, ``train_loss``, ``grad_norm`` (interval mean),
             ``omega`` (interval mean Ω), ``val_loss``, ``val_error``, ``rho``.
         grad_profiles: per validation: ``update``, ``length`` T and ``delta_norm`` (T values of
@@ -162,6 +196,9 @@ class RunResult:
     fallbacks: int = 0
     rho_final: float = math.nan
     wall_time_s: float = 0.0
+    veg_steps: int = 0
+    vanishing_steps: int = 0
+    exploding_steps: int = 0
     history: dict = field(default_factory=dict)
     grad_profiles: list = field(default_factory=list)
     params: dict | None = field(default=None, repr=False)

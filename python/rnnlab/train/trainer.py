@@ -1,5 +1,8 @@
 """Population trainer: M runs in lockstep, one fused kernel call per update (DESIGN.md §5).
 
+The models are Elman RNNs, LSTMs or diagonal linear recurrences (``RunConfig.cell``; one cell per
+population), see :mod:`rnnlab.nn.population`.
+
 One update of the population (SPEC §2.3–2.5):
 
 1. T from the population's length stream; each active model's batch from its own stream;
@@ -8,7 +11,8 @@ One update of the population (SPEC §2.3–2.5):
 3. the sum of the models' losses is back-propagated once (model m's gradient is that of its own
    loss);
 4. per-model clipping with the safeguard (:mod:`rnnlab.train.clipping`);
-5. per-model optimizer update (:mod:`rnnlab.train.optim`).
+5. per-model optimizer update (:mod:`rnnlab.train.optim`);
+6. per-model VEG flags of the update from the sink's [M, T, B] ‖δ_t‖² (:mod:`rnnlab.train.veg`).
 
 Every ``val_every`` updates the active models are validated on fresh sequences; a model whose
 error is under the success threshold is frozen (it is no longer computed at all: the active
@@ -24,13 +28,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..nn.population import make_sink, population_forward
+from ..nn.population import make_sink, population_forward, recurrent_radius
 from ..tasks import rng
 from .clipping import clip_gradients_
 from .config import RunConfig, RunResult, check_compatible
-from .init import init_population, spectral_radius
+from .init import init_population
 from .optim import init_state, update_
 from .schedules import cosine_lr, decayed_alpha
+from .veg import VegCounter, VegRule
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -86,8 +91,8 @@ def validate(task, params: dict[str, Tensor], keys: Tensor, ctx: dict[str, Tenso
     wrong = torch.zeros_like(loss_sum)
     seen = 0
     for batch in task.validation_batches(keys, ctx, config.length_seed, round_, config.val_size, config.val_chunk, dtype):
-        y = population_forward(params, batch.x, nonlinearity=config.nonlinearity,
-                               readout_steps=task.readout_steps(batch.length))
+        y = population_forward(params, batch.x, cell=config.cell, readout_steps=task.readout_steps(batch.length),
+                               **config.forward_options())
         n = batch.x.shape[2]
         loss_sum += task.loss(y, batch).double() * n
         wrong += task.sequence_errors(y, batch).sum(1).double()
@@ -103,6 +108,7 @@ def train_population(
     callback: Callable[[dict], None] | None = None,
     keep_params: bool = True,
     time_limit_s: float | None = None,
+    veg_rule: VegRule = VegRule(),
 ) -> list[RunResult]:
     """Train the runs ``configs`` as one population of M = len(configs) models.
 
@@ -121,6 +127,7 @@ def train_population(
         keep_params: store each model's final weights in ``RunResult.params`` (on the CPU).
         time_limit_s: wall-clock budget; when it is exceeded the population is validated once
             more and training stops (results then depend on the machine's speed).
+        veg_rule: thresholds of the per-update VEG flags (:class:`rnnlab.train.veg.VegRule`).
     Returns:
         one :class:`RunResult` per config, in order.
     """
@@ -135,7 +142,8 @@ def train_population(
     keys = rng.seed_keys([c.seed for c in configs], device)
     ctx = task.setup(keys)
     params = init_population(keys, [c.init for c in configs], task.n_in, cfg.hidden, task.n_out,
-                             [c.init_gain for c in configs], dtype)
+                             [c.init_gain for c in configs], dtype, cfg.cell, cfg.cell_kwargs)
+    model_kw = {"cell": cfg.cell, **cfg.forward_options()}
     state = init_state(cfg.optimizer, params)
     h = {n: _hyper(configs, n, device).to(dtype) for n in ("lr", "lr_min", "momentum", "beta1", "beta2", "clip", "alpha", "alpha_decay")}
     any_clip = any(c.clip is not None for c in configs)
@@ -143,6 +151,7 @@ def train_population(
     results = [RunResult(config=c, history={k: [] for k in ("update", "train_loss", "grad_norm", "omega", "val_loss", "val_error", "rho")})
                for c in configs]
     acc = _Accumulator(M, device)
+    veg = VegCounter(M, veg_rule, device)
     active = torch.ones(M, dtype=torch.bool, device=device)
     last_profile = None
     start = time.perf_counter()
@@ -168,14 +177,14 @@ def train_population(
             p = {n: sub(v).detach().requires_grad_(True) for n, v in params.items()}
             sink = make_sink(idx.numel(), T, cfg.batch_size, dtype, device)
             alpha = decayed_alpha(sub(h["alpha"]), sub(h["alpha_decay"]), k)
-            y = population_forward(p, batch.x, nonlinearity=cfg.nonlinearity, readout_steps=task.readout_steps(T),
-                                   reg_weight=alpha if bool((alpha > 0).any()) else None, sink=sink)
+            y = population_forward(p, batch.x, readout_steps=task.readout_steps(T),
+                                   reg_weight=alpha if bool((alpha > 0).any()) else None, sink=sink, **model_kw)
             loss = task.loss(y, batch)
             loss.sum().backward()
 
             grads = {n: v.grad for n, v in p.items()}
             weights = {n: v.detach() for n, v in p.items()}
-            stats = clip_gradients_(grads, weights["weight_hh"], sub(h["clip"]) if any_clip else None, cfg.safeguard)
+            stats = clip_gradients_(grads, weights.get("weight_hh"), sub(h["clip"]) if any_clip else None, cfg.safeguard)
             lr = sub(h["lr"]) if cfg.lr_schedule == "constant" else cosine_lr(sub(h["lr"]), sub(h["lr_min"]), k, cfg.max_updates)
             opt_state = {n: sub(v) for n, v in state.items()}
             update_(cfg.optimizer, weights, grads, opt_state, lr, momentum=sub(h["momentum"]), beta1=sub(h["beta1"]),
@@ -186,14 +195,16 @@ def train_population(
                 for n, v in opt_state.items():
                     state[n][idx] = v
             acc.add(idx, loss.detach(), stats.norm, sink.omega.detach(), stats.clipped, stats.fallback)
-            last_profile = (idx, T, sink.delta_sq.detach().mean(2).sqrt())
+            delta_sq = sink.delta_sq.detach()
+            veg.add(idx, delta_sq, stats.norm, k)
+            last_profile = (idx, T, delta_sq.mean(2).sqrt())
             updates[idx] = k + 1
 
             out_of_time = time_limit_s is not None and time.perf_counter() - start > time_limit_s
             if (k + 1) % cfg.val_every == 0 or k + 1 == cfg.max_updates or out_of_time:
                 newly_done = _validation_step(task, params, keys, ctx, cfg, idx, k + 1, acc, last_profile, results,
-                                              active, success_error, time.perf_counter() - start)
-                _finalize(newly_done, results, params, acc, updates, keep_params)
+                                              active, success_error, time.perf_counter() - start, model_kw)
+                _finalize(newly_done, results, params, acc, veg, updates, keep_params, model_kw)
                 finalized.update(newly_done)
                 if callback is not None:
                     callback({"update": k + 1, "active": int(active.sum()), "elapsed_s": time.perf_counter() - start,
@@ -210,16 +221,16 @@ def train_population(
     unfinished = [m for m in range(M) if m not in finalized]
     for m in unfinished:
         results[m].wall_time_s = elapsed
-    _finalize(unfinished, results, params, acc, updates, keep_params)
+    _finalize(unfinished, results, params, acc, veg, updates, keep_params, model_kw)
     return results
 
 
-def _finalize(models: list[int], results, params, acc, updates, keep_params: bool) -> None:
+def _finalize(models: list[int], results, params, acc, veg, updates, keep_params: bool, model_kw: dict) -> None:
     """Fill the end-of-run fields of the runs ``models`` (frozen at success, or at the end)."""
     if not models:
         return
     idx = torch.tensor(models, device=updates.device)
-    rho = spectral_radius(params["weight_hh"][idx])
+    rho = recurrent_radius({n: v[idx] for n, v in params.items()}, **model_kw)
     for j, m in enumerate(models):
         r = results[m]
         r.updates = int(updates[m])
@@ -229,17 +240,19 @@ def _finalize(models: list[int], results, params, acc, updates, keep_params: boo
         r.clip_fraction = float(acc.clipped[m]) / max(r.updates, 1)
         r.fallbacks = int(acc.fallbacks[m])
         r.rho_final = float(rho[j])
+        r.veg_steps, r.vanishing_steps, r.exploding_steps = (int(t[m]) for t in (veg.steps, veg.vanishing, veg.exploding))
         if keep_params:
             r.params = {n: v[m].detach().cpu().clone() for n, v in params.items()}
 
 
-def _validation_step(task, params, keys, ctx, cfg, idx, update, acc, last_profile, results, active, success_error, elapsed):
+def _validation_step(task, params, keys, ctx, cfg, idx, update, acc, last_profile, results, active, success_error, elapsed,
+                     model_kw):
     """Validate the models ``idx``, log their interval statistics, freeze the successful ones.
     Returns the models frozen by this validation."""
     sub_params = {n: v[idx] for n, v in params.items()}
     val_loss, val_error = validate(task, sub_params, keys[idx], {n: v[idx] for n, v in ctx.items()}, cfg,
                                    math.ceil(update / cfg.val_every), success_error)
-    rho = spectral_radius(sub_params["weight_hh"])
+    rho = recurrent_radius(sub_params, **model_kw)
     interval = acc.interval()
     _, T, profile = last_profile
     frozen = []

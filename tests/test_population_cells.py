@@ -1,0 +1,156 @@
+"""LSTM and diagonal (LRU) populations: forward against nn.LSTM / rnnlab.LRU, per-seed inits, a
+model trained inside a population equal to the same model trained alone, and the per-update
+VEG counter against its definition (SPEC §3.3)."""
+import math
+
+import pytest
+import torch
+
+from rnnlab import LRU
+from rnnlab.nn.population import Population, param_shapes, population_forward, recurrent_radius
+from rnnlab.tasks import rng
+from rnnlab.train import RunConfig, train_population
+from rnnlab.train.init import init_population
+from rnnlab.train.veg import VegCounter, VegRule
+
+M, T, B, I, H, O = 3, 9, 4, 5, 6, 2
+
+
+def test_lstm_population_matches_nn_lstm_per_model():
+    torch.manual_seed(0)
+    params = init_population(rng.seed_keys([1, 2, 3]), ["orthogonal", "normal", "basic_tanh"], I, H, O,
+                             gains=[0.9, 1.0, 1.2], dtype=torch.float64, cell="lstm")
+    params["bias"] = 0.3 * torch.randn(M, 4 * H, dtype=torch.float64)
+    params = {n: v.requires_grad_(True) for n, v in params.items()}
+    x = torch.randn(M, T, B, I, dtype=torch.float64)
+    y = population_forward(params, x, cell="lstm", readout_steps=2)
+    w = torch.randn_like(y)
+    (y * w).sum().backward()
+    for m in range(M):
+        ref = torch.nn.LSTM(I, H, dtype=torch.float64)
+        with torch.no_grad():
+            ref.weight_ih_l0.copy_(params["weight_ih"][m])
+            ref.weight_hh_l0.copy_(params["weight_hh"][m])
+            ref.bias_ih_l0.copy_(params["bias"][m])
+            ref.bias_hh_l0.zero_()
+        out = torch.nn.functional.linear(ref(x[m])[0][-2:], params["weight_out"][m], params["bias_out"][m])
+        torch.testing.assert_close(y[m], out, rtol=1e-12, atol=1e-12)
+        (out * w[m]).sum().backward()
+        torch.testing.assert_close(params["weight_hh"].grad[m], ref.weight_hh_l0.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("parametrization", ["exp", "real"])
+def test_diag_population_matches_lru_module(parametrization):
+    params = init_population(rng.seed_keys([1, 2, 3]), "ring", I, H, O, dtype=torch.float64, cell="diag",
+                             cell_kwargs={"parametrization": parametrization, "r_min": 0.5, "r_max": 0.99})
+    lru = LRU(I, H, O, num_models=M, parametrization=parametrization, dtype=torch.float64)
+    with torch.no_grad():
+        for n, p in lru.named_parameters():
+            p.copy_(params[n])
+    x = torch.randn(M, T, B, I, dtype=torch.float64)
+    y = population_forward(params, x, cell="diag", readout_steps=3, parametrization=parametrization)
+    torch.testing.assert_close(y, lru(x)[0][:, -3:])
+    lam = lru.lam().abs()
+    assert bool(((lam >= 0.5 - 1e-12) & (lam <= 0.99 + 1e-12)).all())
+    torch.testing.assert_close(recurrent_radius(params, "diag", parametrization=parametrization), lam.amax(-1))
+
+
+def test_lstm_orthogonal_init_is_four_orthogonal_blocks_times_the_gain():
+    p = init_population(rng.seed_keys([5, 6]), "orthogonal", I, H, O, gains=[0.5, 1.5], dtype=torch.float64, cell="lstm")
+    assert {n: tuple(v.shape) for n, v in p.items()} == param_shapes(2, I, H, O, "lstm")
+    blocks = p["weight_hh"].view(2, 4, H, H)
+    eye = torch.eye(H, dtype=torch.float64)
+    for m, g in enumerate((0.5, 1.5)):
+        for k in range(4):
+            torch.testing.assert_close(blocks[m, k] @ blocks[m, k].T, g * g * eye)
+    assert not torch.allclose(blocks[0, 0], blocks[0, 1])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "diag"])
+def test_initialisation_depends_only_on_the_seed(cell):
+    init = "normal" if cell == "lstm" else "ring"
+    together = init_population(rng.seed_keys([7, 8, 9]), init, I, H, O, cell=cell)
+    alone = init_population(rng.seed_keys([9]), init, I, H, O, cell=cell)
+    assert all(torch.equal(together[n][2], alone[n][0]) for n in alone)
+
+
+def test_population_module_for_every_cell():
+    x = torch.randn(M, T, B, I)
+    for cell, options in (("elman", {"nonlinearity": "relu"}), ("lstm", {}), ("diag", {"gamma": "none"})):
+        model = Population(M, I, H, O, cell, **options)
+        assert model(x, readout_steps=2).shape == (M, 2, B, O)
+        sub = model.select([2, 0])
+        assert sub.num_models == 2 and sub.cell == cell and sub.options == model.options
+        torch.testing.assert_close(sub(x[[2, 0]]), model(x)[[2, 0]])
+    with pytest.raises(ValueError, match="cell must be one of"):
+        Population(M, I, H, O, "gru")
+    with pytest.raises(ValueError, match="cell 'lstm' takes the options"):
+        Population(M, I, H, O, "lstm", nonlinearity="relu")
+    with pytest.raises(ValueError, match="reg_weight .* cell='elman' only"):
+        population_forward(Population(M, I, H, O, "lstm").params(), x, cell="lstm", reg_weight=1.0)
+
+
+def _configs(cell, **extra):
+    # one validation chunk: chunked validation stops early once no model of the population can
+    # succeed, and the estimate from fewer chunks would depend on the other models
+    task = "sysid" if cell == "diag" else "torder"
+    kwargs = {} if cell == "diag" else {"min_length": 6, "max_length": 9}
+    base = dict(task=task, task_kwargs=kwargs, cell=cell, hidden=8, max_updates=30, val_every=10, val_size=200,
+                val_chunk=200, dtype="float64", stop_at_success=False, **extra)
+    return [RunConfig(seed=1, lr=0.05, clip=1.0, **base), RunConfig(seed=2, lr=0.01, clip=None, **base),
+            RunConfig(seed=3, lr=0.02, clip=0.3, **base)]
+
+
+@pytest.mark.parametrize("cell,optimizer", [("lstm", "sgd"), ("lstm", "adam"), ("diag", "adam"), ("diag", "momentum")])
+def test_model_trained_in_population_equals_model_trained_alone(cell, optimizer):
+    configs = _configs(cell, optimizer=optimizer)
+    together = train_population(configs)
+    for m in (0, 2):
+        alone = train_population([configs[m]])[0]
+        for n, v in alone.params.items():
+            torch.testing.assert_close(together[m].params[n], v, rtol=1e-9, atol=1e-10, msg=n)
+        assert together[m].history["val_loss"] == pytest.approx(alone.history["val_loss"], rel=1e-9)
+        assert together[m].grad_norm_mean == pytest.approx(alone.grad_norm_mean, rel=1e-9)
+        assert together[m].veg_steps == alone.veg_steps == 30
+
+
+def test_cell_configs_are_validated():
+    with pytest.raises(ValueError, match="nonlinearity is an Elman option"):
+        RunConfig(cell="lstm", nonlinearity="relu")
+    with pytest.raises(ValueError, match=r"cell_kwargs \['r_mn'\] are not options of cell='diag'"):
+        RunConfig(cell="diag", cell_kwargs={"r_mn": 0.5})
+    with pytest.raises(ValueError, match="parametrization must be one of"):
+        RunConfig(cell="diag", cell_kwargs={"parametrization": "cartesian"})
+    assert RunConfig(cell="lstm").init == "orthogonal" and RunConfig(cell="diag").init == "ring"
+    assert RunConfig().init == "basic_tanh" and RunConfig().cell_kwargs == {}
+
+
+def test_veg_counter_follows_its_definition():
+    rule = VegRule(eps_vanish=1e-3, eps_explode=1e3, jump=10.0, window=4)
+    counter = VegCounter(2, rule, "cpu")
+    idx = torch.tensor([0, 1])
+    # model 0: median_b R_1 = 1e-4 (vanishing); model 1: one sample with R_1 = 1e4 (exploding)
+    d = torch.ones(2, 5, 3, dtype=torch.float64)
+    d[0, 0] = torch.tensor([1e-8, 1e-8, 1.0])
+    d[1, 0] = torch.tensor([1.0, 1.0, 1e8])
+    counter.add(idx, d, torch.tensor([1.0, 1.0]), 0)
+    assert counter.vanishing.tolist() == [1, 0] and counter.exploding.tolist() == [0, 1]
+    # a norm 11x the running median of the earlier norms is a jump; R_1 = 1 is no flag
+    flat = torch.ones(2, 5, 3, dtype=torch.float64)
+    counter.add(idx, flat, torch.tensor([11.0, 9.0]), 1)
+    assert counter.exploding.tolist() == [1, 1] and counter.steps.tolist() == [2, 2]
+    # only the models of idx are touched; ‖δ_T‖ = 0 gives no ratio (left out), ‖δ_1‖ = 0 vanishes
+    zero_last = flat[:1].clone()
+    zero_last[0, -1, :2] = 0
+    zero_last[0, 0, 2] = 0
+    counter.add(torch.tensor([1]), zero_last, torch.tensor([math.inf]), 2)
+    assert counter.steps.tolist() == [2, 3] and counter.vanishing.tolist() == [1, 1]
+    assert counter.exploding.tolist() == [1, 1]  # a non-finite norm is the safeguard's business
+
+
+def test_vanishing_flags_fire_for_a_contracting_network():
+    # sigmoid init (W_hh ~ N(0, 0.01²)) over 60 steps: ‖δ_1‖/‖δ_T‖ is far below 1e-6 at every update
+    cfg = RunConfig(task="torder", task_kwargs={"min_length": 60, "max_length": 60}, init="sigmoid", hidden=8,
+                    max_updates=5, val_every=5, val_size=100, val_chunk=100)
+    r = train_population([cfg])[0]
+    assert r.veg_steps == 5 and r.vanishing_steps == 5 and r.exploding_steps == 0
