@@ -8,7 +8,7 @@ import pytest
 
 from rnnlab.cli import main
 from rnnlab.sweep import SweepSpec, run_sweep
-from rnnlab.sweep.record import VegRule, downsample, log10_ratio_profile, veg_flags
+from rnnlab.sweep.record import VegRule, downsample, log10_ratio_profile, veg_flags, veg_from_counts, veg_from_series
 from rnnlab.sweep.report import veg_tables, write_report
 from rnnlab.train import RunConfig, RunResult
 
@@ -64,31 +64,40 @@ def test_cli_run_status_report(tmp_path, capsys):
     assert "cli: 2 runs in 1 populations" in capsys.readouterr().out
 
 
-def _result(profiles, norms, fallbacks=0):
-    r = RunResult(config=RunConfig(), fallbacks=fallbacks)
-    r.grad_profiles = [{"update": 10 * (i + 1), "length": len(p), "delta_norm": p} for i, p in enumerate(profiles)]
-    r.history = {"grad_norm": norms}
-    return r
+def _series_flags(profiles, norms, rule, fallbacks=0):
+    """The per-check flags of a run whose validations saw ``profiles`` (‖δ_t‖ lists) and ``norms``."""
+    return veg_from_series([log10_ratio_profile(p)[0] for p in profiles], norms, fallbacks, rule)
 
 
-def test_veg_flags_follow_the_rule():
+def test_veg_flags_from_the_per_check_series_follow_the_rule():
     rule = VegRule(eps_vanish=1e-6, eps_explode=1e6, jump=10.0, fraction=0.25)
     flat = [1.0, 1.0, 1.0]
     vanished = [1e-9, 1e-3, 1.0]
     exploded = [1e8, 10.0, 1.0]
-    none = veg_flags(_result([flat] * 4, [1.0, 1.2, 0.9, 1.1]), rule)
+    none = _series_flags([flat] * 4, [1.0, 1.2, 0.9, 1.1], rule)
     assert not none["veg"] and none["veg_checks"] == 4 and none["log10_r1_median"] == 0.0
-    v = veg_flags(_result([vanished, vanished, flat, flat], [1.0] * 4), rule)
+    v = _series_flags([vanished, vanished, flat, flat], [1.0] * 4, rule)
     assert v["veg_vanishing"] and not v["veg_exploding"] and v["vanishing_frac"] == 0.5
     assert v["log10_r1_min"] == pytest.approx(-9)
-    e = veg_flags(_result([exploded, flat, flat, flat], [1.0] * 4), rule)
+    e = _series_flags([exploded, flat, flat, flat], [1.0] * 4, rule)
     assert not e["veg_exploding"]  # 1 of 4 checks is not more than 25 %
-    jump = veg_flags(_result([flat] * 4, [1.0, 1.0, 50.0, 60.0]), rule)
+    jump = _series_flags([flat] * 4, [1.0, 1.0, 50.0, 60.0], rule)
     assert jump["veg_exploding"] and jump["exploding_frac"] == 0.5
-    assert veg_flags(_result([flat], [1.0], fallbacks=1), rule)["veg_exploding"]
+    assert _series_flags([flat], [1.0], rule, fallbacks=1)["veg_exploding"]
     # a norm flushed to 0 is the strongest vanishing, not a missing value
-    zero = veg_flags(_result([[0.0, 1e-3, 1.0]] * 4, [1.0] * 4), rule)
+    zero = _series_flags([[0.0, 1e-3, 1.0]] * 4, [1.0] * 4, rule)
     assert zero["veg_vanishing"] and zero["log10_r1_min"] == -math.inf and zero["log10_r1"] == [-math.inf] * 4
+
+
+def test_stored_veg_flags_come_from_the_per_update_counts():
+    rule = VegRule(fraction=0.25)
+    r = RunResult(config=RunConfig(), veg_steps=100, vanishing_steps=30, exploding_steps=20)
+    r.grad_profiles = [{"update": 10, "length": 3, "delta_norm": [1.0, 1.0, 1.0]}]  # no flag at the check
+    r.history = {"grad_norm": [1.0]}
+    flags = veg_flags(r, rule)
+    assert flags["veg_vanishing"] and not flags["veg_exploding"] and flags["vanishing_frac"] == 0.3
+    assert flags["veg_steps"] == 100 and flags["veg_checks"] == 1 and flags["log10_r1"] == [0.0]
+    assert veg_from_counts(100, 0, 0, 1, rule)["veg_exploding"]  # the safeguard fired
     assert log10_ratio_profile([0.0, 1.0])[0] == -math.inf
     assert math.isnan(log10_ratio_profile([1.0, 0.0])[0]) and math.isnan(log10_ratio_profile([math.nan, 1.0])[0])
     assert downsample(list(range(100)), 5) == [0, 25, 50, 74, 99]

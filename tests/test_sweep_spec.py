@@ -56,6 +56,8 @@ def test_run_identity_is_stable_and_ignores_labels_and_int_float_spelling():
     b = grid("b", task="torder", length=20, lr=[1.0], seed=[7]).expand()[0]
     assert a.run_id == b.run_id == run_id(a.config)
     assert a.run_id == run_id(RunConfig(task="torder", task_kwargs={"min_length": 20, "max_length": 20}, lr=1.0, seed=7))
+    # frozen: the id this run had before RunConfig gained cell/cell_kwargs (old files must resume)
+    assert a.run_id == "04ccaccbffc7b2b7"
     bundled = SweepSpec.from_dict({"name": "c", "fixed": {"task": "torder", "length": 20, "seed": 7},
                                    "grid": {"x": [{"name": "one", "lr": 1.0}]}}).expand()[0]
     assert bundled.run_id == a.run_id and bundled.labels == {"x": "one"}
@@ -88,7 +90,10 @@ def test_toml_and_yaml_files(tmp_path):
     ({"name": "x", "grid": {"lrate": [0.1]}}, "unknown field 'lrate'"),
     ({"name": "x", "fixed": {"init": "smart"}}, "fixed.init: init = 'smart' is not allowed; allowed values: ['sigmoid'"),
     ({"name": "x", "grid": {"optimizer": ["sgd", "adamw"]}}, "grid.optimizer[1]: optimizer = 'adamw' is not allowed"),
-    ({"name": "x", "grid": {"cell": ["lstm"]}}, "cell = 'lstm' is not allowed; allowed values: ['elman']"),
+    ({"name": "x", "grid": {"cell": ["gru"]}}, "cell = 'gru' is not allowed; allowed values: ['elman', 'lstm', 'diag']"),
+    ({"name": "x", "fixed": {"cell": "lstm", "init": "smart_tanh"}}, "init 'smart_tanh' is not defined for cell='lstm'"),
+    ({"name": "x", "fixed": {"cell": "diag", "cell_kwargs.r_max": 2.0}}, "need 0 <= r_min < r_max <= 1"),
+    ({"name": "x", "fixed": {"cell": "lstm", "alpha": 1.0}}, "needs alpha=0"),
     ({"name": "x", "fixed": {"hidden": "big"}}, "fixed.hidden: hidden must be int"),
     ({"name": "x", "fixed": {"clip": "x"}}, "fixed.clip: clip must be float or none"),
     ({"name": "x", "grid": {"lr": []}}, "grid.lr: a factor needs at least one level"),

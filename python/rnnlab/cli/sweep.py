@@ -102,7 +102,7 @@ def _report(args) -> int:
     rule = None
     if args.veg_rule:
         try:
-            rule = VegRule(**{k: float(v) for k, v in (kv.split("=", 1) for kv in args.veg_rule.split(","))})
+            rule = VegRule(**{k: int(v) if k == "window" else float(v) for k, v in (kv.split("=", 1) for kv in args.veg_rule.split(","))})
         except (TypeError, ValueError) as e:
             print(f"rnnlab sweep report: --veg-rule expects e.g. eps_vanish=1e-4,fraction=0.2 "
                   f"(fields eps_vanish, eps_explode, jump, fraction): {e}", file=sys.stderr)

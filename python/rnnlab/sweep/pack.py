@@ -2,7 +2,7 @@
 
 Runs can share a population when they agree on every field the trainer shares
 (:data:`rnnlab.train.config.SHARED_FIELDS`: task and lengths, hidden size, optimizer kind, batch
-size, budget, validation protocol, length stream, dtype) and on the cell. Within a group, runs
+size, budget, validation protocol, length stream, dtype, cell). Within a group, runs
 are cut into near-equal populations of at most ``max_models`` models, where ``max_models`` is the
 smaller of a cap (throughput stops growing long before memory runs out on a CPU) and what fits
 in ``memory_fraction`` of the device's free memory by :func:`bytes_per_model`.
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..nn.population import param_shapes
 from ..train.config import population_key
 from .spec import Run
 
@@ -26,6 +27,9 @@ DEFAULT_MAX_MODELS = {"cpu": 256, "cuda": 8192}
 _DTYPE_BYTES = {"float32": 4, "float64": 8}
 #: autograd keeps a few copies of each activation tensor alive (inputs, outputs, gradients).
 _ACTIVATION_COPIES = 4
+#: per-step state values of one sample per hidden unit, by cell: Elman (xp, h), LSTM (xp and
+#: saved gates 4H each, h, c), diagonal (complex u and h, 2 reals each).
+_STATE_WIDTH = {"elman": 2, "lstm": 10, "diag": 4}
 
 
 @dataclass
@@ -41,9 +45,9 @@ class Population:
 
     @property
     def cost(self) -> float:
-        """Relative work of the population if no model stops early: M·T·H²·updates."""
+        """Relative work of the population if no model stops early: M·T·(state width)·H²·updates."""
         c = self.runs[0].config
-        return self.size * c.make_task().max_length * c.hidden**2 * c.max_updates
+        return self.size * c.make_task().max_length * _STATE_WIDTH[c.cell] * c.hidden**2 * c.max_updates
 
     @property
     def population_id(self) -> str:
@@ -64,9 +68,10 @@ def bytes_per_model(run: Run) -> int:
     s = _DTYPE_BYTES[c.dtype]
     T = task.sequence_length(task.max_length, 1.0 - 1e-9)
     I, H, O = task.n_in, c.hidden, task.n_out
-    train = T * c.batch_size * (s * (_ACTIVATION_COPIES * (I + 2 * H) + 2 * 2) + 8 * 4)
-    valid = T * c.val_chunk * (s * (I + 2 * H) + 8 * 4)
-    n_params = H * I + H * H + H + O * H + O
+    width = _STATE_WIDTH[c.cell] * H
+    train = T * c.batch_size * (s * (_ACTIVATION_COPIES * (I + width) + 2 * 2) + 8 * 4)
+    valid = T * c.val_chunk * (s * (I + width) + 8 * 4)
+    n_params = sum(math.prod(shape) for shape in param_shapes(1, I, H, O, c.cell, **c.forward_options()).values())
     return int(max(train, valid) + s * n_params * 6)
 
 

@@ -1,21 +1,16 @@
 """From a finished run to its stored row: outcome, gradient statistics and the VEG flags of SPEC §3.3.
 
-VEG detection (SPEC §3.3, a project operationalisation [INF]): for last-step-loss tasks
-δ_k = δ_T J_T ⋯ J_{k+1}, so R_1 = ‖δ_1‖/‖δ_T‖ is the norm of the whole Jacobian product along the
-error direction. At each check of a run:
-
-* vanishing if R_1 < ε_v (default 1e-6);
-* exploding if R_1 > ε_e (default 1e6), or the gradient norm jumped to more than ``jump`` (10)
-  times the running median of the earlier ones;
-
-and a run "has VEG" if a flag fires on more than ``p`` (10 %) of its checks, or the clipping
+VEG detection (SPEC §3.3, a project operationalisation [INF]; thresholds :class:`VegRule`):
+the trainer flags every update (:mod:`rnnlab.train.veg`: per-sample R_1 = ‖δ_1‖/‖δ_T‖ from the
+fused kernel's sink, vanishing if median_b R_1 < ε_v, exploding if max_b R_1 > ε_e or the
+gradient norm jumped above ``jump`` times its running median) and counts the flagged updates. A
+run "has VEG" if a flag fires on more than ``fraction`` (10 %) of its updates, or the clipping
 safeguard ever fired (a NaN/Inf/>1e10 gradient norm is an explosion).
 
-What the trainer exposes decides the sampling: :class:`rnnlab.train.RunResult` keeps, per
-validation (every ``val_every`` updates), the profile sqrt(mean_b ‖δ_t‖²) of the last training
-update before it and the mean pre-clipping norm of the interval. So R_1 here is a ratio of
-batch-RMS norms (SPEC's per-sample median would need every update's [T, B] sink, which the
-trainer does not hand out) and the checks are the validations, not every update.
+For recomputing flags later with other ε (``rnnlab sweep report --veg-rule``), each row also
+keeps a per-check series: at every validation, log10 R_1 of the batch-RMS profile
+sqrt(mean_b ‖δ_t‖²) of the last update before it (``log10_r1``) and the interval's mean gradient
+norm. Flags recomputed from it are sampled at the checks, not at every update.
 """
 from __future__ import annotations
 
@@ -26,23 +21,11 @@ import time
 from dataclasses import dataclass
 
 from ..train import RunResult
+from ..train.veg import VegRule
 from .spec import Run
 
 #: profiles longer than this are stored at this many evenly spaced steps (first and last kept).
 PROFILE_POINTS = 64
-
-
-@dataclass(frozen=True)
-class VegRule:
-    """Thresholds of the VEG flags (SPEC §3.3 defaults)."""
-
-    eps_vanish: float = 1e-6
-    eps_explode: float = 1e6
-    jump: float = 10.0
-    fraction: float = 0.1
-
-    def to_dict(self) -> dict:
-        return {"eps_vanish": self.eps_vanish, "eps_explode": self.eps_explode, "jump": self.jump, "fraction": self.fraction}
 
 
 def log10_ratio_profile(delta_norm: list[float]) -> list[float]:
@@ -70,9 +53,26 @@ def downsample(values: list[float], points: int = PROFILE_POINTS) -> list[float]
 
 
 def veg_flags(result: RunResult, rule: VegRule = VegRule()) -> dict:
-    """The VEG summary of one run (see the module docstring); see :func:`veg_from_series`."""
+    """The VEG summary of one run (see the module docstring): the per-check series and its
+    statistics (:func:`veg_from_series`), then the flags from the trainer's per-update counts
+    (``rule`` must be the one the trainer counted with)."""
     r1 = [log10_ratio_profile(p["delta_norm"])[0] for p in result.grad_profiles]
-    return veg_from_series(r1, result.history.get("grad_norm", []), result.fallbacks, rule)
+    out = veg_from_series(r1, result.history.get("grad_norm", []), result.fallbacks, rule)
+    out.update(veg_from_counts(result.veg_steps, result.vanishing_steps, result.exploding_steps, result.fallbacks, rule))
+    return out
+
+
+def veg_from_counts(steps: int, vanishing: int, exploding: int, fallbacks: int, rule: VegRule = VegRule()) -> dict:
+    """VEG flags from per-update counts: ``veg_steps``, ``vanishing_steps``, ``exploding_steps``,
+    the fractions ``vanishing_frac``, ``exploding_frac`` and the bools ``veg_vanishing``,
+    ``veg_exploding``, ``veg``."""
+    v_frac = vanishing / steps if steps else math.nan
+    e_frac = exploding / steps if steps else math.nan
+    veg_v = bool(steps) and v_frac > rule.fraction
+    veg_e = (bool(steps) and e_frac > rule.fraction) or fallbacks > 0
+    return {"veg_steps": steps, "vanishing_steps": vanishing, "exploding_steps": exploding,
+            "vanishing_frac": v_frac, "exploding_frac": e_frac,
+            "veg_vanishing": veg_v, "veg_exploding": veg_e, "veg": veg_v or veg_e}
 
 
 def veg_from_series(r1: list[float], norms: list[float], fallbacks: int, rule: VegRule = VegRule()) -> dict:

@@ -17,7 +17,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from .record import VegRule, veg_from_series
+from .record import VegRule, veg_from_counts, veg_from_series
 from .store import ResultStore
 
 #: profiles are drawn clipped at this log10 ratio: ‖δ_t‖ = 0 (−inf) is below float32's range anyway.
@@ -277,9 +277,18 @@ def plot_profiles(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def reflag(rows: list[dict], rule: VegRule) -> None:
-    """Recompute the rows' VEG flags in place with ``rule``, from their stored per-check series."""
+def reflag(rows: list[dict], rule: VegRule, trained: dict | None = None) -> None:
+    """Recompute the rows' VEG flags in place with ``rule``.
+
+    When ``rule`` differs from the thresholds the trainer counted with (``trained``, the file's
+    meta ``veg_rule``) only in ``fraction``, the flags come exactly from the per-update counts;
+    otherwise from the stored per-check series (sampled at the validations)."""
+    same_counts = trained is not None and all(trained.get(k) == v for k, v in rule.to_dict().items() if k != "fraction")
     for r in rows:
+        if same_counts and r.get("veg_steps"):
+            flags = veg_from_counts(r["veg_steps"], r["vanishing_steps"], r["exploding_steps"], r["fallbacks"] or 0, rule)
+            r.update({k: flags[k] for k in ("veg", "veg_vanishing", "veg_exploding", "vanishing_frac", "exploding_frac")})
+            continue
         if r.get("log10_r1") is None:
             raise ValueError(f"run {r['run_id']} has no stored log10_r1 series (written by an older rnnlab): "
                              "its VEG flags cannot be recomputed")
@@ -307,7 +316,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, by: tuple[str, ...] =
     if not rows:
         raise ValueError(f"{db_path} has no finished runs{' matching ' + where if where else ''}")
     if veg_rule is not None:
-        reflag(rows, veg_rule)
+        reflag(rows, veg_rule, rule)
         rule = veg_rule.to_dict()
     files = [
         plot_success_heatmaps(rows, out_dir / "success_lr_length.png", by),

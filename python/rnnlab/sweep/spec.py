@@ -9,7 +9,9 @@ factor varies fastest). Every field is a :class:`rnnlab.train.RunConfig` field (
 * ``length``: a fixed sequence length, i.e. ``task_kwargs.min_length = max_length = length``;
   ``min_length`` / ``max_length`` set the training range of SPEC §2.2 separately;
 * ``task_kwargs.<name>``: one keyword of the task constructor (e.g. ``task_kwargs.noise``);
-* ``cell``: the recurrent cell; only ``elman`` has a population trainer so far.
+  ``cell_kwargs.<name>`` likewise for the cell (e.g. ``cell_kwargs.r_min`` of ``cell = "diag"``).
+
+``cell`` is ``elman``, ``lstm`` or ``diag`` (:mod:`rnnlab.nn.population`).
 
 A level may also be a *bundle*: a table with a ``name`` and several fields, e.g. Pascanu's
 methods ``{name = "MSGD-C", clip = 1.0, alpha = 0.0}``; the run records the bundle's name under
@@ -54,14 +56,15 @@ from pathlib import Path
 from ..tasks import TASKS, make_task
 from ..train import RunConfig
 from ..train.config import DTYPES, LR_SCHEDULES
+from ..nn.population import CELLS
 from ..train.init import INITS
 from ..train.optim import OPTIMIZERS
 
-#: recurrent cells the sweep engine can train (the population trainer is Elman-only so far).
-CELLS = ("elman",)
 NONLINEARITIES = ("tanh", "relu", "sigmoid", "identity")
 #: sweep-level fields that are not RunConfig fields.
-SHORTHANDS = ("length", "min_length", "max_length", "cell")
+SHORTHANDS = ("length", "min_length", "max_length")
+#: fields whose entries a spec may set one by one as ``<field>.<name>``.
+_KWARG_FIELDS = ("task_kwargs", "cell_kwargs")
 #: the sections a spec file may have.
 SECTIONS = ("name", "description", "fixed", "grid", "engine")
 #: engine options a spec file may set in its [engine] table (command-line flags override them).
@@ -98,28 +101,35 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class Run:
-    """One run of a sweep: its trainer config, its cell and the bundle labels it came from.
+    """One run of a sweep: its trainer config and the bundle labels it came from.
 
     ``run_id`` is its identity: a hash of everything that determines the result (the trainer
-    config and the cell), so the same run in two sweeps, or a resumed sweep, has the same id.
+    config, cell included), so the same run in two sweeps, or a resumed sweep, has the same id.
     Labels are names only and do not enter the id.
     """
 
     config: RunConfig
-    cell: str = "elman"
     labels: dict = field(default_factory=dict)
 
     @property
+    def cell(self) -> str:
+        return self.config.cell
+
+    @property
     def run_id(self) -> str:
-        return run_id(self.config, self.cell)
+        return run_id(self.config)
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "cell": self.cell, "labels": dict(self.labels), "config": self.config.to_dict()}
 
 
-def run_id(config: RunConfig, cell: str = "elman") -> str:
-    """16 hex digits of SHA-256 over the canonical JSON of the config and the cell."""
-    text = json.dumps({"cell": cell, "config": config.to_dict()}, sort_keys=True, separators=(",", ":"))
+def run_id(config: RunConfig) -> str:
+    """16 hex digits of SHA-256 over the canonical JSON of the cell and the rest of the config.
+
+    (The layout predates ``RunConfig.cell``: keeping the cell outside and leaving out empty
+    ``cell_kwargs`` keeps the ids of earlier Elman sweeps, so their files still resume.)"""
+    rest = {k: v for k, v in config.to_dict().items() if k != "cell" and not (k == "cell_kwargs" and not v)}
+    text = json.dumps({"cell": config.cell, "config": rest}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -164,8 +174,8 @@ def _unknown(where: str, name: str, allowed: Iterable[str]) -> SpecError:
 
 def _check_type(where: str, name: str, value) -> None:
     """Check one field value against the RunConfig annotation and the allowed choices."""
-    if name.startswith("task_kwargs."):
-        return  # checked when the task is built
+    if name.split(".", 1)[0] in _KWARG_FIELDS and "." in name:
+        return  # checked when the task / the run is built
     if name in _CHOICES:
         if name == "nonlinearity" and value is None:
             return
@@ -176,9 +186,9 @@ def _check_type(where: str, name: str, value) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise SpecError(f"{where}: {name} must be a positive integer, got {value!r}")
         return
-    if name == "task_kwargs":
+    if name in _KWARG_FIELDS:
         if not isinstance(value, Mapping):
-            raise SpecError(f"{where}: task_kwargs must be a table of task arguments, got {value!r}")
+            raise SpecError(f"{where}: {name} must be a table of {name.split('_')[0]} arguments, got {value!r}")
         return
     allowed = _allowed_types(name)
     ok = any(
@@ -214,7 +224,7 @@ def _allowed_types(name: str) -> tuple:
 
 def _check_field(where: str, name: str, value):
     allowed = set(_RUN_FIELDS) | set(SHORTHANDS)
-    if name not in allowed and not name.startswith("task_kwargs."):
+    if name not in allowed and not (name.split(".", 1)[0] in _KWARG_FIELDS and "." in name):
         raise _unknown(where, name, allowed)
     value = _normalize(name, value)
     _check_type(where, name, value)
@@ -355,10 +365,10 @@ def _describe_point(values: Mapping, labels: Mapping) -> str:
 def _resolve(values: dict, labels: dict, tasks_checked: set[str]) -> Run:
     """One grid point's field values -> a validated :class:`Run`."""
     values = dict(values)
-    cell = values.pop("cell", "elman")
     kwargs = dict(values.pop("task_kwargs", {}) or {})
-    for k in [k for k in values if k.startswith("task_kwargs.")]:
-        kwargs[k.split(".", 1)[1]] = values.pop(k)
+    cell_kwargs = dict(values.pop("cell_kwargs", {}) or {})
+    for k in [k for k in values if "." in k]:
+        (kwargs if k.startswith("task_kwargs.") else cell_kwargs)[k.split(".", 1)[1]] = values.pop(k)
     length = values.pop("length", None)
     if length is not None:
         kwargs["min_length"] = kwargs["max_length"] = length
@@ -367,7 +377,7 @@ def _resolve(values: dict, labels: dict, tasks_checked: set[str]) -> Run:
             kwargs[k] = values.pop(k)
     where = f"run ({_describe_point({**values, 'length': length}, labels)})"
     try:
-        config = RunConfig(task_kwargs=kwargs, **values)
+        config = RunConfig(task_kwargs=kwargs, cell_kwargs=cell_kwargs, **values)
     except (TypeError, ValueError) as e:
         raise SpecError(f"{where}: {e}") from None
     task_key = json.dumps([config.task, kwargs], sort_keys=True)
@@ -377,7 +387,7 @@ def _resolve(values: dict, labels: dict, tasks_checked: set[str]) -> Run:
         except (TypeError, ValueError) as e:
             raise SpecError(f"{where}: task {config.task!r} rejects task_kwargs {kwargs}: {e}") from None
         tasks_checked.add(task_key)
-    return Run(config=config, cell=cell, labels=labels)
+    return Run(config=config, labels=labels)
 
 
 def grid(name: str, *, engine: Mapping | None = None, description: str = "", **fields) -> SweepSpec:

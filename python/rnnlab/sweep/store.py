@@ -31,6 +31,7 @@ COLUMNS = (
     ("success", "INTEGER"), ("updates", "INTEGER"), ("updates_to_success", "INTEGER"), ("final_loss", "REAL"),
     ("final_error", "REAL"), ("best_error", "REAL"), ("train_loss", "REAL"), ("grad_norm_mean", "REAL"),
     ("grad_norm_max", "REAL"), ("clip_fraction", "REAL"), ("fallbacks", "INTEGER"), ("rho_final", "REAL"),
+    ("veg_steps", "INTEGER"), ("vanishing_steps", "INTEGER"), ("exploding_steps", "INTEGER"),
     ("veg_checks", "INTEGER"), ("vanishing_frac", "REAL"), ("exploding_frac", "REAL"), ("veg_vanishing", "INTEGER"),
     ("veg_exploding", "INTEGER"), ("veg", "INTEGER"), ("log10_r1_min", "REAL"), ("log10_r1_median", "REAL"),
     ("log10_r1_max", "REAL"), ("log10_r1", "JSON"), ("wall_time_s", "REAL"), ("population_id", "TEXT"), ("population_size", "INTEGER"),
@@ -76,6 +77,11 @@ class ResultStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         cols = ", ".join(f"{c} {t}" for c, t in COLUMNS)
         self.db.execute(f"CREATE TABLE IF NOT EXISTS runs ({cols})")
+        # A file written by an older rnnlab lacks the newer columns: add them (NULL in old rows).
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+        for c, t in COLUMNS:
+            if c not in have:
+                self.db.execute(f"ALTER TABLE runs ADD COLUMN {c} {t}")
         self.db.execute("CREATE TABLE IF NOT EXISTS plan (run_id TEXT PRIMARY KEY, sweep TEXT, config JSON)")
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value JSON)")
         for c in _INDEXED:
