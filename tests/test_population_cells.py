@@ -126,7 +126,7 @@ def test_cell_configs_are_validated():
 
 
 def test_veg_counter_follows_its_definition():
-    rule = VegRule(eps_vanish=1e-3, eps_explode=1e3, jump=10.0, window=4)
+    rule = VegRule(eps_vanish=1e-3, eps_explode=1e3, jump=10.0, window=4, refresh=1)
     counter = VegCounter(2, rule, "cpu")
     idx = torch.tensor([0, 1])
     # model 0: median_b R_1 = 1e-4 (vanishing); model 1: one sample with R_1 = 1e4 (exploding)

@@ -5,7 +5,9 @@ the gain of the whole Jacobian product along the error direction. At every updat
 
 * vanishing if median_b R_1 < ε_v;
 * exploding if max_b R_1 > ε_e, or the global gradient norm is more than ``jump`` times the
-  median of the model's previous ``window`` norms (a windowed running median: bounded memory);
+  median of the model's previous ``window`` norms (a windowed running median: bounded memory;
+  recomputed every ``refresh`` updates, since a median over the window costs more than the rest
+  of the test);
 
 ‖δ_t‖² comes from the fused backward's gradient sink ([M, T, B]), so the flags cost a few
 reductions per update. A sample whose ‖δ_1‖ underflowed to 0 has R_1 = 0 (vanishing); one with
@@ -30,10 +32,11 @@ class VegRule:
     jump: float = 10.0
     fraction: float = 0.1
     window: int = 100
+    refresh: int = 10
 
     def to_dict(self) -> dict:
         return {"eps_vanish": self.eps_vanish, "eps_explode": self.eps_explode, "jump": self.jump,
-                "fraction": self.fraction, "window": self.window}
+                "fraction": self.fraction, "window": self.window, "refresh": self.refresh}
 
 
 class VegCounter:
@@ -45,6 +48,7 @@ class VegCounter:
         z = lambda: torch.zeros(M, dtype=torch.float64, device=device)  # noqa: E731
         self.steps, self.vanishing, self.exploding = z(), z(), z()
         self.norms = torch.full((M, rule.window), math.nan, dtype=torch.float64, device=device)
+        self.reference = torch.full((M,), math.nan, dtype=torch.float64, device=device)  # the window's median
 
     @torch.no_grad()
     def add(self, idx: Tensor, delta_sq: Tensor, norm: Tensor, update: int) -> None:
@@ -53,14 +57,15 @@ class VegCounter:
         d = delta_sq.double()
         last = d[:, -1]
         r1 = torch.where(last > 0, d[:, 0] / last, math.nan).sqrt()  # [m, B]; no ratio where ‖δ_T‖ = 0
-        median = r1.nanmedian(1).values
-        largest = torch.where(torch.isnan(r1), -math.inf, r1).amax(1)
-        history = self.norms[idx]
-        earlier = history.nanmedian(1).values  # NaN before the first update
+        missing = torch.isnan(r1)
+        has_missing = bool(missing.any())  # rare (‖δ_T‖ = 0); median is ~6x cheaper than nanmedian
+        median = (r1.nanmedian(1) if has_missing else r1.median(1)).values
+        largest = torch.where(missing, -math.inf, r1).amax(1) if has_missing else r1.amax(1)
+        if update % self.rule.refresh == 0:  # NaN before the first update
+            self.reference = self.norms.nanmedian(1).values
         norm = norm.double()
-        jumped = torch.isfinite(norm) & (norm > self.rule.jump * earlier)
+        jumped = torch.isfinite(norm) & (norm > self.rule.jump * self.reference[idx])
         self.steps.index_add_(0, idx, torch.ones_like(median))
         self.vanishing.index_add_(0, idx, (median < self.rule.eps_vanish).double())
         self.exploding.index_add_(0, idx, ((largest > self.rule.eps_explode) | jumped).double())
-        history[:, update % self.rule.window] = torch.where(torch.isfinite(norm), norm, math.nan)
-        self.norms[idx] = history
+        self.norms[idx, update % self.rule.window] = torch.where(torch.isfinite(norm), norm, math.nan)
