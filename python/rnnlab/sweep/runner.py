@@ -10,10 +10,11 @@ Backends:
   for ``cpus_per_task`` CPUs (and one GPU when ``device`` is CUDA), so Ray spreads populations
   over the GPUs and machines it has.
 
-The trainer returns a population's results when its last model finishes, so rows are committed
-population by population (a model frozen early waits for its population). A sweep killed at any
-point loses only the populations in flight; ``run_sweep`` on the same file trains exactly the
-runs that have no row.
+Both backends commit a run's row as soon as the run is final: at the validation that freezes it
+at success, or when its population ends. On Ray the workers put the rows into a mailbox actor
+that the driver empties every :data:`RAY_POLL_S` seconds. A sweep killed at any point loses only
+the runs that were still training (and, on Ray, rows not yet taken from the mailbox);
+``run_sweep`` on the same file trains exactly the runs that have no row.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ from .spec import Run, SweepSpec
 from .store import ResultStore
 
 BACKENDS = ("embedded", "ray")
+
+#: how often the Ray driver takes finished rows from the workers while it waits for populations.
+RAY_POLL_S = 1.0
 
 
 class Progress:
@@ -131,10 +135,30 @@ def _run_embedded(pops: list[Population], device: str, commit: Callable[..., Non
         train_rows(pop.runs, pop.population_id, device, "embedded", progress.on_update, veg_rule, on_rows=commit)
 
 
+class RowMailbox:
+    """Rows on their way from the Ray workers to the driver (run as a Ray actor).
+
+    ``put`` is called synchronously by the workers, so once a task has returned every row it
+    produced is here; ``take`` empties the mailbox in one call.
+    """
+
+    def __init__(self):
+        self._rows: list[dict] = []
+
+    def put(self, rows: list[dict]) -> None:
+        self._rows.extend(rows)
+
+    def take(self) -> list[dict]:
+        rows, self._rows = self._rows, []
+        return rows
+
+
 def _run_ray(pops: list[Population], device: str, commit: Callable[..., None], veg_rule: VegRule,
              ray_address: str | None, cpus_per_task: int, num_cpus: int | None) -> None:
-    """Populations as Ray tasks; ``commit(rows, count_updates=True)`` as each one returns (the
-    workers cannot report single updates to the driver's progress bar)."""
+    """Populations as Ray tasks. Each worker hands its rows to a :class:`RowMailbox` as the runs
+    become final; the driver commits them with ``commit(rows, count_updates=True)`` while it
+    waits for the tasks (the workers cannot report single updates to the driver's progress bar,
+    so a run's updates count when its row is stored)."""
     try:
         import ray
     except ImportError:
@@ -146,20 +170,30 @@ def _run_ray(pops: list[Population], device: str, commit: Callable[..., None], v
     gpus = 1 if torch.device(device).type == "cuda" else 0
 
     @ray.remote(num_cpus=cpus_per_task, num_gpus=gpus)
-    def population_task(runs, population_id):
+    def population_task(runs, population_id, mailbox) -> None:
         torch.set_num_threads(cpus_per_task)
-        return train_rows(runs, population_id, device, "ray", veg_rule=veg_rule)
 
+        def send(rows: list[dict]) -> None:
+            if rows:  # waiting for the put keeps the order "rows in the mailbox, then the task is done"
+                ray.get(mailbox.put.remote(rows))
+
+        train_rows(runs, population_id, device, "ray", veg_rule=veg_rule, on_rows=send)
+
+    # num_cpus=0: an actor that waited for a CPU held by the tasks writing to it would deadlock them
+    mailbox = ray.remote(num_cpus=0)(RowMailbox).remote()
     try:
         # longest first: with fewer workers than populations this bounds the idle tail
         ordered = sorted(pops, key=lambda p: -p.cost)
-        pending = {population_task.remote(p.runs, p.population_id): p for p in ordered}
+        pending = [population_task.remote(p.runs, p.population_id, mailbox) for p in ordered]
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                pending.pop(ref)
-                commit(ray.get(ref), count_updates=True)
+            ready, pending = ray.wait(pending, num_returns=1, timeout=RAY_POLL_S)
+            # taken after the wait: the mailbox holds every row of the tasks in ``ready``
+            rows = ray.get(mailbox.take.remote())
+            if rows:
+                commit(rows, count_updates=True)
+            ray.get(ready)  # a failed task raises here, once the rows taken above are stored
     finally:
+        ray.kill(mailbox)
         if started_here:
             ray.shutdown()
 
@@ -216,9 +250,10 @@ def run_sweep(
         bar = Progress(len(todo), enabled=progress)
 
         def commit(rows: list[dict], count_updates: bool = False) -> None:
-            for row in rows:
-                store.add(row, spec.name)
-            bar.on_runs(len(rows), sum(r["updates"] for r in rows) if count_updates else 0)
+            # only rows the store did not have count: a Ray task retried after a worker died
+            # hands out the rows of its early runs a second time
+            added = [row for row in rows if store.add(row, spec.name)]
+            bar.on_runs(len(added), sum(r["updates"] for r in added) if count_updates else 0)
 
         try:  # with nothing left to train, no backend is started
             if pops and backend == "embedded":
