@@ -120,7 +120,7 @@ def train_rows(runs: list[Run], population_id: str, device: str, backend: str,
             on_rows([row(i, res) for i, res in event["finished"]])
             emitted.update(i for i, _ in event["finished"])
 
-    results = train_population([r.config for r in runs], device, callback=callback, keep_params=False)
+    results = train_population([r.config for r in runs], device, callback=callback, keep_params=False, veg_rule=veg_rule)
     rows = [row(i, res) for i, res in enumerate(results) if i not in emitted]
     if on_rows is not None:
         on_rows(rows)
