@@ -154,3 +154,19 @@ def test_vanishing_flags_fire_for_a_contracting_network():
                     max_updates=5, val_every=5, val_size=100, val_chunk=100)
     r = train_population([cfg])[0]
     assert r.veg_steps == 5 and r.vanishing_steps == 5 and r.exploding_steps == 0
+
+
+def test_a_sweep_over_cells_stores_one_row_per_run(tmp_path):
+    from rnnlab.sweep import ResultStore, SweepSpec, run_sweep
+
+    spec = SweepSpec.from_dict({"name": "cells", "fixed": {"task": "torder", "length": 6, "hidden": 6, "optimizer": "adam",
+                                                           "max_updates": 20, "val_every": 10, "val_size": 100},
+                                "grid": {"model": [{"name": "rnn", "cell": "elman"}, {"name": "lstm", "cell": "lstm"},
+                                                   {"name": "lru", "cell": "diag", "cell_kwargs.r_min": 0.5}],
+                                         "seed": [0, 1]}})
+    run_sweep(spec, tmp_path / "s.sqlite", threads=1)
+    rows = ResultStore(tmp_path / "s.sqlite").rows("ORDER BY cell, seed")
+    assert [(r["cell"], r["labels"]["model"]) for r in rows] == [("diag", "lru")] * 2 + [("elman", "rnn")] * 2 + [("lstm", "lstm")] * 2
+    assert all(r["updates"] == 20 and r["veg_steps"] == 20 for r in rows)
+    assert [r["rho_final"] is None for r in rows] == [False, False, False, False, True, True]  # NaN -> NULL for the LSTM
+    assert rows[0]["config"]["config"]["cell_kwargs"] == {"r_min": 0.5}
