@@ -51,13 +51,6 @@ def test_rng_words_stay_32_bit_and_streams_differ():
         rng.seed_keys([-1])
 
 
-def test_rng_blocked_cpu_path_equals_one_block(monkeypatch):
-    keys = rng.seed_keys([5, 6, 7])
-    whole = rng.bits(keys, (3000,))
-    monkeypatch.setattr(rng, "_CPU_BLOCK", 300)
-    assert torch.equal(rng.bits(keys, (3000,)), whole)
-
-
 # ---- generic properties of every task ---------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_shapes_and_dtypes(name):
