@@ -282,3 +282,17 @@ def test_every_compiled_isa_matches_reference(isa):
     )
     env = dict(os.environ, RNNLAB_ISA=isa)
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_sink_like_u_is_real_and_accepted(dtype):
+    """GradientSink.like(u) gives the real sink the op requires, for complex u too; a sink of
+    the wrong dtype is refused with a message naming the tensor to match (u.real, not xp)."""
+    u, lam, h0 = make(2, 5, 3, 4, dtype=dtype)
+    sink = rnnlab.GradientSink.like(u)
+    assert sink.step.dtype == sink.reg.dtype == u.real.dtype
+    rnnlab.diag_recurrence(u.requires_grad_(True), lam, h0, sink=sink).abs().sum().backward()
+    assert sink.delta_sq.shape == (2, 5, 3)
+    wrong = torch.float32 if u.real.dtype == torch.float64 else torch.float64
+    with pytest.raises(TypeError, match=r"sink.step must have dtype .* \(like u.real\)"):
+        rnnlab.diag_recurrence(u, lam, h0, sink=rnnlab.GradientSink.like(u.real.to(wrong)))

@@ -16,13 +16,15 @@ from .reference import ACTIVATIONS
 _FLOATS = (torch.float32, torch.float64)
 
 
-def _check(name: str, t: Tensor, shape: tuple, dtype: torch.dtype, device: torch.device) -> None:
+def _check(name: str, t: Tensor, shape: tuple, dtype: torch.dtype, device: torch.device, *, like: str) -> None:
+    """Type, dtype, device and shape of argument ``name``; ``like`` names the tensor that
+    ``dtype`` and ``device`` come from, so the message says which one to match."""
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a Tensor, got {type(t).__name__}")
     if t.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype} (like xp), got {t.dtype}")
+        raise TypeError(f"{name} must have dtype {dtype} (like {like}), got {t.dtype}")
     if t.device != device:
-        raise ValueError(f"{name} must be on {device} (like xp), got {t.device}")
+        raise ValueError(f"{name} must be on {device} (like {like}), got {t.device}")
     if tuple(t.shape) != shape:
         expected = "[" + ", ".join(str(s) for s in shape) + "]"
         raise ValueError(f"{name} must have shape {expected}, got {list(t.shape)}")
@@ -58,9 +60,13 @@ class GradientSink:
 
     @classmethod
     def like(cls, xp: Tensor) -> "GradientSink":
-        """A sink for a recurrence whose projected input ``xp`` is [M, T, B, H]."""
+        """A sink for a recurrence whose (projected) input ``xp`` is [M, T, B, H].
+
+        The sink is real: for a complex input (:func:`diag_recurrence`'s ``u``) it has the
+        matching real dtype, since the statistics are squared norms.
+        """
         M, T, B, _ = xp.shape
-        kw = dict(dtype=xp.dtype, device=xp.device, requires_grad=True)
+        kw = dict(dtype=xp.real.dtype, device=xp.device, requires_grad=True)
         return cls(torch.zeros(M, 2, T, B, **kw), torch.zeros(M, 2, **kw))
 
     def _grad(self, t: Tensor) -> Tensor:
@@ -136,13 +142,13 @@ def elman(
     if nonlinearity not in ACTIVATIONS:
         raise ValueError(f"nonlinearity must be one of {ACTIVATIONS}, got {nonlinearity!r}")
     M, T, B, H = xp.shape
-    _check("w_hh", w_hh, (M, H, H), xp.dtype, xp.device)
+    _check("w_hh", w_hh, (M, H, H), xp.dtype, xp.device, like="xp")
     if h0 is None:
         h0 = xp.new_zeros(M, B, H)
     else:
-        _check("h0", h0, (M, B, H), xp.dtype, xp.device)
+        _check("h0", h0, (M, B, H), xp.dtype, xp.device, like="xp")
     if sink is not None:
-        _check("sink.step", sink.step, (M, 2, T, B), xp.dtype, xp.device)
+        _check("sink.step", sink.step, (M, 2, T, B), xp.dtype, xp.device, like="xp")
     return _ops.ElmanFunction.apply(
         xp.contiguous(),
         w_hh.contiguous(),
@@ -187,16 +193,16 @@ def lstm(
         raise TypeError(f"xp must be float32 or float64, got {xp.dtype}")
     M, T, B, G = xp.shape
     H = G // 4
-    _check("w_hh", w_hh, (M, G, H), xp.dtype, xp.device)
+    _check("w_hh", w_hh, (M, G, H), xp.dtype, xp.device, like="xp")
     states = []
     for name, s in (("h0", h0), ("c0", c0)):
         if s is None:
             s = xp.new_zeros(M, B, H)
         else:
-            _check(name, s, (M, B, H), xp.dtype, xp.device)
+            _check(name, s, (M, B, H), xp.dtype, xp.device, like="xp")
         states.append(s.contiguous())
     if sink is not None:
-        _check("sink.step", sink.step, (M, 2, T, B), xp.dtype, xp.device)
+        _check("sink.step", sink.step, (M, 2, T, B), xp.dtype, xp.device, like="xp")
     hs, cs, _ = _ops.LstmFunction.apply(
         xp.contiguous(),
         w_hh.contiguous(),
@@ -229,9 +235,8 @@ def diag_recurrence(
         lam: [M, N] one λ per model and channel, same dtype as u (a real λ is promoted to u's
             complex dtype).
         h0: [M, B, N] initial states, or None for zeros.
-        sink: optional :class:`GradientSink` with real dtype (``GradientSink.like(u.real)`` for
-            complex u) that receives ‖δ_t‖², ‖v_t‖² (SPEC §8.1 B1–B2; v_t = conj(λ) ⊙ δ_t) and
-            Ω, N at backward.
+        sink: optional :class:`GradientSink` with u's real dtype (``GradientSink.like(u)``) that
+            receives ‖δ_t‖², ‖v_t‖² (SPEC §8.1 B1–B2; v_t = conj(λ) ⊙ δ_t) and Ω, N at backward.
         return_stats: also return the sensitivity accumulators of SPEC §8.2 F4, computed in the
             same pass: with s_t = ∂h_t/∂λ = λ ⊙ s_{t-1} + h_{t-1} (s_0 = 0),
             ``h_sq = mean_b |h_t|²`` and ``s_sq = mean_b |s_t|²``, each [M, T, N] real, not
@@ -248,13 +253,13 @@ def diag_recurrence(
     M, T, B, N = u.shape
     if isinstance(lam, Tensor) and u.is_complex() and lam.dtype == u.real.dtype:
         lam = lam.to(u.dtype)
-    _check("lam", lam, (M, N), u.dtype, u.device)
+    _check("lam", lam, (M, N), u.dtype, u.device, like="u")
     if h0 is None:
         h0 = u.new_zeros(M, B, N)
     else:
-        _check("h0", h0, (M, B, N), u.dtype, u.device)
+        _check("h0", h0, (M, B, N), u.dtype, u.device, like="u")
     if sink is not None:
-        _check("sink.step", sink.step, (M, 2, T, B), u.real.dtype, u.device)
+        _check("sink.step", sink.step, (M, 2, T, B), u.real.dtype, u.device, like="u.real")
     hs, h_sq, s_sq = _ops.DiagFunction.apply(
         u.contiguous(),
         lam.contiguous(),

@@ -8,11 +8,10 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
 
 from .. import reference
 from ..functional import GradientSink, lstm
-from ._common import check_constructor_args, padded_from_packed
+from ._common import check_constructor_args, drop_in_forward
 from ._diagnostics import GradientStats
 from .rnn import _flip_time, _reversal_index, _reverse_each_sequence
 
@@ -20,8 +19,6 @@ from .rnn import _flip_time, _reversal_index, _reverse_each_sequence
 #: visible and countable). ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded
 #: batch; ``"proj_size"``: a layer with ``proj_size > 0``, run by :func:`rnnlab.reference.lstm_forward`.
 fallback_counts: Counter = Counter()
-
-_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 def _stack(tensors: list[Tensor]) -> Tensor:
@@ -181,84 +178,16 @@ class LSTM(nn.Module):
             isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(h, Tensor) for h in hx)
         ):
             raise TypeError(f"hx must be a tuple (h0, c0) of two Tensors or None, got {type(hx).__name__}")
-        if isinstance(input, PackedSequence):
-            return self._forward_packed(input, hx)
-        if not isinstance(input, Tensor):
-            raise TypeError(f"input must be a Tensor or a PackedSequence, got {type(input).__name__}")
-        if input.dim() not in (2, 3):
-            raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
-        batched = input.dim() == 3
-        batch_dim = 0 if self.batch_first else 1
-        if hx is not None:
-            want = 3 if batched else 2
-            if hx[0].dim() != want or hx[1].dim() != want:
-                kind = "batched 3-D" if batched else "unbatched 2-D"
-                raise RuntimeError(
-                    f"For {kind} input, hx and cx should also be {want}-D but got "
-                    f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
-                )
-        if not batched:
-            input = input.unsqueeze(batch_dim)
-            if hx is not None:
-                hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
-        x = input.transpose(0, 1) if self.batch_first else input
-        self._check_forward_args(x, hx)
-        output, (h_n, c_n) = self._run(x, hx, lengths=None, batch_order=None)
-        if self.batch_first:
-            output = output.transpose(0, 1)
-        if not batched:
-            output, h_n, c_n = output.squeeze(batch_dim), h_n.squeeze(1), c_n.squeeze(1)
+        output, (h_n, c_n) = drop_in_forward(
+            self,
+            input,
+            None if hx is None else tuple(hx),
+            name="LSTM",
+            state_sizes=(self._output_size, self.hidden_size),
+            run=self._run,
+            fallback_counts=fallback_counts,
+        )
         return output, (h_n, c_n)
-
-    def _forward_packed(self, packed: PackedSequence, hx: tuple[Tensor, Tensor] | None):
-        data, batch_sizes, sorted_indices, unsorted_indices = packed
-        if data.dim() != 2:
-            raise RuntimeError(f"input must have 2 dimensions, got {data.dim()}")
-        fallback_counts["packed_padded"] += 1
-        if hx is not None and sorted_indices is not None:  # the kernel sees the batch in sorted order
-            hx = (hx[0].index_select(1, sorted_indices), hx[1].index_select(1, sorted_indices))
-        x, lengths, t_idx, b_idx = padded_from_packed(data, batch_sizes)
-        self._check_forward_args(x, hx)
-        output, (h_n, c_n) = self._run(x, hx, lengths=lengths, batch_order=unsorted_indices)
-        if unsorted_indices is not None:
-            h_n, c_n = h_n.index_select(1, unsorted_indices), c_n.index_select(1, unsorted_indices)
-        return PackedSequence(output[t_idx, b_idx], batch_sizes, sorted_indices, unsorted_indices), (h_n, c_n)
-
-    def _check_forward_args(self, x: Tensor, hx: tuple[Tensor, Tensor] | None) -> None:
-        """x: [T, B, I] time-major; hx: (h0, c0) or None. nn.LSTM's checks, plus the kernel's."""
-        w = self.weight_ih_l0
-        if x.dtype != w.dtype:
-            raise ValueError(
-                f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
-                f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})"
-            )
-        if w.dtype not in _KERNEL_DTYPES:
-            raise TypeError(f"rnnlab.LSTM runs in float32 or float64, but its parameters are {w.dtype}")
-        if x.size(-1) != self.input_size:
-            raise RuntimeError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.size(-1)}"
-            )
-        if x.device != w.device:
-            raise RuntimeError(
-                "Input and parameter tensors are not at the same device, "
-                f"found input tensor at {x.device} and parameter tensor at {w.device}"
-            )
-        if hx is not None:
-            LD, B = self.num_layers * self._num_directions, x.size(1)
-            for i, (h, size) in enumerate(zip(hx, (self._output_size, self.hidden_size))):
-                if tuple(h.shape) != (LD, B, size):
-                    raise RuntimeError(f"Expected hidden[{i}] size {(LD, B, size)}, got {list(h.shape)}")
-                if h.device != x.device:
-                    raise RuntimeError(
-                        "Input and hidden tensors are not at the same device, "
-                        f"found input tensor at {x.device} and hidden tensor at {h.device}"
-                    )
-                if h.dtype != x.dtype:
-                    raise RuntimeError(f"hx[{i}] dtype ({h.dtype}) does not match input dtype ({x.dtype})")
-        if x.size(0) == 0:
-            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
-        if self.diagnostics and self.proj_size > 0:
-            raise NotImplementedError("rnnlab.LSTM diagnostics are not available with proj_size > 0 (reference fallback)")
 
     def _run(self, x: Tensor, hx: tuple[Tensor, Tensor] | None, lengths: Tensor | None, batch_order: Tensor | None):
         """All layers on time-major x [T, B, I] -> (output [T, B, D·H_out], (h_n, c_n)).
@@ -266,6 +195,8 @@ class LSTM(nn.Module):
         lengths: [B] valid steps per column of a padded batch (packed input), or None.
         batch_order: maps kernel batch rows to the caller's order (for the diagnostics only).
         """
+        if self.diagnostics and self.proj_size > 0:
+            raise NotImplementedError("rnnlab.LSTM diagnostics are not available with proj_size > 0 (reference fallback)")
         T, B = x.shape[:2]
         G, D = 4 * self.hidden_size, self._num_directions
         if lengths is None:

@@ -8,17 +8,14 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
 
 from ..functional import GradientSink, elman
-from ._common import check_constructor_args, padded_from_packed
+from ._common import check_constructor_args, drop_in_forward
 from ._diagnostics import GradientStats
 
 #: How often each non-rectangular path ran (DESIGN.md §4: fallbacks are visible and countable).
 #: ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded batch (see :class:`RNN`).
 fallback_counts: Counter = Counter()
-
-_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 def _flip_time(t: Tensor) -> Tensor:
@@ -188,80 +185,19 @@ class RNN(nn.Module):
         """See the class docstring for shapes."""
         if hx is not None and not isinstance(hx, Tensor):
             raise TypeError(f"hx must be a Tensor or None, got {type(hx).__name__}")
-        if isinstance(input, PackedSequence):
-            return self._forward_packed(input, hx)
-        if not isinstance(input, Tensor):
-            raise TypeError(f"input must be a Tensor or a PackedSequence, got {type(input).__name__}")
-        if input.dim() not in (2, 3):
-            raise ValueError(f"RNN: Expected input to be 2D or 3D, got {input.dim()}D tensor instead")
-        batched = input.dim() == 3
-        batch_dim = 0 if self.batch_first else 1
-        if not batched:
-            input = input.unsqueeze(batch_dim)
-            if hx is not None:
-                if hx.dim() != 2:
-                    raise RuntimeError(f"For unbatched 2-D input, hx should also be 2-D but got {hx.dim()}-D tensor")
-                hx = hx.unsqueeze(1)
-        elif hx is not None and hx.dim() != 3:
-            raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got {hx.dim()}-D tensor")
-        x = input.transpose(0, 1) if self.batch_first else input
-        self._check_forward_args(x, hx)
-        output, h_n = self._run(x, hx, lengths=None, batch_order=None)
-        if self.batch_first:
-            output = output.transpose(0, 1)
-        if not batched:
-            output, h_n = output.squeeze(batch_dim), h_n.squeeze(1)
+        output, (h_n,) = drop_in_forward(
+            self,
+            input,
+            None if hx is None else (hx,),
+            name="RNN",
+            state_sizes=(self.hidden_size,),
+            run=self._run,
+            fallback_counts=fallback_counts,
+        )
         return output, h_n
 
-    def _forward_packed(self, packed: PackedSequence, hx: Tensor | None):
-        data, batch_sizes, sorted_indices, unsorted_indices = packed
-        if data.dim() != 2:
-            raise RuntimeError(f"input must have 2 dimensions, got {data.dim()}")
-        fallback_counts["packed_padded"] += 1
-        x, lengths, t_idx, b_idx = padded_from_packed(data, batch_sizes)
-        self._check_forward_args(x, hx)
-        if hx is not None and sorted_indices is not None:
-            hx = hx.index_select(1, sorted_indices)  # the kernel sees the batch in sorted order
-        output, h_n = self._run(x, hx, lengths=lengths, batch_order=unsorted_indices)
-        if unsorted_indices is not None:
-            h_n = h_n.index_select(1, unsorted_indices)
-        return PackedSequence(output[t_idx, b_idx], batch_sizes, sorted_indices, unsorted_indices), h_n
-
-    def _check_forward_args(self, x: Tensor, hx: Tensor | None) -> None:
-        """x: [T, B, I] time-major; hx: [L·D, B, H] or None. nn.RNN's checks, plus the kernel's."""
-        w = self.weight_ih_l0
-        if x.dtype != w.dtype:
-            raise ValueError(
-                f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
-                f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})"
-            )
-        if w.dtype not in _KERNEL_DTYPES:
-            raise TypeError(f"rnnlab.RNN runs in float32 or float64, but its parameters are {w.dtype}")
-        if x.size(-1) != self.input_size:
-            raise RuntimeError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.size(-1)}"
-            )
-        if x.device != w.device:
-            raise RuntimeError(
-                "Input and parameter tensors are not at the same device, "
-                f"found input tensor at {x.device} and parameter tensor at {w.device}"
-            )
-        if hx is not None:
-            expected = (self.num_layers * self._num_directions, x.size(1), self.hidden_size)
-            if tuple(hx.shape) != expected:
-                raise RuntimeError(f"Expected hidden size {expected}, got {list(hx.shape)}")
-            if hx.device != x.device:
-                raise RuntimeError(
-                    "Input and hidden tensors are not at the same device, "
-                    f"found input tensor at {x.device} and hidden tensor at {hx.device}"
-                )
-            if hx.dtype != x.dtype:
-                raise RuntimeError(f"hx dtype ({hx.dtype}) does not match input dtype ({x.dtype})")
-        if x.size(0) == 0:
-            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
-
-    def _run(self, x: Tensor, hx: Tensor | None, lengths: Tensor | None, batch_order: Tensor | None):
-        """All layers on time-major x [T, B, I] -> (output [T, B, D·H], h_n [L·D, B, H]).
+    def _run(self, x: Tensor, hx: tuple[Tensor] | None, lengths: Tensor | None, batch_order: Tensor | None):
+        """All layers on time-major x [T, B, I] and hx (h0,) -> (output [T, B, D·H], (h_n [L·D, B, H],)).
 
         lengths: [B] valid steps per column of a padded batch (packed input), or None.
         batch_order: maps kernel batch rows to the caller's order (for the diagnostics only).
@@ -289,7 +225,7 @@ class RNN(nn.Module):
             else:
                 xp = torch.stack([y[..., :H], reverse(y[..., H:])])
                 w_hh = torch.stack([p[1] for p in params])
-            h0 = None if hx is None else hx[layer * D : (layer + 1) * D]
+            h0 = None if hx is None else hx[0][layer * D : (layer + 1) * D]
             sink = None if sinks is None else GradientSink.like(xp)
             hs = elman(xp, w_hh, h0, nonlinearity=self.nonlinearity, reg_weight=self.regularizer, sink=sink)
             if sink is not None:
@@ -301,4 +237,4 @@ class RNN(nn.Module):
                 x = F.dropout(x, self.dropout, training=True)
         if sinks is not None:
             self._gradient_stats = GradientStats(sinks, reverse, batch_order)
-        return x, torch.cat(finals)
+        return x, (torch.cat(finals),)
