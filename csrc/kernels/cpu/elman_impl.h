@@ -18,104 +18,116 @@ struct Layout {  // offsets into the dense [M, T, B, H] / [M, B, H] / [M, T, B] 
   int64_t stat(int64_t m, int64_t t, int64_t b) const { return (m * s.T + t) * s.B + b; }
 };
 
+// h = φ(x + c) over n contiguous values (a dense block of batch rows).
 template <typename T, Activation A>
-void elman_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* w_hh, const T* h0, T* hs) {
+inline void activate(int64_t n, const T* x, const T* c, T* h) {
   using V = Vec<T>;
-  const int64_t H = s.H, m = tile.model;
-  const Layout<T> at{s};
-  std::vector<T> wt;  // w_hhᵀ in column panels: panel p holds wt[k, j] = w_hh[j, k] for its columns j
-  int64_t ldc;
-  pack_panels(w_hh + m * H * H, H, H, /*transpose=*/true, wt, ldc);
-  const int64_t rows = tile.row_end - tile.row_begin;
-  std::vector<T> acc(static_cast<size_t>(rows * ldc));  // h_{t-1} w_hhᵀ for the tile's rows
-
-  for (int64_t t = 0; t < s.T; ++t) {
-    const T* h_prev = t == 0 ? h0 + at.state(m, tile.row_begin) : hs + at.seq(m, t - 1, tile.row_begin);
-    gemm_packed<T>(rows, H, h_prev, H, wt.data(), ldc, acc.data(), ldc);
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* x = xp + at.seq(m, t, tile.row_begin + r);
-      T* h = hs + at.seq(m, t, tile.row_begin + r);
-      const T* c = acc.data() + r * ldc;
-      int64_t j = 0;
-      for (; j + V::size <= H; j += V::size) Act<A, T>::f(V::load(x + j) + V::load(c + j)).store(h + j);
-      if (j < H) {
-        const int n = static_cast<int>(H - j);
-        Act<A, T>::f(V::load(x + j, n) + V::load(c + j, n)).store(h + j, n);
-      }
-    }
+  int64_t i = 0;
+  for (; i + V::size <= n; i += V::size) Act<A, T>::f(V::load(x + i) + V::load(c + i)).store(h + i);
+  if (i < n) {
+    const int r = static_cast<int>(n - i);
+    Act<A, T>::f(V::load(x + i, r) + V::load(c + i, r)).store(h + i, r);
   }
 }
 
-// Row-wise epilogue of a backward step, given v_t = u_t w_hh for one batch row (padded buffer).
-// Writes ‖v_t‖², the regularizer row κ_t v_t, and either δ_{t-1}, u_{t-1} (t > 0) or ∂L/∂h_0.
 template <typename T, Activation A>
-struct BackwardRow {
-  // δ = g (+ v), returns ‖δ‖², stores u = δ ⊙ φ'(h) into u_out.
-  static T delta_to_u(int64_t H, const T* g, const T* v, const T* h, T* u_out) {
-    using V = Vec<T>;
-    V sq = V::zero();
-    int64_t j = 0;
-    auto step = [&](int n) {
-      V d = V::load(g + j, n);
-      if (v) d = d + V::load(v + j, n);
-      sq = fmadd(d, d, sq);
-      (d * Act<A, T>::df_from_h(V::load(h + j, n))).store(u_out + j, n);
+void elman_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* w_hh, const T* h0, T* hs) {
+  const int64_t H = s.H, m = tile.model;
+  const Layout<T> at{s};
+  std::vector<T> wt;  // w_hhᵀ in column panels: panel p holds wt[k, j] = w_hh[j, k] for its columns j
+  int64_t ldb;
+  pack_panels(w_hh + m * H * H, H, H, /*transpose=*/true, wt, ldb);
+  const int64_t rows = tile.row_end - tile.row_begin;
+  const int64_t ldc = dense_stride<T>(H, H, ldb);
+  const int64_t block = ldc == H ? rows : 1;  // rows the epilogue treats as one flat array
+  std::vector<T> acc(static_cast<size_t>(rows * ldc + ldb));  // h_{t-1} w_hhᵀ for the tile's rows
+
+  for (int64_t t = 0; t < s.T; ++t) {
+    const T* h_prev = t == 0 ? h0 + at.state(m, tile.row_begin) : hs + at.seq(m, t - 1, tile.row_begin);
+    gemm_packed<T>(rows, H, h_prev, H, wt.data(), ldb, acc.data(), ldc);
+    const T* x = xp + at.seq(m, t, tile.row_begin);  // the tile's rows are contiguous in xp and hs
+    T* h = hs + at.seq(m, t, tile.row_begin);
+    for (int64_t r = 0; r < rows; r += block) activate<T, A>(block * H, x + r * H, acc.data() + r * ldc, h + r * H);
+  }
+}
+
+// Elementwise pieces of a backward step over n contiguous values (a dense block of batch rows;
+// one row when the GEMM output is padded), and the per-row reductions the statistics need.
+template <typename T, Activation A>
+struct BackwardBlock {
+  using V = Vec<T>;
+
+  // d = g (+ v) into d_out; u = d ⊙ φ'(h) into u_out.
+  static void delta_to_u(int64_t n, const T* g, const T* v, const T* h, T* d_out, T* u_out) {
+    int64_t i = 0;
+    auto step = [&](int r) {
+      V d = V::load(g + i, r);
+      if (v) d = d + V::load(v + i, r);
+      d.store(d_out + i, r);
+      (d * Act<A, T>::df_from_h(V::load(h + i, r))).store(u_out + i, r);
     };
-    for (; j + V::size <= H; j += V::size) step(V::size);
-    if (j < H) step(static_cast<int>(H - j));
-    return hsum(sq);
+    for (; i + V::size <= n; i += V::size) step(V::size);
+    if (i < n) step(static_cast<int>(n - i));
   }
 
-  static T squared_norm(int64_t H, const T* v) {
-    using V = Vec<T>;
-    V sq = V::zero();
-    int64_t j = 0;
-    for (; j + V::size <= H; j += V::size) { const V x = V::load(v + j); sq = fmadd(x, x, sq); }
-    if (j < H) { const V x = V::load(v + j, static_cast<int>(H - j)); sq = fmadd(x, x, sq); }
-    return hsum(sq);
+  // out[r] = ‖x_r‖² for the rows of length H stored one after the other.
+  static void row_squared_norms(int64_t rows, int64_t H, const T* x, T* out) {
+    for (int64_t r = 0; r < rows; ++r, x += H) {
+      V sq = V::zero();
+      int64_t j = 0;
+      for (; j + V::size <= H; j += V::size) { const V y = V::load(x + j); sq = fmadd(y, y, sq); }
+      if (j < H) { const V y = V::load(x + j, static_cast<int>(H - j)); sq = fmadd(y, y, sq); }
+      out[r] = hsum(sq);
+    }
   }
 
-  static void scale_copy(int64_t H, T k, const T* v, T* out) {
-    using V = Vec<T>;
+  static void scale_copy(int64_t n, T k, const T* v, T* out) {
     const V kv = V::broadcast(k);
-    int64_t j = 0;
-    for (; j + V::size <= H; j += V::size) (kv * V::load(v + j)).store(out + j);
-    if (j < H) { const int n = static_cast<int>(H - j); (kv * V::load(v + j, n)).store(out + j, n); }
+    int64_t i = 0;
+    for (; i + V::size <= n; i += V::size) (kv * V::load(v + i)).store(out + i);
+    if (i < n) { const int r = static_cast<int>(n - i); (kv * V::load(v + i, r)).store(out + i, r); }
   }
 };
 
 template <typename T, Activation A>
 void elman_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_hs, const T* hs, const T* h0,
                          const T* w_hh, T* grad_xp, T* grad_h0, T* delta_sq, T* v_sq, T* reg_v) {
-  using Row = BackwardRow<T, A>;
-  const int64_t H = s.H, m = tile.model, last = s.T - 1;
+  using Block = BackwardBlock<T, A>;
+  const int64_t H = s.H, m = tile.model, last = s.T - 1, b0 = tile.row_begin;
   const Layout<T> at{s};
   std::vector<T> wp;  // w_hh in column panels, as is: v_t[j] = Σ_i u_t[i] w_hh[i, j]
-  int64_t ldc;
-  pack_panels(w_hh + m * H * H, H, H, /*transpose=*/false, wp, ldc);
-  const int64_t rows = tile.row_end - tile.row_begin;
-  std::vector<T> acc(static_cast<size_t>(rows * ldc));  // v_t = u_t w_hh for the tile's rows
+  int64_t ldb;
+  pack_panels(w_hh + m * H * H, H, H, /*transpose=*/false, wp, ldb);
+  const int64_t rows = tile.row_end - b0;
+  const int64_t ldc = dense_stride<T>(H, H, ldb);
+  const int64_t block = ldc == H ? rows : 1;  // rows the epilogue treats as one flat array
+  std::vector<T> acc(static_cast<size_t>(rows * ldc + ldb));  // v_t = u_t w_hh for the tile's rows
+  std::vector<T> delta(static_cast<size_t>(rows * H));      // δ_{t-1} of the tile's rows
 
-  for (int64_t b = tile.row_begin; b < tile.row_end; ++b)  // δ_T = ∂⁺L/∂h_T
-    delta_sq[at.stat(m, last, b)] =
-        Row::delta_to_u(H, grad_hs + at.seq(m, last, b), nullptr, hs + at.seq(m, last, b), grad_xp + at.seq(m, last, b));
+  // δ_T = ∂⁺L/∂h_T
+  Block::delta_to_u(rows * H, grad_hs + at.seq(m, last, b0), nullptr, hs + at.seq(m, last, b0), delta.data(),
+                    grad_xp + at.seq(m, last, b0));
+  Block::row_squared_norms(rows, H, delta.data(), delta_sq + at.stat(m, last, b0));
 
   for (int64_t t = last; t >= 0; --t) {
-    gemm_packed<T>(rows, H, grad_xp + at.seq(m, t, tile.row_begin), H, wp.data(), ldc, acc.data(), ldc);
-    for (int64_t b = tile.row_begin; b < tile.row_end; ++b) {
-      const T* v = acc.data() + (b - tile.row_begin) * ldc;
-      const T a = Row::squared_norm(H, v);
-      v_sq[at.stat(m, t, b)] = a;
+    gemm_packed<T>(rows, H, grad_xp + at.seq(m, t, b0), H, wp.data(), ldb, acc.data(), ldc);
+    for (int64_t r = 0; r < rows; r += block) {
+      const T* v = acc.data() + r * ldc;  // `block` rows of v_t, dense
+      const int64_t b = b0 + r;
+      Block::row_squared_norms(block, H, v, v_sq + at.stat(m, t, b));
       if (reg_v) {  // κ_t = m_t (r_t − 1)/c_t, SPEC §2.5
-        const T c = delta_sq[at.stat(m, t, b)];
-        const T kappa = c >= T(kOmegaBound) ? (a / c - T(1)) / c : T(0);
-        Row::scale_copy(H, kappa, v, reg_v + at.seq(m, t, b));
+        for (int64_t i = 0; i < block; ++i) {
+          const T a = v_sq[at.stat(m, t, b + i)], c = delta_sq[at.stat(m, t, b + i)];
+          const T kappa = c >= T(kOmegaBound) ? (a / c - T(1)) / c : T(0);
+          Block::scale_copy(H, kappa, v + i * H, reg_v + at.seq(m, t, b + i));
+        }
       }
       if (t > 0) {
-        delta_sq[at.stat(m, t - 1, b)] = Row::delta_to_u(H, grad_hs + at.seq(m, t - 1, b), v, hs + at.seq(m, t - 1, b),
-                                                         grad_xp + at.seq(m, t - 1, b));
+        Block::delta_to_u(block * H, grad_hs + at.seq(m, t - 1, b), v, hs + at.seq(m, t - 1, b), delta.data(),
+                          grad_xp + at.seq(m, t - 1, b));
+        Block::row_squared_norms(block, H, delta.data(), delta_sq + at.stat(m, t - 1, b));
       } else {
-        Row::scale_copy(H, T(1), v, grad_h0 + at.state(m, b));
+        Block::scale_copy(block * H, T(1), v, grad_h0 + at.state(m, b));
       }
     }
   }

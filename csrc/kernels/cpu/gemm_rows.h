@@ -145,4 +145,16 @@ inline void gemm_packed(int64_t rows, int64_t K, const T* A, int64_t lda, const 
   }
 }
 
+// Row stride for gemm_packed's output that leaves no padding between rows: N itself when B is one
+// panel and one K block (N ≤ kNV·W, K ≤ kKC), else the padded width. Dense rows work because
+// gemm_block stores whole vectors row after row in ascending order: the zero columns a row's
+// store writes past N are overwritten by the next row's store (B's padding columns are zero, so
+// they hold exactly 0). The caller leaves padded_n − N elements of slack after the last row.
+// Dense rows let an elementwise epilogue run over rows × N values as one flat array: with
+// N = 8 and 16-lane vectors, a per-row epilogue would spend half of every vector on padding.
+template <typename T>
+constexpr int64_t dense_stride(int64_t K, int64_t N, int64_t padded_n) {
+  return padded_n <= kNV * Vec<T>::size && K <= kKC ? N : padded_n;
+}
+
 }  // namespace rnnlab::cpu::RNNLAB_ISA_NS
