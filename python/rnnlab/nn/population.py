@@ -27,8 +27,6 @@ from ..functional import GradientSink, elman, lstm
 from .lru import GAMMAS, LRU, PARAMETRIZATIONS, lru_forward, lru_lam, lru_param_shapes
 
 CELLS = ("elman", "lstm", "diag")
-#: parameter names of the Elman population, in the order used for global norms and run records.
-PARAM_NAMES = ("weight_ih", "weight_hh", "bias", "weight_out", "bias_out")
 #: keyword options of ``population_forward`` per cell (the diagonal cell's LRU variant).
 CELL_OPTIONS = {"elman": {"nonlinearity": "tanh"}, "lstm": {},
                 "diag": {"parametrization": "exp", "gamma": "learned"}}
