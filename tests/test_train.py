@@ -168,3 +168,15 @@ def test_cli_train_writes_record_and_plots(tmp_path):
     assert record["runs"][0]["history"]["update"] == [20, 40]
     pytest.importorskip("matplotlib")
     assert (out / "curves.png").stat().st_size > 0 and (out / "grad_profile.png").stat().st_size > 0
+
+
+def test_cli_train_other_cells(tmp_path, capsys):
+    out = tmp_path / "lru"
+    rc = cli_main(["train", "--task", "sysid", "--cell", "diag", "--cell-arg", "r_min=0.9", "--hidden", "6",
+                   "--optimizer", "adam", "--max-updates", "20", "--val-every", "10", "--val-size", "50", "--out", str(out),
+                   "--quiet"])
+    assert rc == 0
+    config = json.loads((out / "run.json").read_text())["runs"][0]["config"]
+    assert (config["cell"], config["init"], config["cell_kwargs"]) == ("diag", "ring", {"r_min": 0.9})
+    assert cli_main(["train", "--cell", "lstm", "--init", "sigmoid", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "init 'sigmoid' is not defined for cell='lstm'" in capsys.readouterr().err

@@ -38,9 +38,10 @@ def _clip(text: str) -> float | None:
     return None if text.lower() in ("none", "inf", "off") else float(text)
 
 
-def _task_arg(text: str) -> tuple[str, object]:
+def _key_value(text: str) -> tuple[str, object]:
+    """'KEY=VALUE' -> (KEY, VALUE parsed as JSON, else the string) for --task-arg / --cell-arg."""
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--task-arg expects KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
     try:
         return key, json.loads(value)
@@ -70,7 +71,8 @@ def build_configs(args) -> tuple[list, list[str]]:
         if len(args.init) > 1 or len(args.init_gain) > 1:
             label += f" {init}×{gain}"
         configs.append(RunConfig(
-            task=args.task, task_kwargs=task_kwargs, hidden=args.hidden, nonlinearity=args.nonlinearity, init=init,
+            task=args.task, task_kwargs=task_kwargs, cell=args.cell, cell_kwargs=dict(args.cell_arg or []),
+            hidden=args.hidden, nonlinearity=args.nonlinearity, init=init,
             init_gain=gain, optimizer=args.optimizer, lr=lr, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
             momentum=args.momentum, beta1=args.beta1, beta2=args.beta2, eps=args.eps, batch_size=args.batch_size,
             clip=clip, safeguard=not args.no_safeguard, alpha=alpha, alpha_decay=args.alpha_decay,
@@ -118,7 +120,11 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    configs, labels = build_configs(args)
+    try:
+        configs, labels = build_configs(args)
+    except (TypeError, ValueError) as e:  # a bad combination of options: say which, no traceback
+        print(f"rnnlab train: {e}", file=sys.stderr)
+        return 2
     os.makedirs(args.out, exist_ok=True)
     task = configs[0].make_task()
     if not args.quiet:
@@ -164,6 +170,7 @@ def run(args) -> int:
 def register(sub) -> None:
     from ..tasks import TASKS
     from ..train.config import DTYPES, LR_SCHEDULES
+    from ..nn.population import CELLS
     from ..train.init import INITS
     from ..train.optim import OPTIMIZERS
 
@@ -173,11 +180,15 @@ def register(sub) -> None:
     g.add_argument("--task", default="torder", choices=sorted(TASKS))
     g.add_argument("--min-length", type=int, help="shortest nominal length (task default if omitted)")
     g.add_argument("--max-length", type=int, help="lengths are drawn from [min, max) per update (SPEC §2.2)")
-    g.add_argument("--task-arg", type=_task_arg, action="append", metavar="KEY=VALUE",
+    g.add_argument("--task-arg", type=_key_value, action="append", metavar="KEY=VALUE",
                    help="extra task argument, e.g. n_info=3, pad=16, nu0=0.99 (repeatable)")
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=int, default=50)
-    g.add_argument("--init", nargs="+", default=["basic_tanh"], choices=INITS)
+    g.add_argument("--cell", default="elman", choices=CELLS, help="elman, lstm or diag (an LRU; see docs/sweeps.md)")
+    g.add_argument("--cell-arg", type=_key_value, action="append", metavar="KEY=VALUE",
+                   help="a cell option, e.g. r_min=0.9 for --cell diag (repeatable)")
+    g.add_argument("--init", nargs="+", default=[None], choices=INITS,
+                   help="default: the cell's own (basic_tanh, orthogonal, ring)")
     g.add_argument("--init-gain", nargs="+", type=float, default=[1.0], help="gain g multiplying W_hh")
     g.add_argument("--nonlinearity", choices=("tanh", "relu", "sigmoid", "identity"),
                    help="default: sigmoid for the sigmoid init, else tanh")
