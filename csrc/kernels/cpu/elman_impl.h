@@ -7,6 +7,7 @@
 #include "kernels/cpu/activations.h"
 #include "kernels/cpu/elman.h"
 #include "kernels/cpu/gemm_rows.h"
+#include "kernels/cpu/row_ops.h"
 
 namespace rnnlab::cpu::RNNLAB_ISA_NS {
 
@@ -18,16 +19,43 @@ struct Layout {  // offsets into the dense [M, T, B, H] / [M, B, H] / [M, T, B] 
   int64_t stat(int64_t m, int64_t t, int64_t b) const { return (m * s.T + t) * s.B + b; }
 };
 
-// h = φ(x + c) over n contiguous values (a dense block of batch rows).
+// The elementwise epilogues run over n contiguous values: a dense block of batch rows, or one
+// row when the GEMM output is padded (see dense_stride).
+
+// h = φ(x + c).
 template <typename T, Activation A>
 inline void activate(int64_t n, const T* x, const T* c, T* h) {
-  using V = Vec<T>;
-  int64_t i = 0;
-  for (; i + V::size <= n; i += V::size) Act<A, T>::f(V::load(x + i) + V::load(c + i)).store(h + i);
-  if (i < n) {
-    const int r = static_cast<int>(n - i);
-    Act<A, T>::f(V::load(x + i, r) + V::load(c + i, r)).store(h + i, r);
+  for (int64_t i = 0; i < n; i += Vec<T>::size) {
+    const int k = static_cast<int>(std::min<int64_t>(Vec<T>::size, n - i));
+    store_n(Act<A, T>::f(load_n(x + i, k) + load_n(c + i, k)), h + i, k);
   }
+}
+
+// d = g (+ v) into d_out; u = d ⊙ φ'(h) into u_out.
+template <typename T, Activation A>
+inline void delta_to_u(int64_t n, const T* g, const T* v, const T* h, T* d_out, T* u_out) {
+  for (int64_t i = 0; i < n; i += Vec<T>::size) {
+    const int k = static_cast<int>(std::min<int64_t>(Vec<T>::size, n - i));
+    Vec<T> d = load_n(g + i, k);
+    if (v) d = d + load_n(v + i, k);
+    store_n(d, d_out + i, k);
+    store_n(d * Act<A, T>::df_from_h(load_n(h + i, k)), u_out + i, k);
+  }
+}
+
+// out = k·v
+template <typename T>
+inline void scale_copy(int64_t n, T k, const T* v, T* out) {
+  for (int64_t i = 0; i < n; i += Vec<T>::size) {
+    const int r = static_cast<int>(std::min<int64_t>(Vec<T>::size, n - i));
+    store_n(Vec<T>::broadcast(k) * load_n(v + i, r), out + i, r);
+  }
+}
+
+// out[r] = ‖x_r‖² for rows of length H stored one after the other.
+template <typename T>
+inline void row_squared_norms(int64_t rows, int64_t H, const T* x, T* out) {
+  for (int64_t r = 0; r < rows; ++r) out[r] = squared_norm(H, x + r * H);
 }
 
 template <typename T, Activation A>
@@ -51,48 +79,9 @@ void elman_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, c
   }
 }
 
-// Elementwise pieces of a backward step over n contiguous values (a dense block of batch rows;
-// one row when the GEMM output is padded), and the per-row reductions the statistics need.
-template <typename T, Activation A>
-struct BackwardBlock {
-  using V = Vec<T>;
-
-  // d = g (+ v) into d_out; u = d ⊙ φ'(h) into u_out.
-  static void delta_to_u(int64_t n, const T* g, const T* v, const T* h, T* d_out, T* u_out) {
-    int64_t i = 0;
-    auto step = [&](int r) {
-      V d = V::load(g + i, r);
-      if (v) d = d + V::load(v + i, r);
-      d.store(d_out + i, r);
-      (d * Act<A, T>::df_from_h(V::load(h + i, r))).store(u_out + i, r);
-    };
-    for (; i + V::size <= n; i += V::size) step(V::size);
-    if (i < n) step(static_cast<int>(n - i));
-  }
-
-  // out[r] = ‖x_r‖² for the rows of length H stored one after the other.
-  static void row_squared_norms(int64_t rows, int64_t H, const T* x, T* out) {
-    for (int64_t r = 0; r < rows; ++r, x += H) {
-      V sq = V::zero();
-      int64_t j = 0;
-      for (; j + V::size <= H; j += V::size) { const V y = V::load(x + j); sq = fmadd(y, y, sq); }
-      if (j < H) { const V y = V::load(x + j, static_cast<int>(H - j)); sq = fmadd(y, y, sq); }
-      out[r] = hsum(sq);
-    }
-  }
-
-  static void scale_copy(int64_t n, T k, const T* v, T* out) {
-    const V kv = V::broadcast(k);
-    int64_t i = 0;
-    for (; i + V::size <= n; i += V::size) (kv * V::load(v + i)).store(out + i);
-    if (i < n) { const int r = static_cast<int>(n - i); (kv * V::load(v + i, r)).store(out + i, r); }
-  }
-};
-
 template <typename T, Activation A>
 void elman_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_hs, const T* hs, const T* h0,
                          const T* w_hh, T* grad_xp, T* grad_h0, T* delta_sq, T* v_sq, T* reg_v) {
-  using Block = BackwardBlock<T, A>;
   const int64_t H = s.H, m = tile.model, last = s.T - 1, b0 = tile.row_begin;
   const Layout<T> at{s};
   std::vector<T> wp;  // w_hh in column panels, as is: v_t[j] = Σ_i u_t[i] w_hh[i, j]
@@ -105,29 +94,29 @@ void elman_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad
   std::vector<T> delta(static_cast<size_t>(rows * H));      // δ_{t-1} of the tile's rows
 
   // δ_T = ∂⁺L/∂h_T
-  Block::delta_to_u(rows * H, grad_hs + at.seq(m, last, b0), nullptr, hs + at.seq(m, last, b0), delta.data(),
+  delta_to_u<T, A>(rows * H, grad_hs + at.seq(m, last, b0), nullptr, hs + at.seq(m, last, b0), delta.data(),
                     grad_xp + at.seq(m, last, b0));
-  Block::row_squared_norms(rows, H, delta.data(), delta_sq + at.stat(m, last, b0));
+  row_squared_norms(rows, H, delta.data(), delta_sq + at.stat(m, last, b0));
 
   for (int64_t t = last; t >= 0; --t) {
     gemm_packed<T>(rows, H, grad_xp + at.seq(m, t, b0), H, wp.data(), ldb, acc.data(), ldc);
     for (int64_t r = 0; r < rows; r += block) {
       const T* v = acc.data() + r * ldc;  // `block` rows of v_t, dense
       const int64_t b = b0 + r;
-      Block::row_squared_norms(block, H, v, v_sq + at.stat(m, t, b));
+      row_squared_norms(block, H, v, v_sq + at.stat(m, t, b));
       if (reg_v) {  // κ_t = m_t (r_t − 1)/c_t, SPEC §2.5
         for (int64_t i = 0; i < block; ++i) {
           const T a = v_sq[at.stat(m, t, b + i)], c = delta_sq[at.stat(m, t, b + i)];
           const T kappa = c >= T(kOmegaBound) ? (a / c - T(1)) / c : T(0);
-          Block::scale_copy(H, kappa, v + i * H, reg_v + at.seq(m, t, b + i));
+          scale_copy(H, kappa, v + i * H, reg_v + at.seq(m, t, b + i));
         }
       }
       if (t > 0) {
-        Block::delta_to_u(block * H, grad_hs + at.seq(m, t - 1, b), v, hs + at.seq(m, t - 1, b), delta.data(),
+        delta_to_u<T, A>(block * H, grad_hs + at.seq(m, t - 1, b), v, hs + at.seq(m, t - 1, b), delta.data(),
                           grad_xp + at.seq(m, t - 1, b));
-        Block::row_squared_norms(block, H, delta.data(), delta_sq + at.stat(m, t - 1, b));
+        row_squared_norms(block, H, delta.data(), delta_sq + at.stat(m, t - 1, b));
       } else {
-        Block::scale_copy(block * H, T(1), v, grad_h0 + at.state(m, b));
+        copy_row(block * H, v, grad_h0 + at.state(m, b));
       }
     }
   }

@@ -1,4 +1,4 @@
-// Small vectorized operations on one row of n values, shared by the LSTM and diagonal kernels.
+// Small vectorized operations on one row of n values, shared by the CPU kernels.
 // Rows need not be a multiple of the vector width: the tail goes through a partial load/store.
 #pragma once
 

@@ -16,12 +16,17 @@ GAMMAS = ("learned", "none", "fixed")
 LAM_PARAMS = {"exp": ("nu_log", "theta_log"), "polar": ("nu", "theta"), "plain": ("lam_re", "lam_im"), "real": ("nu_log",)}
 
 
-def lru_param_shapes(M: int, I: int, N: int, O: int, parametrization: str = "exp", gamma: str = "learned") -> dict[str, tuple]:
-    """Name -> shape of every parameter of M LRUs (see :class:`LRU` for their meaning)."""
+def check_lru_variant(parametrization: str, gamma: str) -> None:
+    """Raise ValueError unless ``parametrization`` and ``gamma`` name an LRU variant."""
     if parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
     if gamma not in GAMMAS:
         raise ValueError(f"gamma must be one of {GAMMAS}, got {gamma!r}")
+
+
+def lru_param_shapes(M: int, I: int, N: int, O: int, parametrization: str = "exp", gamma: str = "learned") -> dict[str, tuple]:
+    """Name -> shape of every parameter of M LRUs (see :class:`LRU` for their meaning)."""
+    check_lru_variant(parametrization, gamma)
     shapes = {name: (M, N) for name in LAM_PARAMS[parametrization]}
     if gamma == "learned":
         shapes["gamma_log"] = (M, N)
@@ -32,9 +37,22 @@ def lru_param_shapes(M: int, I: int, N: int, O: int, parametrization: str = "exp
     return shapes
 
 
+def ring_bounds(parametrization: str, r_min: float, r_max: float) -> tuple[float, float]:
+    """The ring r_min ≤ |λ| ≤ r_max actually sampled: for ``"exp"``, log(−log ν) is infinite at
+    ν = 0 and ν = 1, so the ring is kept strictly inside."""
+    if parametrization == "exp" and (r_min == 0 or r_max == 1):
+        return max(r_min, 1e-4), min(r_max, 1 - 1e-6)
+    return r_min, r_max
 
-def lru_ring_params(nu: Tensor, theta: Tensor, parametrization: str, gamma: str) -> dict[str, Tensor]:
-    """The stored λ (and learned γ = sqrt(1 − ν²)) parameters for λ = ν·e^{iθ} (θ unused for ``"real"``)."""
+
+def lru_ring_params(u_ring: Tensor, u_phase: Tensor, parametrization: str, gamma: str, r_min: float, r_max: float,
+                    max_phase: float) -> dict[str, Tensor]:
+    """The stored λ (and learned γ = sqrt(1 − |λ|²)) parameters of the ring initialization, from
+    two [M, N] tensors of U[0, 1) draws: |λ| = sqrt(u_ring·(r_max² − r_min²) + r_min²), phase
+    (2·u_phase − 1)·max_phase mod 2π (unused for ``"real"``)."""
+    r_min, r_max = ring_bounds(parametrization, r_min, r_max)
+    nu = (u_ring * (r_max**2 - r_min**2) + r_min**2).sqrt()
+    theta = torch.remainder((2 * u_phase - 1) * max_phase, 2 * math.pi)
     out = {}
     if parametrization in ("exp", "real"):
         out["nu_log"] = (-nu.log()).log()
@@ -48,6 +66,7 @@ def lru_ring_params(nu: Tensor, theta: Tensor, parametrization: str, gamma: str)
         out["gamma_log"] = 0.5 * (1 - nu**2).log()
     return out
 
+
 def lru_lam(params: Mapping[str, Tensor], parametrization: str) -> Tensor:
     """[M, N] λ from its stored parameters (complex, or real for ``"real"``)."""
     if parametrization == "exp":
@@ -60,12 +79,14 @@ def lru_lam(params: Mapping[str, Tensor], parametrization: str) -> Tensor:
 
 
 def lru_forward(params: Mapping[str, Tensor], x: Tensor, parametrization: str = "exp", gamma: str = "learned",
-                h0: Tensor | None = None, *, sink: GradientSink | None = None, return_stats: bool = False):
+                h0: Tensor | None = None, *, sink: GradientSink | None = None, return_stats: bool = False,
+                readout_steps: int | None = None):
     """M LRUs on x [M or 1, T, B, I] from a parameter dict (names and shapes of :func:`lru_param_shapes`).
 
-    Returns (y [M, T, B, O], hs [M, T, B, N], stats): stats is (h_sq, s_sq) with
-    ``return_stats`` (see :func:`rnnlab.diag_recurrence`), else (). ``sink`` receives the
-    per-step ‖δ_t‖², ‖v_t‖² of the recurrence at backward.
+    Returns (y [M, K, B, O], hs [M, T, B, N], stats): y at the last K = ``readout_steps`` steps
+    (default: all T); stats is (h_sq, s_sq) with ``return_stats`` (see
+    :func:`rnnlab.diag_recurrence`), else (). ``sink`` receives the per-step ‖δ_t‖², ‖v_t‖² of
+    the recurrence at backward.
     """
     complex_ = parametrization != "real"
     lam = lru_lam(params, parametrization)
@@ -85,14 +106,17 @@ def lru_forward(params: Mapping[str, Tensor], x: Tensor, parametrization: str = 
         u = torch.view_as_complex(u.view(M, T, B, N, 2))
     out = diag_recurrence(u, lam, h0, sink=sink, return_stats=return_stats)
     hs = out[0] if return_stats else out
-    # Re(C h) = C_re h_re − C_im h_im: one GEMM against the interleaved real view of h.
+    # Re(C h) = C_re h_re − C_im h_im: one GEMM against the interleaved real view of h, over the
+    # read-out steps only.
+    K = T if readout_steps is None else readout_steps
+    h_read, x_read = hs[:, T - K :], x[:, T - K :].reshape(x.shape[0], K * B, I)
     if complex_:
         w_out = torch.stack([params["C_re"], -params["C_im"]], -1).reshape(M, O, 2 * N)
-        h_flat = torch.view_as_real(hs).reshape(M, T * B, 2 * N)
+        h_flat = torch.view_as_real(h_read).reshape(M, K * B, 2 * N)
     else:
-        w_out, h_flat = params["C_re"], hs.reshape(M, T * B, N)
-    y = torch.matmul(h_flat, w_out.transpose(1, 2)) + torch.matmul(flat, params["D"].transpose(1, 2))
-    return y.view(M, T, B, O), hs, (tuple(out[1:]) if return_stats else ())
+        w_out, h_flat = params["C_re"], h_read.reshape(M, K * B, N)
+    y = torch.matmul(h_flat, w_out.transpose(1, 2)) + torch.matmul(x_read, params["D"].transpose(1, 2))
+    return y.view(M, K, B, O), hs, (tuple(out[1:]) if return_stats else ())
 
 
 class LRU(nn.Module):
@@ -142,10 +166,7 @@ class LRU(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        if parametrization not in PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
-        if gamma not in GAMMAS:
-            raise ValueError(f"gamma must be one of {GAMMAS}, got {gamma!r}")
+        check_lru_variant(parametrization, gamma)
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_models", num_models)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -154,9 +175,7 @@ class LRU(nn.Module):
             raise ValueError(f"output_size must be a positive int, got {output_size!r}")
         if not 0 <= r_min < r_max <= 1:
             raise ValueError(f"need 0 ≤ r_min < r_max ≤ 1, got r_min={r_min}, r_max={r_max}")
-        if parametrization == "exp" and (r_min == 0 or r_max == 1):
-            # log(−log ν) is infinite at ν = 0 and ν = 1; keep the ring strictly inside.
-            r_min, r_max = max(r_min, 1e-4), min(r_max, 1 - 1e-6)
+        r_min, r_max = ring_bounds(parametrization, r_min, r_max)
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
         self.num_models, self.parametrization, self.gamma = num_models, parametrization, gamma
         self.r_min, self.r_max, self.max_phase, self.batch_first = r_min, r_max, max_phase, batch_first
@@ -174,9 +193,9 @@ class LRU(nn.Module):
         """Ring initialization of λ, γ = sqrt(1 − |λ|²), and N(0, 1)/sqrt(fan_in) matrices."""
         with torch.no_grad():
             ring = torch.rand(self.num_models, self.hidden_size, dtype=self.D.dtype, device=self.D.device)
-            nu = (ring * (self.r_max**2 - self.r_min**2) + self.r_min**2).sqrt()
-            theta = torch.remainder((2 * torch.rand_like(nu) - 1) * self.max_phase, 2 * math.pi)
-            for name, value in lru_ring_params(nu, theta, self.parametrization, self.gamma).items():
+            phase = torch.rand_like(ring)
+            for name, value in lru_ring_params(ring, phase, self.parametrization, self.gamma, self.r_min, self.r_max,
+                                               self.max_phase).items():
                 getattr(self, name).copy_(value)
             for name, p in self.named_parameters():
                 if name[0] in "BCD":

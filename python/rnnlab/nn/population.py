@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..functional import GradientSink, elman, lstm
-from .lru import GAMMAS, LRU, PARAMETRIZATIONS, lru_forward, lru_lam, lru_param_shapes
+from .lru import LRU, check_lru_variant, lru_forward, lru_lam, lru_param_shapes
 
 CELLS = ("elman", "lstm", "diag")
 #: keyword options of ``population_forward`` per cell (the diagonal cell's LRU variant).
@@ -46,10 +46,7 @@ def cell_options(cell: str, options: Mapping) -> dict:
         raise ValueError(f"cell {cell!r} takes the options {sorted(allowed)}, got unknown {unknown}")
     out = {**allowed, **options}
     if cell == "diag":
-        if out["parametrization"] not in PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {out['parametrization']!r}")
-        if out["gamma"] not in GAMMAS:
-            raise ValueError(f"gamma must be one of {GAMMAS}, got {out['gamma']!r}")
+        check_lru_variant(out["parametrization"], out["gamma"])
     return out
 
 
@@ -129,8 +126,8 @@ def population_forward(
         raise ValueError(f"readout_steps must be in [1, T={T}], got {readout_steps}")
     K = readout_steps
     if cell == "diag":
-        y, _, _ = lru_forward(params, x, options["parametrization"], options["gamma"], sink=sink)
-        return y[:, T - K :]
+        y, _, _ = lru_forward(params, x, options["parametrization"], options["gamma"], sink=sink, readout_steps=K)
+        return y
     w_ih, w_out = params["weight_ih"], params["weight_out"]
     G, H = w_ih.shape[1], params["weight_hh"].shape[2]
     xp = torch.baddbmm(params["bias"][:, None, :], x.reshape(M, T * B, I), w_ih.transpose(1, 2)).view(M, T, B, G)

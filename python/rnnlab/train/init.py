@@ -117,15 +117,10 @@ def _init_group(keys: Tensor, cell: str, init: str, I: int, H: int, O: int, opti
 def _ring(keys: Tensor, shapes: dict, options: dict) -> dict[str, Tensor]:
     """The LRU's ring initialisation (module docstring) from each model's stream."""
     o = {**RING_DEFAULTS, **options}
-    r_min, r_max = o["r_min"], o["r_max"]
-    if o["parametrization"] == "exp":  # log(−log ν) is infinite at ν = 0 and 1: as rnnlab.LRU
-        r_min, r_max = max(r_min, 1e-4), min(r_max, 1 - 1e-6)
     N = shapes["C_re"][2]
     ring = rng.uniform(rng.derive(keys, "init", "ring"), (N,), torch.float64)
     phase = rng.uniform(rng.derive(keys, "init", "phase"), (N,), torch.float64)
-    nu = (ring * (r_max**2 - r_min**2) + r_min**2).sqrt()
-    theta = torch.remainder((2 * phase - 1) * o["max_phase"], 2 * math.pi)
-    out = lru_ring_params(nu, theta, o["parametrization"], o["gamma"])
+    out = lru_ring_params(ring, phase, o["parametrization"], o["gamma"], o["r_min"], o["r_max"], o["max_phase"])
     for name, shape in shapes.items():
         if name[0] in "BCD":
             out[name] = _normal(keys, name, shape, 1 / math.sqrt(shape[-1]))

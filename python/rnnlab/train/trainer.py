@@ -153,7 +153,7 @@ def train_population(
     acc = _Accumulator(M, device)
     veg = VegCounter(M, veg_rule, device)
     active = torch.ones(M, dtype=torch.bool, device=device)
-    last_profile = None
+    last_delta_sq = None  # [M_active, T, B] ‖δ_t‖² of the latest update, profiled at validations
     start = time.perf_counter()
     updates = torch.zeros(M, dtype=torch.int64, device=device)
     finalized: set[int] = set()  # runs whose results are final (frozen at success)
@@ -197,12 +197,12 @@ def train_population(
             acc.add(idx, loss.detach(), stats.norm, sink.omega.detach(), stats.clipped, stats.fallback)
             delta_sq = sink.delta_sq.detach()
             veg.add(idx, delta_sq, stats.norm, k)
-            last_profile = (idx, T, delta_sq.mean(2).sqrt())
+            last_delta_sq = delta_sq
             updates[idx] = k + 1
 
             out_of_time = time_limit_s is not None and time.perf_counter() - start > time_limit_s
             if (k + 1) % cfg.val_every == 0 or k + 1 == cfg.max_updates or out_of_time:
-                newly_done = _validation_step(task, params, keys, ctx, cfg, idx, k + 1, acc, last_profile, results,
+                newly_done = _validation_step(task, params, keys, ctx, cfg, idx, k + 1, acc, last_delta_sq, results,
                                               active, success_error, time.perf_counter() - start, model_kw)
                 _finalize(newly_done, results, params, acc, veg, updates, keep_params, model_kw)
                 finalized.update(newly_done)
@@ -245,7 +245,7 @@ def _finalize(models: list[int], results, params, acc, veg, updates, keep_params
             r.params = {n: v[m].detach().cpu().clone() for n, v in params.items()}
 
 
-def _validation_step(task, params, keys, ctx, cfg, idx, update, acc, last_profile, results, active, success_error, elapsed,
+def _validation_step(task, params, keys, ctx, cfg, idx, update, acc, last_delta_sq, results, active, success_error, elapsed,
                      model_kw):
     """Validate the models ``idx``, log their interval statistics, freeze the successful ones.
     Returns the models frozen by this validation."""
@@ -254,7 +254,7 @@ def _validation_step(task, params, keys, ctx, cfg, idx, update, acc, last_profil
                                    math.ceil(update / cfg.val_every), success_error)
     rho = recurrent_radius(sub_params, **model_kw)
     interval = acc.interval()
-    _, T, profile = last_profile
+    T, profile = last_delta_sq.shape[1], last_delta_sq.mean(2).sqrt()
     frozen = []
     for j, m in enumerate(idx.tolist()):
         r = results[m]
