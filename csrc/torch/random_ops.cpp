@@ -53,41 +53,38 @@ RNNLAB_INLINE T unit(uint32_t w) {
 }
 
 // ---- row fillers: words j0 … j1−1 of model m, written at out + m·n ----------------------------
-struct BitsRows {
+// One stream per model, each word mapped to an output value by Map (inlined into the ISA loops).
+template <typename Out, class Map>
+struct WordRows {
   const StreamKey* keys;
   int64_t n;
-  int64_t* out;
+  Out* out;
+  Map map;
   RNNLAB_INLINE void operator()(int64_t m, int64_t j0, int64_t j1) const {
     const StreamKey key = keys[m];
-    int64_t* row = out + m * n;
-    for (int64_t j = j0; j < j1; ++j) row[j] = word(key, static_cast<uint32_t>(j));
+    Out* row = out + m * n;
+    for (int64_t j = j0; j < j1; ++j) row[j] = map(word(key, static_cast<uint32_t>(j)));
   }
+};
+
+struct AsWord {  // rng.bits
+  RNNLAB_INLINE int64_t operator()(uint32_t w) const { return w; }
 };
 
 template <typename T>
-struct UniformRows {
-  const StreamKey* keys;
-  int64_t n;
-  T* out;
-  RNNLAB_INLINE void operator()(int64_t m, int64_t j0, int64_t j1) const {
-    const StreamKey key = keys[m];
-    T* row = out + m * n;
-    for (int64_t j = j0; j < j1; ++j) row[j] = unit<T>(word(key, static_cast<uint32_t>(j)));
-  }
+struct AsUnit {  // rng.uniform
+  RNNLAB_INLINE T operator()(uint32_t w) const { return unit<T>(w); }
 };
 
-struct RandintRows {  // ⌊u·high⌋ = (w₂₄ · high) >> 24 (rng.randint)
-  const StreamKey* keys;
-  int64_t n;
+struct AsRandint {  // ⌊u·high⌋ = (w₂₄ · high) >> 24 (rng.randint)
   uint64_t high;
-  int64_t* out;
-  RNNLAB_INLINE void operator()(int64_t m, int64_t j0, int64_t j1) const {
-    const StreamKey key = keys[m];
-    int64_t* row = out + m * n;
-    for (int64_t j = j0; j < j1; ++j)
-      row[j] = static_cast<int64_t>((uint64_t{word(key, static_cast<uint32_t>(j)) >> 8} * high) >> 24);
-  }
+  RNNLAB_INLINE int64_t operator()(uint32_t w) const { return static_cast<int64_t>((uint64_t{w >> 8} * high) >> 24); }
 };
+
+template <typename Out, class Map>
+WordRows<Out, Map> word_rows(const std::vector<StreamKey>& keys, int64_t n, Out* out, Map map) {
+  return {keys.data(), n, out, map};
+}
 
 struct BoxMullerRows {  // the arguments of normal's log1p (−u₁) and cos (2π·u₂)
   const StreamKey* radius_keys;
@@ -171,7 +168,7 @@ at::Tensor random_bits_cpu(const at::Tensor& keys, int64_t n) {
   check_count(n);
   const int64_t M = keys.size(0);
   auto out = at::empty({M, n}, cpu_options(at::kLong));
-  fill(BitsRows{k.data(), n, out.mutable_data_ptr<int64_t>()}, M);
+  fill(word_rows(k, n, out.mutable_data_ptr<int64_t>(), AsWord{}), M);
   return out;
 }
 
@@ -182,9 +179,9 @@ at::Tensor random_uniform_cpu(const at::Tensor& keys, int64_t n, at::ScalarType 
   const int64_t M = keys.size(0);
   auto out = at::empty({M, n}, cpu_options(dtype));
   if (dtype == at::kFloat)
-    fill(UniformRows<float>{k.data(), n, out.mutable_data_ptr<float>()}, M);
+    fill(word_rows(k, n, out.mutable_data_ptr<float>(), AsUnit<float>{}), M);
   else
-    fill(UniformRows<double>{k.data(), n, out.mutable_data_ptr<double>()}, M);
+    fill(word_rows(k, n, out.mutable_data_ptr<double>(), AsUnit<double>{}), M);
   return out;
 }
 
@@ -194,7 +191,7 @@ at::Tensor random_randint_cpu(const at::Tensor& keys, int64_t n, int64_t high) {
   TORCH_CHECK_VALUE(1 <= high && high <= kMaxHigh, "high must be in [1, 2**24], got ", high);
   const int64_t M = keys.size(0);
   auto out = at::empty({M, n}, cpu_options(at::kLong));
-  fill(RandintRows{k.data(), n, static_cast<uint64_t>(high), out.mutable_data_ptr<int64_t>()}, M);
+  fill(word_rows(k, n, out.mutable_data_ptr<int64_t>(), AsRandint{static_cast<uint64_t>(high)}), M);
   return out;
 }
 
