@@ -83,6 +83,11 @@ _RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 _HINTS = typing.get_type_hints(RunConfig)
 
 
+def _is_kwarg_entry(name: str) -> bool:
+    """``task_kwargs.<key>`` or ``cell_kwargs.<key>``."""
+    return "." in name and name.split(".", 1)[0] in _KWARG_FIELDS
+
+
 def toml_module():
     """``tomllib`` (Python ≥ 3.11), else the ``tomli`` backport it came from."""
     try:
@@ -174,7 +179,7 @@ def _unknown(where: str, name: str, allowed: Iterable[str]) -> SpecError:
 
 def _check_type(where: str, name: str, value) -> None:
     """Check one field value against the RunConfig annotation and the allowed choices."""
-    if name.split(".", 1)[0] in _KWARG_FIELDS and "." in name:
+    if _is_kwarg_entry(name):
         return  # checked when the task / the run is built
     if name in _CHOICES:
         if name == "nonlinearity" and value is None:
@@ -224,7 +229,7 @@ def _allowed_types(name: str) -> tuple:
 
 def _check_field(where: str, name: str, value):
     allowed = set(_RUN_FIELDS) | set(SHORTHANDS)
-    if name not in allowed and not (name.split(".", 1)[0] in _KWARG_FIELDS and "." in name):
+    if name not in allowed and not _is_kwarg_entry(name):
         raise _unknown(where, name, allowed)
     value = _normalize(name, value)
     _check_type(where, name, value)
