@@ -197,6 +197,44 @@ class LstmFunction(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------------------------------
+# GRU
+# ---------------------------------------------------------------------------------------------
+class GruFunction(torch.autograd.Function):
+    """(hs, gates) = gru(xp, w_hh, b_hn, h0); the sinks receive the per-step statistics.
+
+    ``gates`` [M, T, B, 4H] (r, z, n, hn) is saved for the backward pass and not
+    differentiable. The sinks work as in :class:`ElmanFunction`: step_sink [M, 2, T, B] gets
+    (‖δ_t‖², ‖v_t‖²), reg_sink [M, 2] gets (Ω, N) computed from them.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(xp, w_hh, b_hn, h0, step_sink, reg_sink):
+        from . import reference
+
+        return reference.gru_forward(xp, w_hh, b_hn, h0)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, w_hh, _, h0, step_sink, reg_sink = inputs
+        hs, gates = output
+        ctx.mark_non_differentiable(gates)
+        ctx.save_for_backward(hs, gates, h0, w_hh)
+        ctx.want_stats = (step_sink is not None, reg_sink is not None)
+
+    @staticmethod
+    def backward(ctx, grad_hs, _grad_gates):
+        from . import reference
+
+        hs, gates, h0, w_hh = ctx.saved_tensors
+        grad_xp, grad_w, grad_b_hn, grad_h0, delta_sq, v_sq = reference.gru_backward(
+            grad_hs.contiguous(), hs, gates, h0, w_hh
+        )
+        return (grad_xp, grad_w, grad_b_hn, grad_h0, *_sink_grads(ctx, delta_sq, v_sq))
+
+
+# ---------------------------------------------------------------------------------------------
 # Diagonal linear recurrence
 # ---------------------------------------------------------------------------------------------
 @torch.library.register_fake("rnnlab::diag_forward")

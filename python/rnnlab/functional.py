@@ -213,6 +213,70 @@ def lstm(
     return hs, cs
 
 
+def gru(
+    xp: Tensor,
+    w_hh: Tensor,
+    b_hn: Tensor | None,
+    h0: Tensor | None = None,
+    *,
+    sink: GradientSink | None = None,
+) -> Tensor:
+    """M independent GRUs (PyTorch's cell, gate order r, z, n) in one fused call.
+
+    ``[a_r, a_z, a_n] = h_{t-1} w_hhᵀ``; ``r = σ(xp_r + a_r)``, ``z = σ(xp_z + a_z)``,
+    ``n = tanh(xp_n + r ⊙ (a_n + b_hn))``, ``h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}``.
+
+    From ``nn.GRU``'s parameters: ``xp = x W_ihᵀ + b_ih + [b_hr, b_hz, 0]`` (the r and z hidden
+    biases fold into xp; b_hn cannot, because r multiplies it) and ``b_hn = b_hh[2H:]``.
+
+    CUDA tensors run the pure-PyTorch :func:`rnnlab.reference.gru_forward` /
+    :func:`~rnnlab.reference.gru_backward` (there is no CUDA GRU kernel yet): same results,
+    sinks included, at per-step-loop speed.
+
+    Args:
+        xp: [M, T, B, 3H] projected inputs (float32 or float64), gate blocks r, z, n.
+        w_hh: [M, 3H, H] recurrent weights in PyTorch's layout (``weight_hh_l0`` of model m is
+            ``w_hh[m]``).
+        b_hn: [M, H] the n-gate hidden bias (``bias_hh_l0[2H:]``), or None for zeros.
+        h0: [M, B, H] initial states, or None for zeros.
+        sink: optional :class:`GradientSink` (``GradientSink.like(xp)``) that receives, at
+            backward, ‖δ_t‖² and ‖v_t‖² (SPEC.md §8.1 B1–B2) and Ω, N computed from them. v_t is
+            the whole contribution of step t to ∂L/∂h_{t-1}, the ``z ⊙ δ_t`` skip path included,
+            so ‖v_t‖/‖δ_t‖ is the per-step gain as for Elman. The regularizer's gradient is not
+            available for the GRU.
+    Returns:
+        hs: [M, T, B, H], the states h_1 … h_T.
+    """
+    if not isinstance(xp, Tensor):
+        raise TypeError(f"xp must be a Tensor, got {type(xp).__name__}")
+    if xp.dim() != 4 or xp.shape[-1] % 3 != 0:
+        raise ValueError(f"xp must have shape [M, T, B, 3H] (gates r, z, n), got {list(xp.shape)}")
+    if xp.dtype not in _FLOATS:
+        raise TypeError(f"xp must be float32 or float64, got {xp.dtype}")
+    M, T, B, G = xp.shape
+    H = G // 3
+    _check("w_hh", w_hh, (M, G, H), xp.dtype, xp.device, like="xp")
+    if b_hn is None:
+        b_hn = xp.new_zeros(M, H)
+    else:
+        _check("b_hn", b_hn, (M, H), xp.dtype, xp.device, like="xp")
+    if h0 is None:
+        h0 = xp.new_zeros(M, B, H)
+    else:
+        _check("h0", h0, (M, B, H), xp.dtype, xp.device, like="xp")
+    if sink is not None:
+        _check("sink.step", sink.step, (M, 2, T, B), xp.dtype, xp.device, like="xp")
+    hs, _ = _ops.GruFunction.apply(
+        xp.contiguous(),
+        w_hh.contiguous(),
+        b_hn.contiguous(),
+        h0.contiguous(),
+        None if sink is None else sink.step,
+        None if sink is None else sink.reg,
+    )
+    return hs
+
+
 _DIAG_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 

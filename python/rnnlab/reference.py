@@ -250,6 +250,84 @@ def lstm_backward(
 
 
 # ---------------------------------------------------------------------------------------------
+# GRU (PyTorch's cell, gate order r, z, n; kernel notes in csrc/kernels/cpu/gru.h)
+# ---------------------------------------------------------------------------------------------
+def gru_forward(xp: Tensor, w_hh: Tensor, b_hn: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
+    """GRU recurrence with the r and z hidden biases folded into xp.
+
+    ``[a_r, a_z, a_n] = h_{t-1} w_hhᵀ``; ``r = σ(xp_r + a_r)``, ``z = σ(xp_z + a_z)``,
+    ``hn = a_n + b_hn``, ``n = tanh(xp_n + r ⊙ hn)``, ``h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}``.
+
+    Args:
+        xp: [M, T, B, 3H] projected inputs ``x W_ihᵀ + b_ih + [b_hr, b_hz, 0]``, gate blocks r, z, n.
+        w_hh: [M, 3H, H] recurrent weights, PyTorch layout (weight_hh_l0).
+        b_hn: [M, H] the n-gate hidden bias (it cannot be folded into xp: r multiplies it).
+        h0: [M, B, H] initial state.
+    Returns:
+        hs [M, T, B, H] (h_1 … h_T), gates [M, T, B, 4H] (r, z, n, hn: what backward needs).
+    """
+    M, T, B, G = xp.shape
+    H = G // 3
+    h = h0
+    hs, gates = [], []
+    for t in range(T):
+        a_r, a_z, a_n = torch.bmm(h, w_hh.transpose(1, 2)).chunk(3, -1)
+        x_r, x_z, x_n = xp[:, t].chunk(3, -1)
+        r, z = torch.sigmoid(x_r + a_r), torch.sigmoid(x_z + a_z)
+        hn = a_n + b_hn.unsqueeze(1)
+        n = torch.tanh(x_n + r * hn)
+        h = n + z * (h - n)
+        hs.append(h)
+        gates.append(torch.cat([r, z, n, hn], -1))
+    if T == 0:
+        return xp.new_empty(M, 0, B, H), xp.new_empty(M, 0, B, 4 * H)
+    return torch.stack(hs, 1), torch.stack(gates, 1)
+
+
+def gru_backward(
+    grad_hs: Tensor, hs: Tensor, gates: Tensor, h0: Tensor, w_hh: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT through :func:`gru_forward`, with the per-step statistics of SPEC §8.1.
+
+    With δ_t = ∂L/∂h_t the total gradient on the state:
+    ``∂n = δ (1 − z) (1 − n²)``, ``∂r = ∂n ⊙ hn ⊙ r (1 − r)``, ``∂z = δ (h_{t-1} − n) z (1 − z)``
+    (grad_xp_t = [∂r, ∂z, ∂n]); the recurrent pre-activations get g_t = [∂r, ∂z, ∂n ⊙ r], and
+    ``v_t = g_t w_hh + δ_t ⊙ z`` is the whole contribution of step t to δ_{t-1}, the skip path
+    included (the GRU has one state, so ‖v_t‖/‖δ_t‖ is the per-step gain, as for Elman).
+
+    Args:
+        grad_hs: [M, T, B, H] ∂⁺L/∂h_t. hs, gates, h0, w_hh: as for :func:`gru_forward`.
+    Returns:
+        grad_xp [M, T, B, 3H], grad_w_hh [M, 3H, H], grad_b_hn [M, H], grad_h0 [M, B, H],
+        delta_sq [M, T, B] (‖δ_t‖², B1), v_sq [M, T, B] (‖v_t‖², B2).
+    """
+    M, T, B, H = hs.shape
+    v = torch.zeros_like(h0)
+    dxs, drecs, delta_sq, v_sq = [], [], [], []
+    for t in reversed(range(T)):
+        r, z, n, hn = gates[:, t].chunk(4, -1)
+        h_prev = h0 if t == 0 else hs[:, t - 1]
+        delta = grad_hs[:, t] + v
+        dn = delta * (1 - z) * (1 - n * n)
+        dr = dn * hn * r * (1 - r)
+        dz = delta * (h_prev - n) * z * (1 - z)
+        drec = torch.cat([dr, dz, dn * r], -1)
+        v = torch.bmm(drec, w_hh) + delta * z
+        dxs.append(torch.cat([dr, dz, dn], -1))
+        drecs.append(drec)
+        delta_sq.append((delta * delta).sum(-1))
+        v_sq.append((v * v).sum(-1))
+    if T == 0:
+        empty = hs.new_zeros(M, 0, B)
+        return hs.new_zeros(M, 0, B, 3 * H), torch.zeros_like(w_hh), hs.new_zeros(M, H), torch.zeros_like(h0), empty, empty
+    drec = torch.stack(drecs[::-1], 1)
+    h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], 1)
+    grad_w = torch.einsum("mtbi,mtbj->mij", drec, h_prev)
+    grad_b_hn = drec[..., 2 * H :].sum((1, 2))
+    return torch.stack(dxs[::-1], 1), grad_w, grad_b_hn, v, torch.stack(delta_sq[::-1], 1), torch.stack(v_sq[::-1], 1)
+
+
+# ---------------------------------------------------------------------------------------------
 # Diagonal linear recurrence h_t = λ ⊙ h_{t-1} + u_t (real or complex; csrc/kernels/cpu/diag.h)
 # ---------------------------------------------------------------------------------------------
 def diag_forward(u: Tensor, lam: Tensor, h0: Tensor, stats: bool = False) -> tuple[Tensor, Tensor, Tensor]:
