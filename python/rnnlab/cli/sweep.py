@@ -47,7 +47,8 @@ def _run(args) -> int:
     db = Path(args.db) if args.db else (out_dir / f"{spec.name}.sqlite" if out_dir else Path(f"{spec.name}.sqlite"))
     out = run_sweep(spec, str(db), backend=args.backend, device=args.device, max_population=args.max_population,
                     progress=not args.quiet, threads=args.threads, ray_address=args.ray_address,
-                    cpus_per_task=args.cpus_per_task, num_cpus=args.num_cpus)
+                    cpus_per_task=args.cpus_per_task, num_cpus=args.num_cpus,
+                    save_params=True if args.save_params else None)
     print(f"{spec.name}: {out['trained']} runs trained, {out['skipped']} already in {db}, "
           f"{out['model_updates_per_s']:,.0f} model-updates/s over {out['elapsed_s']:.0f} s")
     if not args.no_report:
@@ -132,6 +133,8 @@ def register(sub) -> None:
     r.add_argument("--ray-address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local one)")
     r.add_argument("--report", help="report directory (default: <out>, else <db>_report)")
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    r.add_argument("--save-params", action="store_true",
+                   help="also store each run's trained weights (for rnnlab.analysis; default: the spec's engine.save_params)")
     r.add_argument("--dry-run", action="store_true", help="validate and count runs and populations only")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_run)

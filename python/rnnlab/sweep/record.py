@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ..train import RunResult
 from ..train.veg import VegRule
 from .spec import Run
+from .store import PARAMS_KEY
 
 #: profiles longer than this are stored at this many evenly spaced steps (first and last kept).
 PROFILE_POINTS = 64
@@ -112,7 +113,8 @@ def veg_from_series(r1: list[float], norms: list[float], fallbacks: int, rule: V
 
 def make_row(run: Run, result: RunResult, *, population_id: str, population_size: int, backend: str,
              device: str, rule: VegRule = VegRule()) -> dict:
-    """The store row of a finished run (column names of :data:`rnnlab.sweep.store.COLUMNS`)."""
+    """The store row of a finished run (column names of :data:`rnnlab.sweep.store.COLUMNS`), plus
+    the run's trained weights under :data:`rnnlab.sweep.store.PARAMS_KEY` when the result kept them."""
     c = run.config
     kw = c.task_kwargs
     profiles = result.grad_profiles
@@ -134,4 +136,6 @@ def make_row(run: Run, result: RunResult, *, population_id: str, population_size
         "profile_last": downsample(log10_ratio_profile(profiles[-1]["delta_norm"])) if profiles else None,
     }
     row.update(veg_flags(result, rule))
+    if result.params is not None:
+        row[PARAMS_KEY] = result.params
     return row

@@ -99,8 +99,9 @@ class Progress:
 
 def train_rows(runs: list[Run], population_id: str, device: str, backend: str,
                on_update: Callable[[int], None] | None = None, veg_rule: VegRule = VegRule(),
-               on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
-    """Train ``runs`` as one population with :func:`rnnlab.train.train_population`; their rows.
+               on_rows: Callable[[list[dict]], None] | None = None, save_params: bool = False) -> list[dict]:
+    """Train ``runs`` as one population with :func:`rnnlab.train.train_population`; their rows
+    (with each run's trained weights when ``save_params``).
 
     ``on_update(active)`` is called after every update with the number of models still training.
     ``on_rows(rows)`` is called with the rows of runs as soon as they are final: the runs a
@@ -120,7 +121,8 @@ def train_rows(runs: list[Run], population_id: str, device: str, backend: str,
             on_rows([row(i, res) for i, res in event["finished"]])
             emitted.update(i for i, _ in event["finished"])
 
-    results = train_population([r.config for r in runs], device, callback=callback, keep_params=False, veg_rule=veg_rule)
+    results = train_population([r.config for r in runs], device, callback=callback, keep_params=save_params,
+                               veg_rule=veg_rule)
     rows = [row(i, res) for i, res in enumerate(results) if i not in emitted]
     if on_rows is not None:
         on_rows(rows)
@@ -128,11 +130,12 @@ def train_rows(runs: list[Run], population_id: str, device: str, backend: str,
 
 
 def _run_embedded(pops: list[Population], device: str, commit: Callable[..., None], progress: Progress,
-                  veg_rule: VegRule) -> None:
+                  veg_rule: VegRule, save_params: bool) -> None:
     """Populations one after the other in this process; each run's row is committed as soon as
     the run is final (progress.on_update counts the model-updates as they happen)."""
     for pop in pops:
-        train_rows(pop.runs, pop.population_id, device, "embedded", progress.on_update, veg_rule, on_rows=commit)
+        train_rows(pop.runs, pop.population_id, device, "embedded", progress.on_update, veg_rule, on_rows=commit,
+                   save_params=save_params)
 
 
 class RowMailbox:
@@ -154,7 +157,7 @@ class RowMailbox:
 
 
 def _run_ray(pops: list[Population], device: str, commit: Callable[..., None], veg_rule: VegRule,
-             ray_address: str | None, cpus_per_task: int, num_cpus: int | None) -> None:
+             ray_address: str | None, cpus_per_task: int, num_cpus: int | None, save_params: bool) -> None:
     """Populations as Ray tasks. Each worker hands its rows to a :class:`RowMailbox` as the runs
     become final; the driver commits them with ``commit(rows, count_updates=True)`` while it
     waits for the tasks (the workers cannot report single updates to the driver's progress bar,
@@ -177,7 +180,7 @@ def _run_ray(pops: list[Population], device: str, commit: Callable[..., None], v
             if rows:  # waiting for the put keeps the order "rows in the mailbox, then the task is done"
                 ray.get(mailbox.put.remote(rows))
 
-        train_rows(runs, population_id, device, "ray", veg_rule=veg_rule, on_rows=send)
+        train_rows(runs, population_id, device, "ray", veg_rule=veg_rule, on_rows=send, save_params=save_params)
 
     # num_cpus=0: an actor that waited for a CPU held by the tasks writing to it would deadlock them
     mailbox = ray.remote(num_cpus=0)(RowMailbox).remote()
@@ -212,6 +215,7 @@ def run_sweep(
     cpus_per_task: int = 1,
     num_cpus: int | None = None,
     threads: int | None = None,
+    save_params: bool | None = None,
 ) -> dict:
     """Train every run of ``spec`` that ``db_path`` has no row for; one row per run.
 
@@ -224,6 +228,8 @@ def run_sweep(
             waits for all its threads to be scheduled.
         ray_address, cpus_per_task, num_cpus: Ray backend only (see the module docstring);
             ``num_cpus`` limits a local cluster.
+        save_params: also store each run's trained weights, in the same transaction as its row
+            (:meth:`rnnlab.sweep.ResultStore.params`); needed by the post-training analyses.
     Returns:
         dict: ``planned``, ``skipped`` (already stored), ``trained``, ``populations``, and the
         progress rates (``elapsed_s``, ``model_updates_per_s`` …).
@@ -234,6 +240,7 @@ def run_sweep(
     max_population = max_population or eng.get("max_population")
     memory_fraction = memory_fraction or eng.get("memory_fraction", 0.5)
     threads = threads or eng.get("threads")
+    save_params = eng.get("save_params", False) if save_params is None else save_params
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -259,10 +266,10 @@ def run_sweep(
             if pops and backend == "embedded":
                 if threads:
                     torch.set_num_threads(threads)
-                _run_embedded(pops, device, commit, bar, veg_rule)
+                _run_embedded(pops, device, commit, bar, veg_rule, save_params)
             elif pops:
                 _run_ray(pops, device, commit, veg_rule, ray_address or os.environ.get("RAY_ADDRESS"),
-                         cpus_per_task, num_cpus)
+                         cpus_per_task, num_cpus, save_params)
         finally:
             bar.close()
         return {"planned": len(runs), "skipped": len(runs) - len(todo), "trained": bar.done,

@@ -68,7 +68,8 @@ _KWARG_FIELDS = ("task_kwargs", "cell_kwargs")
 #: the sections a spec file may have.
 SECTIONS = ("name", "description", "fixed", "grid", "engine")
 #: engine options a spec file may set in its [engine] table (command-line flags override them).
-ENGINE_OPTIONS = {"max_population": int, "device": str, "backend": str, "memory_fraction": float, "threads": int}
+ENGINE_OPTIONS = {"max_population": int, "device": str, "backend": str, "memory_fraction": float, "threads": int,
+                  "save_params": bool}
 
 _CHOICES = {
     "task": tuple(sorted(TASKS)),
@@ -252,7 +253,7 @@ class SweepSpec:
 
     Use :meth:`from_file` / :meth:`from_dict` / :func:`grid` to build one and :meth:`expand` for
     its runs. ``engine`` holds engine options (``max_population``, ``device``, ``backend``,
-    ``memory_fraction``, ``threads``).
+    ``memory_fraction``, ``threads``, ``save_params``).
     """
 
     name: str
@@ -328,7 +329,8 @@ class SweepSpec:
         for k, v in self.engine.items():
             if k not in ENGINE_OPTIONS:
                 raise _unknown("engine", k, ENGINE_OPTIONS)
-            if not isinstance(v, ENGINE_OPTIONS[k]) or isinstance(v, bool):
+            kind = ENGINE_OPTIONS[k]
+            if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
                 raise SpecError(f"engine.{k} must be {ENGINE_OPTIONS[k].__name__}, got {v!r}")
         for k, v in self.fixed.items():
             self.fixed[k] = _check_field(f"fixed.{k}", k, v)

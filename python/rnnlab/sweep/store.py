@@ -8,6 +8,11 @@ Tables:
 * ``plan``: every run a sweep asked for (run_id, sweep name, config JSON), so ``status`` can say
   what is left without the spec file.
 * ``meta``: key -> JSON value (specs, VEG thresholds, rnnlab version).
+* ``params``: a run's trained weights (run_id, one ``.npz`` blob of name -> array), written only
+  when the sweep asks for them (``save_params``), in the same transaction as the run's row: a
+  stored row with saved weights never lacks them. Read them back with :meth:`ResultStore.params`
+  or :meth:`ResultStore.population_params` (for the post-training analyses of
+  :mod:`rnnlab.analysis`); the blob is plain numpy (``numpy.load(io.BytesIO(blob))``).
 
 The database is in WAL mode: a row is durable once :meth:`ResultStore.add` returns, readers
 (``rnnlab sweep status`` while a sweep runs) never block the writer, and a process killed at any
@@ -16,11 +21,15 @@ point leaves every committed row intact and no partial one. Resuming a sweep = s
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
+import torch
 
 #: (column, SQLite type) of the runs table, in order; JSON columns hold text.
 COLUMNS = (
@@ -41,10 +50,24 @@ COLUMNS = (
 _NAMES = tuple(c for c, _ in COLUMNS)
 _JSON = {c for c, t in COLUMNS if t == "JSON"}
 _INDEXED = ("task", "length", "cell", "hidden", "init", "optimizer", "lr", "seed", "success", "veg")
+#: the key of a row dict that carries the run's trained weights (name -> tensor) to the store;
+#: it is not a column: :meth:`ResultStore.add` writes it to the ``params`` table.
+PARAMS_KEY = "params"
 
 
 def _json_default(v):
     raise TypeError(f"not JSON-serializable: {type(v).__name__}")
+
+
+def _pack_params(params: Mapping[str, torch.Tensor]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{n: v.detach().cpu().numpy() for n, v in params.items()})
+    return buf.getvalue()
+
+
+def _unpack_params(blob: bytes) -> dict[str, torch.Tensor]:
+    with np.load(io.BytesIO(blob)) as z:
+        return {n: torch.from_numpy(z[n].copy()) for n in z.files}
 
 
 def _encode(v):
@@ -84,6 +107,7 @@ class ResultStore:
                 self.db.execute(f"ALTER TABLE runs ADD COLUMN {c} {t}")
         self.db.execute("CREATE TABLE IF NOT EXISTS plan (run_id TEXT PRIMARY KEY, sweep TEXT, config JSON)")
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value JSON)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS params (run_id TEXT PRIMARY KEY, tensors BLOB)")
         for c in _INDEXED:
             self.db.execute(f"CREATE INDEX IF NOT EXISTS runs_{c} ON runs ({c})")
 
@@ -115,15 +139,55 @@ class ResultStore:
 
     def add(self, row: dict, sweep: str = "") -> bool:
         """Store one finished run and commit. Returns False (and stores nothing) if a run with
-        this ``run_id`` is already stored. Unknown keys raise KeyError naming them."""
-        extra = set(row) - set(_NAMES)
+        this ``run_id`` is already stored. Unknown keys raise KeyError naming them. A row's
+        :data:`PARAMS_KEY` entry (name -> tensor), if any, goes to the ``params`` table in the
+        same transaction."""
+        params = row.get(PARAMS_KEY)
+        extra = set(row) - set(_NAMES) - {PARAMS_KEY}
         if extra:
             raise KeyError(f"row has unknown columns {sorted(extra)}; expected a subset of {list(_NAMES)}")
         values = {**row, "sweep": row.get("sweep", sweep)}
         names = [c for c in _NAMES if c in values]
         sql = f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) ON CONFLICT(run_id) DO NOTHING"
-        cur = self.db.execute(sql, [_encode(values[c]) for c in names])
-        return cur.rowcount == 1
+        if params is None:
+            return self.db.execute(sql, [_encode(values[c]) for c in names]).rowcount == 1
+        blob = _pack_params(params)
+        self.db.execute("BEGIN")
+        try:
+            added = self.db.execute(sql, [_encode(values[c]) for c in names]).rowcount == 1
+            if added:
+                self.db.execute("INSERT OR REPLACE INTO params VALUES (?, ?)", (row["run_id"], blob))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return added
+
+    def params(self, run_id: str) -> dict[str, torch.Tensor] | None:
+        """The trained weights of one run (name -> tensor, without the model dim; the shapes of
+        :func:`rnnlab.nn.population.param_shapes` at M = 1, squeezed), or None if not saved."""
+        row = self.db.execute("SELECT tensors FROM params WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else _unpack_params(row[0])
+
+    def population_params(self, run_ids: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The weights of several runs stacked along a leading model dim M (in ``run_ids``
+        order), ready for :func:`rnnlab.nn.population.population_forward`. The runs must have
+        saved weights of equal shapes (same cell, sizes); else ValueError naming the first bad one."""
+        if not run_ids:
+            raise ValueError("run_ids must name at least one run")
+        per_run = []
+        for rid in run_ids:
+            p = self.params(rid)
+            if p is None:
+                raise ValueError(f"run {rid!r} has no saved weights (run the sweep with save_params)")
+            if per_run and {n: v.shape for n, v in p.items()} != {n: v.shape for n, v in per_run[0].items()}:
+                raise ValueError(f"run {rid!r} has weights of other names or shapes than run {run_ids[0]!r}")
+            per_run.append(p)
+        return {n: torch.stack([p[n] for p in per_run]) for n in per_run[0]}
+
+    def params_count(self) -> int:
+        """How many runs have saved weights."""
+        return self.db.execute("SELECT COUNT(*) FROM params").fetchone()[0]
 
     def count(self, sweep: str | None = None) -> int:
         if sweep is None:
