@@ -83,7 +83,7 @@ def test_population_module_for_every_cell():
         assert sub.num_models == 2 and sub.cell == cell and sub.options == model.options
         torch.testing.assert_close(sub(x[[2, 0]]), model(x)[[2, 0]])
     with pytest.raises(ValueError, match="cell must be one of"):
-        Population(M, I, H, O, "gru")
+        Population(M, I, H, O, "rwkv")
     with pytest.raises(ValueError, match="cell 'lstm' takes the options"):
         Population(M, I, H, O, "lstm", nonlinearity="relu")
     with pytest.raises(ValueError, match="reg_weight .* cell='elman' only"):

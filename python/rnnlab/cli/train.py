@@ -184,7 +184,7 @@ def register(sub) -> None:
                    help="extra task argument, e.g. n_info=3, pad=16, nu0=0.99 (repeatable)")
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=int, default=50)
-    g.add_argument("--cell", default="elman", choices=CELLS, help="elman, lstm or diag (an LRU; see docs/sweeps.md)")
+    g.add_argument("--cell", default="elman", choices=CELLS, help="elman, lstm, gru or diag (an LRU; see docs/sweeps.md)")
     g.add_argument("--cell-arg", type=_key_value, action="append", metavar="KEY=VALUE",
                    help="a cell option, e.g. r_min=0.9 for --cell diag (repeatable)")
     g.add_argument("--init", nargs="+", default=[None], choices=INITS,

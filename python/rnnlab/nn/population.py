@@ -1,6 +1,6 @@
 """Populations of M independent RNNs with read-outs, each run by one fused kernel call.
 
-Three cells (``cell=``), model m of each in PyTorch's column layout:
+Four cells (``cell=``), model m of each in PyTorch's column layout:
 
 * ``"elman"`` (SPEC §1): h_t = φ(W_ih[m] x_t + b[m] + W_hh[m] h_{t-1}); one hidden bias per
   model (Pascanu's ``b_hh``; nn.RNN's b_ih + b_hh would be redundant), so the parameters are
@@ -8,10 +8,13 @@ Three cells (``cell=``), model m of each in PyTorch's column layout:
   weight_out [M, O, H], bias_out [M, O].
 * ``"lstm"``: PyTorch's LSTM cell (gates i, f, g, o) with one bias per gate row (b_ih + b_hh
   folded): weight_ih [M, 4H, I], weight_hh [M, 4H, H], bias [M, 4H], weight_out, bias_out.
+* ``"gru"``: PyTorch's GRU cell (gates r, z, n): weight_ih [M, 3H, I], weight_hh [M, 3H, H],
+  bias [M, 3H] (b_ih with the r and z hidden biases folded in), bias_hn [M, H] (the n gate's
+  hidden bias, which r multiplies, so it cannot be folded), weight_out, bias_out.
 * ``"diag"``: the LRU of :mod:`rnnlab.nn.lru`, h_t = λ ⊙ h_{t−1} + γ ⊙ (B x_t), read out through
   its own ``Re(C h_t) + D x_t`` (parameters: :func:`rnnlab.nn.lru.lru_param_shapes`).
 
-Elman and LSTM read out ŷ_t = W_out[m] h_t + b_out[m]. h_0 = 0 everywhere.
+Elman, LSTM and GRU read out ŷ_t = W_out[m] h_t + b_out[m]. h_0 = 0 everywhere.
 
 Shapes: x [M, T, B, I]; outputs y [M, K, B, O] at the last K steps.
 """
@@ -23,12 +26,12 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from ..functional import GradientSink, elman, lstm
+from ..functional import GradientSink, elman, gru, lstm
 from .lru import LRU, check_lru_variant, lru_forward, lru_lam, lru_param_shapes
 
-CELLS = ("elman", "lstm", "diag")
+CELLS = ("elman", "lstm", "gru", "diag")
 #: keyword options of ``population_forward`` per cell (the diagonal cell's LRU variant).
-CELL_OPTIONS = {"elman": {"nonlinearity": "tanh"}, "lstm": {},
+CELL_OPTIONS = {"elman": {"nonlinearity": "tanh"}, "lstm": {}, "gru": {},
                 "diag": {"parametrization": "exp", "gamma": "learned"}}
 
 
@@ -58,14 +61,15 @@ def param_shapes(M: int, input_size: int, hidden_size: int, output_size: int, ce
     H, I, O = hidden_size, input_size, output_size
     if cell == "diag":
         return lru_param_shapes(M, I, H, O, options["parametrization"], options["gamma"])
-    G = 4 * H if cell == "lstm" else H
-    return {"weight_ih": (M, G, I), "weight_hh": (M, G, H), "bias": (M, G), "weight_out": (M, O, H), "bias_out": (M, O)}
+    G = {"elman": 1, "lstm": 4, "gru": 3}[cell] * H
+    hn = {"bias_hn": (M, H)} if cell == "gru" else {}
+    return {"weight_ih": (M, G, I), "weight_hh": (M, G, H), "bias": (M, G), **hn, "weight_out": (M, O, H), "bias_out": (M, O)}
 
 
 def recurrent_radius(params: Mapping[str, Tensor], cell: str = "elman", **options) -> Tensor:
     """[M] a stability measure of each model's recurrence: ρ(W_hh) for Elman (eigenvalues in
-    float64 on the CPU), max|λ| for the diagonal cell; NaN for the LSTM (its gates make ρ of
-    the stacked [4H, H] matrix meaningless)."""
+    float64 on the CPU), max|λ| for the diagonal cell; NaN for the LSTM and the GRU (their gates
+    make ρ of the stacked [4H, H] / [3H, H] matrix meaningless)."""
     _check_cell(cell)
     if cell == "elman":
         w = params["weight_hh"].detach()
@@ -95,13 +99,13 @@ def population_forward(
     """Outputs of M RNNs of ``cell`` at their last ``readout_steps`` steps, in one fused call.
 
     The input projection of all models and steps is one batched GEMM; the recurrence is
-    :func:`rnnlab.elman`, :func:`rnnlab.lstm` or :func:`rnnlab.diag_recurrence`, with the
+    :func:`rnnlab.elman`, :func:`rnnlab.lstm`, :func:`rnnlab.gru` or :func:`rnnlab.diag_recurrence`, with the
     optional ``sink`` (per-step ‖δ_t‖², ‖v_t‖², Ω after backward).
 
     Args:
         params: the cell's parameters (:func:`param_shapes`), each with leading dim M.
         x: [M, T, B, I] inputs.
-        cell: ``"elman"``, ``"lstm"`` or ``"diag"``.
+        cell: ``"elman"``, ``"lstm"``, ``"gru"`` or ``"diag"``.
         readout_steps: K, the number of last steps read out (1 ≤ K ≤ T).
         reg_weight: α of SPEC §2.5 (float or [M]); Elman only (Ω's gradient is fused into its
             backward kernel).
@@ -133,6 +137,8 @@ def population_forward(
     xp = torch.baddbmm(params["bias"][:, None, :], x.reshape(M, T * B, I), w_ih.transpose(1, 2)).view(M, T, B, G)
     if cell == "elman":
         hs = elman(xp, params["weight_hh"], nonlinearity=options["nonlinearity"], reg_weight=reg_weight, sink=sink)
+    elif cell == "gru":
+        hs = gru(xp, params["weight_hh"], params["bias_hn"], sink=sink)
     else:
         hs, _ = lstm(xp, params["weight_hh"], sink=sink)
     O = w_out.shape[1]
@@ -143,15 +149,15 @@ def population_forward(
 class Population(nn.Module):
     """M independent RNNs of one ``cell`` with read-outs, trained as one module.
 
-    Parameters are initialised like ``nn.RNN`` / ``nn.LSTM`` / ``nn.Linear`` (U(−1/√H, 1/√H))
-    for Elman and LSTM, and with :class:`rnnlab.LRU`'s ring initialisation for ``diag``, from
+    Parameters are initialised like ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` / ``nn.Linear``
+    (U(−1/√H, 1/√H)) for Elman, LSTM and GRU, and with :class:`rnnlab.LRU`'s ring initialisation for ``diag``, from
     torch's global generator; for per-seed initialisations (SPEC §2.1, each model from its own
     random stream) use :func:`rnnlab.train.init.init_population` and :meth:`from_params`.
 
     Args:
         num_models: M.
         input_size, hidden_size, output_size: I, H, O.
-        cell: ``"elman"``, ``"lstm"`` or ``"diag"``.
+        cell: ``"elman"``, ``"lstm"``, ``"gru"`` or ``"diag"``.
         options: the cell's options (:data:`CELL_OPTIONS`), e.g. ``nonlinearity="relu"``.
     """
 

@@ -28,8 +28,9 @@ _DTYPE_BYTES = {"float32": 4, "float64": 8}
 #: autograd keeps a few copies of each activation tensor alive (inputs, outputs, gradients).
 _ACTIVATION_COPIES = 4
 #: per-step state values of one sample per hidden unit, by cell: Elman (xp, h), LSTM (xp and
-#: saved gates 4H each, h, c), diagonal (complex u and h, 2 reals each).
-_STATE_WIDTH = {"elman": 2, "lstm": 10, "diag": 4}
+#: saved gates 4H each, h, c), GRU (xp 3H, saved gates and h W_hnᵀ 4H, h), diagonal (complex u
+#: and h, 2 reals each).
+_STATE_WIDTH = {"elman": 2, "lstm": 10, "gru": 8, "diag": 4}
 
 
 @dataclass

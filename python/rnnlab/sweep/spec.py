@@ -11,7 +11,7 @@ factor varies fastest). Every field is a :class:`rnnlab.train.RunConfig` field (
 * ``task_kwargs.<name>``: one keyword of the task constructor (e.g. ``task_kwargs.noise``);
   ``cell_kwargs.<name>`` likewise for the cell (e.g. ``cell_kwargs.r_min`` of ``cell = "diag"``).
 
-``cell`` is ``elman``, ``lstm`` or ``diag`` (:mod:`rnnlab.nn.population`).
+``cell`` is ``elman``, ``lstm``, ``gru`` or ``diag`` (:mod:`rnnlab.nn.population`).
 
 A level may also be a *bundle*: a table with a ``name`` and several fields, e.g. Pascanu's
 methods ``{name = "MSGD-C", clip = 1.0, alpha = 0.0}``; the run records the bundle's name under

@@ -22,6 +22,11 @@ LSTM (``cell="lstm"``): ``basic_tanh``, ``orthogonal`` and ``normal`` as above, 
 of the four [H, H] gate blocks of W_hh (i, f, g, o; orthogonal: four independent Q), W_ih
 [4H, I] and W_out as in the table, biases 0, gain on W_hh.
 
+GRU (``cell="gru"``): the same three, per [H, H] gate block of W_hh (r, z, n), biases 0
+(bias_hn included), gain on W_hh; ``orthogonal`` (the default) is the per-gate orthogonal
+recurrent init of SPEC §6.2's GRU row, with N(0, 1/I) input weights where that row has
+Xavier-uniform ones.
+
 Diagonal (``cell="diag"``, the LRU of :mod:`rnnlab.nn.lru`): ``ring`` only: |λ| uniform on the
 ring r_min ≤ |λ| ≤ r_max, phase uniform in [−max_phase, max_phase] (``cell_kwargs``, defaults
 of :data:`RING_DEFAULTS`), γ = sqrt(1 − |λ|²), B, C, D N(0, 1/fan_in); gain must be 1.
@@ -44,6 +49,7 @@ from ..tasks import rng
 #: the initialisations each cell accepts (the first is its default).
 CELL_INITS = {"elman": ("basic_tanh", "sigmoid", "smart_tanh", "orthogonal", "normal"),
               "lstm": ("orthogonal", "basic_tanh", "normal"),
+              "gru": ("orthogonal", "basic_tanh", "normal"),
               "diag": ("ring",)}
 INITS = ("sigmoid", "basic_tanh", "smart_tanh", "orthogonal", "normal", "ring")
 #: init-time options of the diagonal cell (``RunConfig.cell_kwargs``), with their defaults.
@@ -97,7 +103,7 @@ def _init_group(keys: Tensor, cell: str, init: str, I: int, H: int, O: int, opti
     shapes = param_shapes(keys.shape[0], I, H, O, cell, **{k: v for k, v in options.items() if k in CELL_OPTIONS[cell]})
     if cell == "diag":
         return _ring(keys, shapes, options)
-    blocks = 4 if cell == "lstm" else 1
+    blocks = {"elman": 1, "lstm": 4, "gru": 3}[cell]
     if init in ("sigmoid", "basic_tanh", "smart_tanh"):
         std = 0.1 if init == "basic_tanh" else 0.01
         out = {n: _normal(keys, n, shapes[n], std) for n in ("weight_ih", "weight_hh", "weight_out")}
@@ -109,8 +115,8 @@ def _init_group(keys: Tensor, cell: str, init: str, I: int, H: int, O: int, opti
             "weight_hh": _orthogonal(keys, H, blocks) if init == "orthogonal" else _normal(keys, "weight_hh", shapes["weight_hh"], 1 / math.sqrt(H)),
             "weight_out": _normal(keys, "weight_out", shapes["weight_out"], 1 / math.sqrt(H)),
         }
-    out["bias"] = keys.new_zeros(shapes["bias"], dtype=torch.float64)
-    out["bias_out"] = keys.new_zeros(shapes["bias_out"], dtype=torch.float64)
+    for name in shapes.keys() - out.keys():  # the biases
+        out[name] = keys.new_zeros(shapes[name], dtype=torch.float64)
     return out
 
 
@@ -144,7 +150,7 @@ def init_population(
         keys: [M, 2] int64 model keys (:func:`rnnlab.tasks.rng.seed_keys`), on the target device.
         inits: one init name for all models, or one per model (see the module docstring).
         gains: g per model (or one for all), multiplying W_hh.
-        cell: ``"elman"``, ``"lstm"`` or ``"diag"``.
+        cell: ``"elman"``, ``"lstm"``, ``"gru"`` or ``"diag"``.
         cell_kwargs: the diagonal cell's ``parametrization``, ``gamma``, ``r_min``, ``r_max``,
             ``max_phase``.
     Returns:

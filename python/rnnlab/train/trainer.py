@@ -1,6 +1,6 @@
 """Population trainer: M runs in lockstep, one fused kernel call per update (DESIGN.md §5).
 
-The models are Elman RNNs, LSTMs or diagonal linear recurrences (``RunConfig.cell``; one cell per
+The models are Elman RNNs, LSTMs, GRUs or diagonal linear recurrences (``RunConfig.cell``; one cell per
 population), see :mod:`rnnlab.nn.population`.
 
 One update of the population (SPEC §2.3–2.5):
