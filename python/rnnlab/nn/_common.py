@@ -1,8 +1,10 @@
-"""Helpers shared by the drop-in recurrent modules: nn.RNNBase's constructor checks, and the
-forward plumbing around a module's fused layers (input layouts, nn.RNNBase's forward checks,
-``PackedSequence`` → padded batch and back; DESIGN.md §4)."""
+"""Helpers shared by the drop-in recurrent modules: nn.RNNBase's constructor checks, the forward
+plumbing around a module's fused layers (input layouts, nn.RNNBase's forward checks,
+``PackedSequence`` → padded batch and back), and :class:`DropIn`, the base class that holds
+nn.RNNBase's parameters and runs the layer loop around a cell's fused call (DESIGN.md §4)."""
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from collections import Counter
@@ -10,8 +12,12 @@ from functools import partial
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
+
+from ..functional import GradientSink
+from ._diagnostics import GradientStats
 
 #: The parameter dtypes the fused kernels run in.
 KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -179,3 +185,204 @@ def _check_forward_args(
                 raise RuntimeError(f"hx{suffix} dtype ({h.dtype}) does not match input dtype ({x.dtype})")
     if x.size(0) == 0:
         raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+
+
+def _flip_time(t: Tensor) -> Tensor:
+    """Reverse a time-major [T, B, ...] tensor in time."""
+    return t.flip(0)
+
+
+def _reverse_each_sequence(t: Tensor, index: Tensor) -> Tensor:
+    """Reverse each column of a padded time-major [T, B, ...] tensor within its own length.
+
+    ``index`` [T, B] is the per-column permutation from :func:`_reversal_index`; it is its own
+    inverse, so the same call maps kernel order back to original order.
+    """
+    index = index.view(*index.shape, *(1,) * (t.dim() - 2)).expand_as(t)
+    return t.gather(0, index)
+
+
+def _reversal_index(lengths: Tensor, T: int) -> Tensor:
+    """[T, B] s ↦ lengths[b] − 1 − s on a column's valid steps, identity on its padding."""
+    s = torch.arange(T, device=lengths.device).unsqueeze(1)
+    return torch.where(s < lengths, lengths - 1 - s, s)
+
+
+def _stack(tensors: list[Tensor]) -> Tensor:
+    """torch.stack, as a view for a single tensor (one direction): no copy, no copy back in backward."""
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+
+
+def _cat(tensors: list[Tensor]) -> Tensor:
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
+class DropIn(nn.Module):
+    """The part of a drop-in (``rnnlab.RNN``, ``rnnlab.LSTM``) that does not depend on its cell.
+
+    It holds nn.RNNBase's attributes and parameters — same names, shapes, registration order and
+    U(−1/√H, 1/√H) initialization, so the same seed gives the same weights — and runs the layers
+    (:meth:`_run`): per layer one input-projection GEMM over all steps and both directions, the
+    reverse direction on the time-flipped input (flipped within each sequence's length for a
+    padded ``PackedSequence``), one call of the cell's fused op with M = D models
+    (:meth:`_recurrence`), dropout between layers, and the gradient sinks of ``diagnostics``.
+    It is not an ``nn.RNNBase`` (Dynamo graph-breaks on those).
+
+    A subclass sets ``_name`` (its name in messages) and implements :meth:`_recurrence`.
+    """
+
+    _name: str
+    #: (attribute, default) pairs that :meth:`extra_repr` shows when they differ from the default,
+    #: in nn.RNNBase's order (bias, batch_first, dropout and bidirectional follow).
+    _repr_options: tuple[tuple[str, object], ...] = (("proj_size", 0), ("num_layers", 1))
+
+    def __init__(
+        self,
+        mode: str,
+        gates: int,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
+        proj_size: int,
+        device,
+        dtype,
+    ) -> None:
+        """gates: blocks of ``hidden_size`` rows in ``weight_ih`` / ``weight_hh`` (1 for the
+        Elman RNN, 4 for the LSTM), as nn.RNNBase's gate_size = gates · hidden_size."""
+        super().__init__()
+        check_constructor_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.mode = mode
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self.diagnostics = False
+        self._gradient_stats: GradientStats | None = None
+
+        # Registration order = nn.RNNBase's, so reset_parameters draws the same numbers.
+        factory = {"device": device, "dtype": dtype}
+        G, H_out = gates * hidden_size, self._output_size
+        self._kinds = ["weight_ih", "weight_hh"] + ["bias_ih", "bias_hh"] * bias + ["weight_hr"] * (proj_size > 0)
+        self._all_weights: list[list[str]] = []
+        for layer in range(num_layers):
+            shapes = {
+                "weight_ih": (G, input_size if layer == 0 else H_out * self._num_directions),
+                "weight_hh": (G, H_out),
+                "bias_ih": (G,),
+                "bias_hh": (G,),
+                "weight_hr": (proj_size, hidden_size),
+            }
+            for direction in range(self._num_directions):
+                suffix = "_reverse" if direction == 1 else ""
+                names = [f"{kind}_l{layer}{suffix}" for kind in self._kinds]
+                for kind, name in zip(self._kinds, names):
+                    setattr(self, name, nn.Parameter(torch.empty(shapes[kind], **factory)))
+                self._all_weights.append(names)
+        self.reset_parameters()
+
+    @property
+    def _num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _output_size(self) -> int:
+        return self.proj_size if self.proj_size > 0 else self.hidden_size
+
+    def reset_parameters(self) -> None:
+        """U(−1/√H, 1/√H) for every parameter, drawn in registration order (as nn.RNNBase)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def flatten_parameters(self) -> None:
+        """No-op, for compatibility: the parameters are used as they are, never flattened."""
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """The parameters per (layer, direction), in nn.RNNBase's order."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    def _layer_params(self, layer: int) -> list[dict[str, Tensor]]:
+        """{kind: parameter} of each direction of one layer, kind = "weight_ih", "bias_hh", …"""
+        suffixes = ["", "_reverse"][: self._num_directions]
+        return [{kind: getattr(self, f"{kind}_l{layer}{suffix}") for kind in self._kinds} for suffix in suffixes]
+
+    @property
+    def gradient_stats(self) -> GradientStats:
+        """Gradient statistics of the latest forward pass run with ``diagnostics = True``."""
+        if self._gradient_stats is None:
+            raise RuntimeError(
+                f"no gradient statistics: set {self._name.lower()}.diagnostics = True before the forward pass, "
+                "then call loss.backward()"
+            )
+        return self._gradient_stats
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        tail = (("bias", True), ("batch_first", False), ("dropout", 0), ("bidirectional", False))
+        for name, default in self._repr_options + tail:
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
+        return s
+
+    def _recurrence(
+        self, xp: Tensor, w_hh: Tensor, states: tuple[Tensor, ...] | None, sink: GradientSink | None, params
+    ) -> tuple[Tensor, ...]:
+        """One layer's recurrence, all directions in one call of the cell's op.
+
+        Args:
+            xp: [D, T, B, G] projected inputs (the reverse direction already flipped);
+            w_hh: [D, G, H_out]; states: the layer's initial states, each [D, B, size], or None
+            for zeros; sink: a :class:`GradientSink` for ``diagnostics``, or None;
+            params: the layer's {kind: parameter} per direction (:meth:`_layer_params`).
+        Returns:
+            the state sequences, hidden state first, each [D, T, B, size].
+        """
+        raise NotImplementedError
+
+    def _run(self, x: Tensor, hx: tuple[Tensor, ...] | None, lengths: Tensor | None, batch_order: Tensor | None):
+        """All layers on time-major x [T, B, I] and hx (states [L·D, B, size] or None) ->
+        (output [T, B, D·H_out], final states [L·D, B, size]), as ``drop_in_forward``'s ``run``.
+
+        lengths: [B] valid steps per column of a padded batch (packed input), or None.
+        batch_order: maps kernel batch rows to the caller's order (for the diagnostics only).
+        """
+        T, B = x.shape[:2]
+        D = self._num_directions
+        if lengths is None:
+            reverse, last = _flip_time, (slice(None), -1)
+        else:
+            reverse = partial(_reverse_each_sequence, index=_reversal_index(lengths, T))
+            last = (slice(None), lengths - 1, torch.arange(B, device=x.device))
+        sinks = [] if self.diagnostics else None
+        finals = []
+        for layer in range(self.num_layers):
+            params = self._layer_params(layer)
+            # One GEMM projects all steps for both directions: [T, B, D·G].
+            b = _cat([p["bias_ih"] + p["bias_hh"] for p in params]) if self.bias else None
+            y = F.linear(x, _cat([p["weight_ih"] for p in params]), b)
+            G = y.shape[-1] // D
+            xp = y.unsqueeze(0) if D == 1 else torch.stack([y[..., :G], reverse(y[..., G:])])
+            w_hh = _stack([p["weight_hh"] for p in params])
+            states = None if hx is None else tuple(h[layer * D : (layer + 1) * D] for h in hx)
+            sink = None if sinks is None else GradientSink.like(xp)
+            seqs = self._recurrence(xp, w_hh, states, sink, params)
+            if sink is not None:
+                sinks.append(sink)
+            finals.append(tuple(seq[last] for seq in seqs))
+            hs = seqs[0]
+            # squeeze, not hs[0]: a view whose backward is free (select's zero-fills [1, T, B, H])
+            x = hs.squeeze(0) if D == 1 else torch.cat([hs[0], reverse(hs[1])], -1)
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+        if sinks is not None:
+            self._gradient_stats = GradientStats(sinks, reverse, batch_order)
+        return x, tuple(torch.cat(layers) for layers in zip(*finals))

@@ -1,19 +1,13 @@
 """``rnnlab.LSTM``: a drop-in for ``torch.nn.LSTM`` that runs on the fused LSTM kernels (DESIGN.md §4)."""
 from __future__ import annotations
 
-import math
 from collections import Counter
-from functools import partial
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import reference
-from ..functional import GradientSink, lstm
-from ._common import check_constructor_args, drop_in_forward
-from ._diagnostics import GradientStats
-from .rnn import _flip_time, _reversal_index, _reverse_each_sequence
+from ..functional import lstm
+from ._common import DropIn, _stack, drop_in_forward
 
 #: How often each path that is not one fused call per layer ran (DESIGN.md §4: fallbacks are
 #: visible and countable). ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded
@@ -21,16 +15,7 @@ from .rnn import _flip_time, _reversal_index, _reverse_each_sequence
 fallback_counts: Counter = Counter()
 
 
-def _stack(tensors: list[Tensor]) -> Tensor:
-    """torch.stack, as a view for a single tensor (one direction): no copy, no copy back in backward."""
-    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
-
-
-def _cat(tensors: list[Tensor]) -> Tensor:
-    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
-
-
-class LSTM(nn.Module):
+class LSTM(DropIn):
     r"""Multi-layer LSTM, a drop-in replacement for :class:`torch.nn.LSTM`.
 
     Same constructor (including ``proj_size``), parameters (names, shapes, order,
@@ -74,6 +59,8 @@ class LSTM(nn.Module):
         out, (h_n, c_n) = lstm(x)              # x: [T, B, 2]
     """
 
+    _name = "LSTM"
+
     def __init__(
         self,
         input_size: int,
@@ -87,91 +74,11 @@ class LSTM(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        check_constructor_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.mode = "LSTM"
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
-        self.bidirectional = bidirectional
-        self.proj_size = proj_size
-        self.diagnostics = False
-        self._gradient_stats: GradientStats | None = None
+        super().__init__(
+            "LSTM", 4, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
+            device, dtype,
+        )
 
-        # Registration order = nn.LSTM's, so reset_parameters draws the same numbers.
-        factory = {"device": device, "dtype": dtype}
-        H, H_out = hidden_size, self._output_size
-        self._kinds = ["weight_ih", "weight_hh"] + ["bias_ih", "bias_hh"] * bias + ["weight_hr"] * (proj_size > 0)
-        self._all_weights: list[list[str]] = []
-        for layer in range(num_layers):
-            shapes = {
-                "weight_ih": (4 * H, input_size if layer == 0 else H_out * self._num_directions),
-                "weight_hh": (4 * H, H_out),
-                "bias_ih": (4 * H,),
-                "bias_hh": (4 * H,),
-                "weight_hr": (proj_size, H),
-            }
-            for direction in range(self._num_directions):
-                suffix = "_reverse" if direction == 1 else ""
-                names = [f"{kind}_l{layer}{suffix}" for kind in self._kinds]
-                for kind, name in zip(self._kinds, names):
-                    setattr(self, name, nn.Parameter(torch.empty(shapes[kind], **factory)))
-                self._all_weights.append(names)
-        self.reset_parameters()
-
-    @property
-    def _num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
-    @property
-    def _output_size(self) -> int:
-        return self.proj_size if self.proj_size > 0 else self.hidden_size
-
-    def reset_parameters(self) -> None:
-        """U(−1/√H, 1/√H) for every parameter, drawn in registration order (as nn.LSTM)."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
-
-    def flatten_parameters(self) -> None:
-        """No-op, for compatibility: the parameters are used as they are, never flattened."""
-
-    @property
-    def all_weights(self) -> list[list[nn.Parameter]]:
-        """The parameters per (layer, direction), in nn.LSTM's order."""
-        return [[getattr(self, name) for name in names] for names in self._all_weights]
-
-    def _layer_params(self, layer: int) -> list[dict[str, Tensor]]:
-        """{kind: parameter} of each direction of one layer, kind = "weight_ih", "bias_hh", …"""
-        suffixes = ["", "_reverse"][: self._num_directions]
-        return [{kind: getattr(self, f"{kind}_l{layer}{suffix}") for kind in self._kinds} for suffix in suffixes]
-
-    @property
-    def gradient_stats(self) -> GradientStats:
-        """Gradient statistics of the latest forward pass run with ``diagnostics = True``."""
-        if self._gradient_stats is None:
-            raise RuntimeError(
-                "no gradient statistics: set lstm.diagnostics = True before the forward pass, then call loss.backward()"
-            )
-        return self._gradient_stats
-
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.proj_size != 0:
-            s += f", proj_size={self.proj_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0), ("bidirectional", False)):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)}"
-        return s
-
-    # -----------------------------------------------------------------------------------------
-    # forward
-    # -----------------------------------------------------------------------------------------
     def forward(self, input, hx: tuple[Tensor, Tensor] | None = None):
         """See the class docstring for shapes."""
         if hx is not None and not (
@@ -182,57 +89,26 @@ class LSTM(nn.Module):
             self,
             input,
             None if hx is None else tuple(hx),
-            name="LSTM",
+            name=self._name,
             state_sizes=(self._output_size, self.hidden_size),
             run=self._run,
             fallback_counts=fallback_counts,
         )
         return output, (h_n, c_n)
 
-    def _run(self, x: Tensor, hx: tuple[Tensor, Tensor] | None, lengths: Tensor | None, batch_order: Tensor | None):
-        """All layers on time-major x [T, B, I] -> (output [T, B, D·H_out], (h_n, c_n)).
-
-        lengths: [B] valid steps per column of a padded batch (packed input), or None.
-        batch_order: maps kernel batch rows to the caller's order (for the diagnostics only).
-        """
+    def _run(self, x, hx, lengths, batch_order):
         if self.diagnostics and self.proj_size > 0:
             raise NotImplementedError("rnnlab.LSTM diagnostics are not available with proj_size > 0 (reference fallback)")
-        T, B = x.shape[:2]
-        G, D = 4 * self.hidden_size, self._num_directions
-        if lengths is None:
-            reverse = _flip_time
-        else:
-            reverse = partial(_reverse_each_sequence, index=_reversal_index(lengths, T))
-            rows = torch.arange(B, device=x.device)
-        sinks = [] if self.diagnostics else None
-        finals_h, finals_c = [], []
-        for layer in range(self.num_layers):
-            params = self._layer_params(layer)
-            # One GEMM projects all steps for both directions: [T, B, D·4H].
-            b = _cat([p["bias_ih"] + p["bias_hh"] for p in params]) if self.bias else None
-            y = F.linear(x, _cat([p["weight_ih"] for p in params]), b)
-            xp = y.unsqueeze(0) if D == 1 else torch.stack([y[..., :G], reverse(y[..., G:])])
-            w_hh = _stack([p["weight_hh"] for p in params])
-            h0 = c0 = None
-            if hx is not None:
-                h0, c0 = hx[0][layer * D : (layer + 1) * D], hx[1][layer * D : (layer + 1) * D]
-            if self.proj_size > 0:
-                fallback_counts["proj_size"] += 1
-                zeros = (xp.new_zeros(D, B, self.proj_size), xp.new_zeros(D, B, self.hidden_size))
-                hs, cs, _ = reference.lstm_forward(
-                    xp, w_hh, *(zeros if hx is None else (h0, c0)), w_hr=_stack([p["weight_hr"] for p in params])
-                )
-            else:
-                sink = None if sinks is None else GradientSink.like(xp)
-                hs, cs = lstm(xp, w_hh, h0, c0, sink=sink)
-                if sink is not None:
-                    sinks.append(sink)
-            last = (slice(None), -1) if lengths is None else (slice(None), lengths - 1, rows)
-            finals_h.append(hs[last])
-            finals_c.append(cs[last])
-            x = hs.squeeze(0) if D == 1 else torch.cat([hs[0], reverse(hs[1])], -1)
-            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
-                x = F.dropout(x, self.dropout, training=True)
-        if sinks is not None:
-            self._gradient_stats = GradientStats(sinks, reverse, batch_order)
-        return x, (torch.cat(finals_h), torch.cat(finals_c))
+        return super()._run(x, hx, lengths, batch_order)
+
+    def _recurrence(self, xp, w_hh, states, sink, params):
+        """(hs [D, T, B, H_out], cs [D, T, B, H]) of the layer's D directions: the fused op, or with
+        ``proj_size > 0`` the reference (counted in ``fallback_counts["proj_size"]``)."""
+        if self.proj_size == 0:
+            return lstm(xp, w_hh, *(states or (None, None)), sink=sink)
+        fallback_counts["proj_size"] += 1
+        if states is None:
+            D, B = xp.shape[0], xp.shape[2]
+            states = (xp.new_zeros(D, B, self.proj_size), xp.new_zeros(D, B, self.hidden_size))
+        hs, cs, _ = reference.lstm_forward(xp, w_hh, *states, w_hr=_stack([p["weight_hr"] for p in params]))
+        return hs, cs

@@ -1,45 +1,19 @@
 """``rnnlab.RNN``: a drop-in for ``torch.nn.RNN`` that runs on the fused Elman kernels (DESIGN.md §4)."""
 from __future__ import annotations
 
-import math
 from collections import Counter
-from functools import partial
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..functional import GradientSink, elman
-from ._common import check_constructor_args, drop_in_forward
-from ._diagnostics import GradientStats
+from ..functional import elman
+from ._common import DropIn, drop_in_forward
 
 #: How often each non-rectangular path ran (DESIGN.md §4: fallbacks are visible and countable).
 #: ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded batch (see :class:`RNN`).
 fallback_counts: Counter = Counter()
 
 
-def _flip_time(t: Tensor) -> Tensor:
-    """Reverse a time-major [T, B, ...] tensor in time."""
-    return t.flip(0)
-
-
-def _reverse_each_sequence(t: Tensor, index: Tensor) -> Tensor:
-    """Reverse each column of a padded time-major [T, B, ...] tensor within its own length.
-
-    ``index`` [T, B] is the per-column permutation from :func:`_reversal_index`; it is its own
-    inverse, so the same call maps kernel order back to original order.
-    """
-    index = index.view(*index.shape, *(1,) * (t.dim() - 2)).expand_as(t)
-    return t.gather(0, index)
-
-
-def _reversal_index(lengths: Tensor, T: int) -> Tensor:
-    """[T, B] s ↦ lengths[b] − 1 − s on a column's valid steps, identity on its padding."""
-    s = torch.arange(T, device=lengths.device).unsqueeze(1)
-    return torch.where(s < lengths, lengths - 1 - s, s)
-
-
-class RNN(nn.Module):
+class RNN(DropIn):
     r"""Multi-layer Elman RNN, a drop-in replacement for :class:`torch.nn.RNN`.
 
     Same constructor, parameters (names, shapes, order, initialization: the same seed gives the
@@ -88,6 +62,9 @@ class RNN(nn.Module):
         rnn.gradient_stats.omega                        # [2, 2]
     """
 
+    _name = "RNN"
+    _repr_options = DropIn._repr_options + (("nonlinearity", "tanh"),)
+
     def __init__(
         self,
         input_size: int,
@@ -101,86 +78,15 @@ class RNN(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
-        check_constructor_args(input_size, hidden_size, num_layers, bias, batch_first, dropout)
-
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
+        mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        super().__init__(
+            mode, 1, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, device, dtype
+        )
         self.nonlinearity = nonlinearity
-        self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
-        self.bidirectional = bidirectional
-        self.proj_size = 0
         self.regularizer = 0.0
-        self.diagnostics = False
-        self._gradient_stats: GradientStats | None = None
 
-        # Registration order = nn.RNN's, so reset_parameters draws the same numbers.
-        factory = {"device": device, "dtype": dtype}
-        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if bias else ("weight_ih", "weight_hh")
-        self._all_weights: list[list[str]] = []
-        for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * self._num_directions
-            shapes = {
-                "weight_ih": (hidden_size, layer_input),
-                "weight_hh": (hidden_size, hidden_size),
-                "bias_ih": (hidden_size,),
-                "bias_hh": (hidden_size,),
-            }
-            for direction in range(self._num_directions):
-                suffix = "_reverse" if direction == 1 else ""
-                names = [f"{kind}_l{layer}{suffix}" for kind in kinds]
-                for kind, name in zip(kinds, names):
-                    setattr(self, name, nn.Parameter(torch.empty(shapes[kind], **factory)))
-                self._all_weights.append(names)
-        self.reset_parameters()
-
-    @property
-    def _num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
-    def reset_parameters(self) -> None:
-        """U(−1/√H, 1/√H) for every parameter, drawn in registration order (as nn.RNN)."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
-
-    def flatten_parameters(self) -> None:
-        """No-op, for compatibility: the parameters are used as they are, never flattened."""
-
-    @property
-    def all_weights(self) -> list[list[nn.Parameter]]:
-        """The parameters per (layer, direction), in nn.RNN's order."""
-        return [[getattr(self, name) for name in names] for names in self._all_weights]
-
-    @property
-    def gradient_stats(self) -> GradientStats:
-        """Gradient statistics of the latest forward pass run with ``diagnostics = True``."""
-        if self._gradient_stats is None:
-            raise RuntimeError(
-                "no gradient statistics: set rnn.diagnostics = True before the forward pass, then call loss.backward()"
-            )
-        return self._gradient_stats
-
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if self.nonlinearity != "tanh":
-            s += f", nonlinearity={self.nonlinearity!r}"
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0), ("bidirectional", False)):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)}"
-        return s
-
-    # -----------------------------------------------------------------------------------------
-    # forward
-    # -----------------------------------------------------------------------------------------
     def forward(self, input, hx: Tensor | None = None):
         """See the class docstring for shapes."""
         if hx is not None and not isinstance(hx, Tensor):
@@ -189,52 +95,14 @@ class RNN(nn.Module):
             self,
             input,
             None if hx is None else (hx,),
-            name="RNN",
+            name=self._name,
             state_sizes=(self.hidden_size,),
             run=self._run,
             fallback_counts=fallback_counts,
         )
         return output, h_n
 
-    def _run(self, x: Tensor, hx: tuple[Tensor] | None, lengths: Tensor | None, batch_order: Tensor | None):
-        """All layers on time-major x [T, B, I] and hx (h0,) -> (output [T, B, D·H], (h_n [L·D, B, H],)).
-
-        lengths: [B] valid steps per column of a padded batch (packed input), or None.
-        batch_order: maps kernel batch rows to the caller's order (for the diagnostics only).
-        """
-        T, B = x.shape[:2]
-        H, D = self.hidden_size, self._num_directions
-        if lengths is None:
-            reverse = _flip_time
-        else:
-            reverse = partial(_reverse_each_sequence, index=_reversal_index(lengths, T))
-            rows = torch.arange(B, device=x.device)
-        weights = self.all_weights
-        sinks = [] if self.diagnostics else None
-        finals = []
-        for layer in range(self.num_layers):
-            params = weights[layer * D : (layer + 1) * D]
-            # One GEMM projects all steps for both directions: [T, B, D·H].
-            w_ih = params[0][0] if D == 1 else torch.cat([p[0] for p in params])
-            b = None
-            if self.bias:
-                b = params[0][2] + params[0][3] if D == 1 else torch.cat([p[2] + p[3] for p in params])
-            y = F.linear(x, w_ih, b)
-            if D == 1:
-                xp, w_hh = y.unsqueeze(0), params[0][1].unsqueeze(0)
-            else:
-                xp = torch.stack([y[..., :H], reverse(y[..., H:])])
-                w_hh = torch.stack([p[1] for p in params])
-            h0 = None if hx is None else hx[0][layer * D : (layer + 1) * D]
-            sink = None if sinks is None else GradientSink.like(xp)
-            hs = elman(xp, w_hh, h0, nonlinearity=self.nonlinearity, reg_weight=self.regularizer, sink=sink)
-            if sink is not None:
-                sinks.append(sink)
-            finals.append(hs[:, -1] if lengths is None else hs[:, lengths - 1, rows])
-            # squeeze, not hs[0]: a view whose backward is free (select's zero-fills [1, T, B, H])
-            x = hs.squeeze(0) if D == 1 else torch.cat([hs[0], reverse(hs[1])], -1)
-            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
-                x = F.dropout(x, self.dropout, training=True)
-        if sinks is not None:
-            self._gradient_stats = GradientStats(sinks, reverse, batch_order)
-        return x, (torch.cat(finals),)
+    def _recurrence(self, xp, w_hh, states, sink, params):
+        """h = elman(xp, w_hh, h0) of the layer's D directions: ([D, T, B, H],)."""
+        h0 = None if states is None else states[0]
+        return (elman(xp, w_hh, h0, nonlinearity=self.nonlinearity, reg_weight=self.regularizer, sink=sink),)
