@@ -199,6 +199,58 @@ class LstmFunction(torch.autograd.Function):
 # ---------------------------------------------------------------------------------------------
 # GRU
 # ---------------------------------------------------------------------------------------------
+@torch.library.register_fake("rnnlab::gru_forward")
+def _gru_forward_fake(xp, w_hh, b_hn, h0):
+    M, T, B, G = xp.shape
+    H = G // 3
+    return xp.new_empty(M, T, B, H), xp.new_empty(M, T, B, 4 * H)
+
+
+@torch.library.register_fake("rnnlab::gru_backward")
+def _gru_backward_fake(grad_hs, hs, gates, h0, w_hh):
+    M, T, B, H = hs.shape
+    return (
+        hs.new_empty(M, T, B, 3 * H),
+        torch.empty_like(w_hh, memory_format=torch.contiguous_format),
+        hs.new_empty(M, H),
+        torch.empty_like(h0, memory_format=torch.contiguous_format),
+        hs.new_empty(M, T, B),
+        hs.new_empty(M, T, B),
+    )
+
+
+@torch.library.register_vmap("rnnlab::gru_forward")
+def _gru_forward_vmap(info, in_dims, xp, w_hh, b_hn, h0):
+    V = info.batch_size
+    outs = ops.gru_forward(*(_fold(x, d, V) for x, d in zip((xp, w_hh, b_hn, h0), in_dims)))
+    return tuple(_unfold(o, V) for o in outs), (0, 0)
+
+
+@torch.library.register_vmap("rnnlab::gru_backward")
+def _gru_backward_vmap(info, in_dims, grad_hs, hs, gates, h0, w_hh):
+    V = info.batch_size
+    outs = ops.gru_backward(*(_fold(x, d, V) for x, d in zip((grad_hs, hs, gates, h0, w_hh), in_dims)))
+    return tuple(_unfold(o, V) for o in outs), (0,) * len(outs)
+
+
+# There is no CUDA GRU kernel: on CUDA tensors both ops run the pure-PyTorch reference (same
+# contract, per-step loop speed), so autograd, the sinks, vmap and torch.compile work unchanged.
+def _gru_forward_cuda(xp, w_hh, b_hn, h0):
+    from .reference import gru_forward
+
+    return gru_forward(xp, w_hh, b_hn, h0)
+
+
+def _gru_backward_cuda(grad_hs, hs, gates, h0, w_hh):
+    from .reference import gru_backward
+
+    return gru_backward(grad_hs, hs, gates, h0, w_hh)
+
+
+torch.library.register_kernel("rnnlab::gru_forward", "cuda", _gru_forward_cuda)
+torch.library.register_kernel("rnnlab::gru_backward", "cuda", _gru_backward_cuda)
+
+
 class GruFunction(torch.autograd.Function):
     """(hs, gates) = gru(xp, w_hh, b_hn, h0); the sinks receive the per-step statistics.
 
@@ -211,9 +263,7 @@ class GruFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(xp, w_hh, b_hn, h0, step_sink, reg_sink):
-        from . import reference
-
-        return reference.gru_forward(xp, w_hh, b_hn, h0)
+        return ops.gru_forward(xp, w_hh, b_hn, h0)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -225,12 +275,8 @@ class GruFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_hs, _grad_gates):
-        from . import reference
-
         hs, gates, h0, w_hh = ctx.saved_tensors
-        grad_xp, grad_w, grad_b_hn, grad_h0, delta_sq, v_sq = reference.gru_backward(
-            grad_hs.contiguous(), hs, gates, h0, w_hh
-        )
+        grad_xp, grad_w, grad_b_hn, grad_h0, delta_sq, v_sq = ops.gru_backward(grad_hs.contiguous(), hs, gates, h0, w_hh)
         return (grad_xp, grad_w, grad_b_hn, grad_h0, *_sink_grads(ctx, delta_sq, v_sq))
 
 

@@ -88,4 +88,10 @@ struct Act<Activation::Identity, T> {
   static Vec<T> df_from_h(Vec<T>) { return Vec<T>::broadcast(T(1)); }
 };
 
+// σ and tanh by name, for the gated cells.
+template <typename T>
+inline Vec<T> vsigmoid(Vec<T> x) { return Act<Activation::Sigmoid, T>::f(x); }
+template <typename T>
+inline Vec<T> vtanh(Vec<T> x) { return Act<Activation::Tanh, T>::f(x); }
+
 }  // namespace rnnlab::cpu::RNNLAB_ISA_NS

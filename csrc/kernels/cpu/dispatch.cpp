@@ -6,6 +6,7 @@
 
 #include "kernels/cpu/diag.h"
 #include "kernels/cpu/elman.h"
+#include "kernels/cpu/gru.h"
 #include "kernels/cpu/lstm.h"
 
 namespace rnnlab::cpu {
@@ -21,6 +22,12 @@ template <typename T> const LstmKernels<T>& lstm_kernels_avx512();
 template <typename T> const LstmKernels<T>& lstm_kernels_avx2();
 #endif
 template <typename T> const LstmKernels<T>& lstm_kernels_portable();
+
+#if defined(__x86_64__)
+template <typename T> const GruKernels<T>& gru_kernels_avx512();
+template <typename T> const GruKernels<T>& gru_kernels_avx2();
+#endif
+template <typename T> const GruKernels<T>& gru_kernels_portable();
 
 #if defined(__x86_64__)
 template <typename T> const DiagKernels<T>& diag_kernels_avx512();
@@ -95,6 +102,20 @@ const LstmKernels<T>& lstm_kernels(Isa isa) {
 
 template const LstmKernels<float>& lstm_kernels<float>(Isa);
 template const LstmKernels<double>& lstm_kernels<double>(Isa);
+
+template <typename T>
+const GruKernels<T>& gru_kernels(Isa isa) {
+  switch (isa) {
+#if defined(__x86_64__)
+    case Isa::Avx512: return gru_kernels_avx512<T>();
+    case Isa::Avx2: return gru_kernels_avx2<T>();
+#endif
+    default: return gru_kernels_portable<T>();
+  }
+}
+
+template const GruKernels<float>& gru_kernels<float>(Isa);
+template const GruKernels<double>& gru_kernels<double>(Isa);
 
 template <typename T>
 const DiagKernels<T>& diag_kernels(Isa isa) {

@@ -119,12 +119,12 @@ inline void gemm_panel_rows(int64_t rows, int64_t kc, bool accumulate, const T* 
   }
 }
 
-// C[rows, padded_n] = A[rows, K] · B for B packed by pack_panels and any number of rows: panels
-// outermost, then K blocks, then row blocks, so each piece of B is read from memory once per call
-// and from L1 by every row block, and A's rows are re-read from L1/L2.
+// C[rows, padded_n] = A[rows, K] · B (C += A · B with accumulate) for B packed by pack_panels and
+// any number of rows: panels outermost, then K blocks, then row blocks, so each piece of B is read
+// from memory once per call and from L1 by every row block, and A's rows are re-read from L1/L2.
 template <typename T>
 inline void gemm_packed(int64_t rows, int64_t K, const T* A, int64_t lda, const T* Bpk, int64_t padded_n, T* C,
-                        int64_t ldc) {
+                        int64_t ldc, bool accumulate = false) {
   constexpr int64_t W = Vec<T>::size, PW = kNV * W;
   for (int64_t p0 = 0; p0 < padded_n; p0 += PW) {
     const int64_t width = std::min(PW, padded_n - p0);
@@ -133,12 +133,13 @@ inline void gemm_packed(int64_t rows, int64_t K, const T* A, int64_t lda, const 
       const T* panel = Bpk + p0 * K + k0 * width;
       const T* a = A + k0;
       T* c = C + p0;
+      const bool acc = accumulate || k0 > 0;
       switch (width / W) {  // only the last panel can be narrower than kNV vectors
-        case 1: gemm_panel_rows<T, 1>(rows, kc, k0 > 0, a, lda, panel, c, ldc); break;
-        case 2: gemm_panel_rows<T, 2>(rows, kc, k0 > 0, a, lda, panel, c, ldc); break;
+        case 1: gemm_panel_rows<T, 1>(rows, kc, acc, a, lda, panel, c, ldc); break;
+        case 2: gemm_panel_rows<T, 2>(rows, kc, acc, a, lda, panel, c, ldc); break;
 #if defined(RNNLAB_ISA_AVX512)
-        case 3: gemm_panel_rows<T, 3>(rows, kc, k0 > 0, a, lda, panel, c, ldc); break;
-        case 4: gemm_panel_rows<T, 4>(rows, kc, k0 > 0, a, lda, panel, c, ldc); break;
+        case 3: gemm_panel_rows<T, 3>(rows, kc, acc, a, lda, panel, c, ldc); break;
+        case 4: gemm_panel_rows<T, 4>(rows, kc, acc, a, lda, panel, c, ldc); break;
 #endif
       }
     }

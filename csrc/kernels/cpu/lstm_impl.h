@@ -1,11 +1,9 @@
 // LSTM forward and backward kernels, written once and compiled per ISA by lstm_<isa>.cpp.
 // The API, shapes and math are documented in lstm.h.
 //
-// Forward: w_hhᵀ is packed gate-interleaved: panel p holds, for the W hidden units [pW, pW + W),
-// the four W-wide column blocks z_i, z_f, z_g, z_o, stored contiguously as [H, 4W]. A 4-vector
-// micro-kernel block (gemm_panel<4>) therefore yields complete units, and the cell update runs on
-// them while they are in L1. Panels are the outer loop and batch rows the inner one, K blocked as
-// in gemm_packed, so each panel of w_hhᵀ (4 MB in all at H = 512, float32) is read once per step.
+// Forward: w_hhᵀ is packed gate-interleaved (gate_panels.h), so a 4-vector micro-kernel block
+// yields the gates i, f, g, o of the same units and the cell update runs on them while they are
+// in L1; each panel of w_hhᵀ (4 MB in all at H = 512, float32) is read once per step.
 // Backward: one gemm_packed per step, v_t = ∂z_t · w_hh over all rows of the tile, then the cell
 // epilogue of step t − 1 row by row.
 #pragma once
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "kernels/cpu/activations.h"
+#include "kernels/cpu/gate_panels.h"
 #include "kernels/cpu/gemm_rows.h"
 #include "kernels/cpu/lstm.h"
 #include "kernels/cpu/row_ops.h"
@@ -28,23 +27,6 @@ struct LstmLayout {  // offsets into the dense tensors of lstm.h
   int64_t state(int64_t m, int64_t b) const { return (m * s.B + b) * s.H; }
   int64_t stat(int64_t m, int64_t t, int64_t b) const { return (m * s.T + t) * s.B + b; }
 };
-
-// Packs w_hh [4H, H] so that out[(p·H + k)·4W + g·W + l] = w_hh[g·H + p·W + l, k] (0 past unit H).
-template <typename T>
-void pack_gate_panels(const T* w, int64_t H, std::vector<T>& out) {
-  constexpr int64_t W = Vec<T>::size;
-  const int64_t panels = (H + W - 1) / W;
-  out.assign(static_cast<size_t>(panels * H * 4 * W), T(0));
-  for (int64_t p = 0; p < panels; ++p)
-    for (int64_t k = 0; k < H; ++k)
-      for (int64_t g = 0; g < 4; ++g)
-        for (int64_t l = 0; l < W && p * W + l < H; ++l) out[((p * H + k) * 4 + g) * W + l] = w[(g * H + p * W + l) * H + k];
-}
-
-template <typename T>
-inline Vec<T> vsigmoid(Vec<T> x) { return Act<Activation::Sigmoid, T>::f(x); }
-template <typename T>
-inline Vec<T> vtanh(Vec<T> x) { return Act<Activation::Tanh, T>::f(x); }
 
 // The cell update for n ≤ W units [u0, u0 + n) of one batch row. rec holds the four recurrent
 // blocks h_{t-1} w_hhᵀ of these units (one gate-interleaved panel row); x, gates point at the
@@ -73,22 +55,13 @@ void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, co
   const int64_t H = s.H, m = tile.model, rows = tile.row_end - tile.row_begin;
   const LstmLayout at{s};
   std::vector<T> wt;
-  pack_gate_panels(w_hh + m * 4 * H * H, H, wt);
+  pack_gate_panels<4>(w_hh + m * 4 * H * H, H, wt);
   std::vector<T> rec(static_cast<size_t>(rows * 4 * W));  // one panel of h_{t-1} w_hhᵀ for every row
 
   for (int64_t t = 0; t < s.T; ++t) {
     const T* h_prev = t == 0 ? h0 + at.state(m, tile.row_begin) : hs + at.seq(m, t - 1, tile.row_begin);
     for (int64_t u0 = 0; u0 < H; u0 += W) {
-      const T* panel = wt.data() + u0 * H * 4;  // panel u0 / W starts at (u0 / W)·H·4W
-      for (int64_t k0 = 0; k0 < H; k0 += kKC) {
-        const int64_t kc = std::min(kKC, H - k0);
-        for (int64_t r = 0; r < rows; r += kGateRows) {
-          const int n = static_cast<int>(std::min<int64_t>(kGateRows, rows - r));
-          const T* a = h_prev + r * H + k0;
-          if (k0 == 0) gemm_panel<T, 4, kGateRows>(n, kc, a, H, panel + k0 * 4 * W, 4 * W, rec.data() + r * 4 * W, 4 * W);
-          else gemm_panel<T, 4, kGateRows, true>(n, kc, a, H, panel + k0 * 4 * W, 4 * W, rec.data() + r * 4 * W, 4 * W);
-        }
-      }
+      gemm_gate_panel<T, 4>(rows, H, h_prev, gate_panel<4>(wt, H, u0), rec.data());
       const int n = static_cast<int>(std::min<int64_t>(W, H - u0));
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t b = tile.row_begin + r;

@@ -1,0 +1,13 @@
+// The GRU kernels compiled for portable. Standard headers come first so that only rnnlab's own
+// code (in namespace rnnlab::cpu::portable) is compiled for this ISA; see simd.h.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#define RNNLAB_ISA_PORTABLE
+#define RNNLAB_ISA_NS portable
+#include "kernels/cpu/gru_impl.h"
+RNNLAB_DEFINE_GRU_KERNELS(gru_kernels_portable)
