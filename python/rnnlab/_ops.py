@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (loads the extension and registers torch.ops.rnnlab)
+from . import reference
 
 ops = torch.ops.rnnlab
 
@@ -235,20 +236,8 @@ def _gru_backward_vmap(info, in_dims, grad_hs, hs, gates, h0, w_hh):
 
 # There is no CUDA GRU kernel: on CUDA tensors both ops run the pure-PyTorch reference (same
 # contract, per-step loop speed), so autograd, the sinks, vmap and torch.compile work unchanged.
-def _gru_forward_cuda(xp, w_hh, b_hn, h0):
-    from .reference import gru_forward
-
-    return gru_forward(xp, w_hh, b_hn, h0)
-
-
-def _gru_backward_cuda(grad_hs, hs, gates, h0, w_hh):
-    from .reference import gru_backward
-
-    return gru_backward(grad_hs, hs, gates, h0, w_hh)
-
-
-torch.library.register_kernel("rnnlab::gru_forward", "cuda", _gru_forward_cuda)
-torch.library.register_kernel("rnnlab::gru_backward", "cuda", _gru_backward_cuda)
+torch.library.register_kernel("rnnlab::gru_forward", "cuda", reference.gru_forward)
+torch.library.register_kernel("rnnlab::gru_backward", "cuda", reference.gru_backward)
 
 
 class GruFunction(torch.autograd.Function):
