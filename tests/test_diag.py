@@ -1,9 +1,5 @@
 """The fused diagonal linear recurrence ops: reference, autograd (real and complex), the SPEC §8.2
 F4 sensitivity accumulators, the closed forms of SPEC §4.1, torch.func and torch.compile."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,16 +8,13 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import reference as ref
 
+import helpers_ops as shared
+
 ops = torch.ops.rnnlab
 DTYPES = [torch.float64, torch.float32, torch.complex128, torch.complex64]
 BACKWARD_NAMES = ["grad_u", "grad_lam", "grad_h0", "delta_sq", "v_sq"]
-
-
-def assert_close_scaled(a, b, name=""):
-    """Closeness relative to the tensor's largest entry (grad_λ sums T·B terms that may cancel)."""
-    rel = 1e-12 if b.dtype in (torch.float64, torch.complex128) else 2e-6
-    scale = b.abs().max().item() if b.numel() else 0.0
-    torch.testing.assert_close(a, b, rtol=0, atol=rel * max(scale, 1e-30), msg=lambda m: f"{name}: {m}")
+#: shared.assert_close_scaled's tolerance, by real dtype (grad_λ sums T·B terms that may cancel)
+REL = {torch.float64: 1e-12, torch.float32: 2e-6}
 
 
 def make(M, T, B, N, dtype=torch.float64, seed=0, radius=(0.5, 0.99)):
@@ -49,12 +42,12 @@ def test_forward_backward_match_reference(shape, dtype):
     u, lam, h0 = make(*shape, dtype=dtype)
     out = ops.diag_forward(u, lam, h0, True)
     for name, a, b in zip(["hs", "h_sq", "s_sq"], out, ref.diag_forward(u, lam, h0, True)):
-        assert_close_scaled(a, b, name)
+        shared.assert_close_scaled(a, b, name, rel=REL)
     g = torch.randn_like(out[0])
     got = ops.diag_backward(g, out[0], h0, lam)
     for name, a, b in zip(BACKWARD_NAMES, got, ref.diag_backward(g, out[0], h0, lam)):
         assert a.dtype == b.dtype, name
-        assert_close_scaled(a, b, name)
+        shared.assert_close_scaled(a, b, name, rel=REL)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
@@ -150,51 +143,26 @@ def test_real_lambda_is_promoted_for_complex_inputs():
     assert lam_real.grad.dtype == torch.float64
 
 
-def test_func_grad_and_vmap_grad_fold_into_one_fused_call(monkeypatch):
+def test_func_grad_and_vmap_grad_fold_into_one_fused_call(kernel_calls):
     E, M, T, B, N = 4, 3, 6, 2, 5
     u, _, h0 = make(M, T, B, N, dtype=torch.complex128)
     lams = torch.stack([make(M, T, B, N, dtype=torch.complex128, seed=e)[1] for e in range(E)])
-
-    def loss(lam):
-        return rnnlab.diag_recurrence(u, lam, h0).abs().square().sum()
-
-    calls = []
-    real = ops.diag_forward
-
-    class Spy:
-        def __getattr__(self, name):
-            return getattr(torch.ops.rnnlab, name)
-
-        def diag_forward(self, *a):
-            wrapped = [torch._C._functorch.is_functorch_wrapped_tensor(t) for t in a if isinstance(t, torch.Tensor)]
-            if not any(wrapped):  # a real kernel call, not the vmap level that folds into M
-                calls.append(a[0].shape)
-            return real(*a)
-
-    monkeypatch.setattr(rnnlab._ops, "ops", Spy())
-    grads = torch.func.vmap(torch.func.grad(loss))(lams)
-    assert calls == [torch.Size([E * M, T, B, N])], calls
-    for e in range(E):
-        lam = lams[e].clone().requires_grad_(True)
-        (want,) = torch.autograd.grad(ref.diag_forward(u, lam, h0)[0].abs().square().sum(), lam)
-        torch.testing.assert_close(grads[e], want)
+    shared.check_vmap_grad_is_one_fused_call(
+        kernel_calls("diag_forward"),
+        lambda lam: rnnlab.diag_recurrence(u, lam, h0).abs().square().sum(),
+        lams,
+        lambda lam: ref.diag_forward(u, lam, h0)[0].abs().square().sum(),
+        fused_shape=(E * M, T, B, N),
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
 def test_torch_compile_fullgraph(dtype):
-    u, lam, h0 = make(2, 5, 3, 4, dtype=dtype)
-
     def f(u, lam, h0):
         hs, h_sq, _ = rnnlab.diag_recurrence(u, lam, h0, return_stats=True)
         return hs.abs().square().sum() + h_sq.sum().detach()
 
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    args = [t.clone().requires_grad_(True) for t in (u, lam, h0)]
-    args_c = [t.clone().requires_grad_(True) for t in (u, lam, h0)]
-    f(*args).backward()
-    compiled(*args_c).backward()
-    for a, b in zip(args, args_c):
-        torch.testing.assert_close(a.grad, b.grad)
+    shared.check_compiled_grads_match_eager(f, make(2, 5, 3, 4, dtype=dtype))
 
 
 def test_nan_propagates_like_pytorch():
@@ -203,7 +171,7 @@ def test_nan_propagates_like_pytorch():
     assert torch.equal(ops.diag_forward(u, lam, h0, False)[0].isnan(), ref.diag_forward(u, lam, h0)[0].isnan())
 
 
-@pytest.mark.parametrize("M,T,B,N", [(2, 0, 3, 4), (2, 5, 0, 4), (0, 5, 3, 4), (1, 3, 2, 0)])
+@pytest.mark.parametrize("M,T,B,N", shared.EMPTY_SIZES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.complex128])
 def test_empty_sizes(M, T, B, N, dtype):
     u, lam, h0 = make(M, T, B, N, dtype=dtype)
@@ -257,19 +225,17 @@ def test_property_any_shape_matches_reference(M, T, B, N, dtype, seed):
     u, lam, h0 = make(M, T, B, N, dtype=dtype, seed=seed)
     out = ops.diag_forward(u, lam, h0, True)
     for a, b in zip(out, ref.diag_forward(u, lam, h0, True)):
-        assert_close_scaled(a, b)
+        shared.assert_close_scaled(a, b, rel=REL)
     g = torch.randn_like(out[0])
     for a, b in zip(ops.diag_backward(g, out[0], h0, lam), ref.diag_backward(g, out[0], h0, lam)):
-        assert_close_scaled(a, b)
+        shared.assert_close_scaled(a, b, rel=REL)
 
 
-@pytest.mark.parametrize("isa", ["avx2", "portable"])
+@pytest.mark.parametrize("isa", shared.LOWER_ISAS)
 def test_every_compiled_isa_matches_reference(isa):
     """The kernels compiled for the lower ISAs (forced with RNNLAB_ISA) agree with the reference."""
-    code = (
-        "import torch, rnnlab; from rnnlab import reference as ref\n"
-        f"assert rnnlab._C.cpu_isa() in ('{isa}', 'portable'), rnnlab._C.cpu_isa()\n"
-        "g = torch.Generator().manual_seed(1)\n"
+    shared.run_under_isa(
+        isa,
         "for dt in (torch.float64, torch.float32, torch.complex128, torch.complex64):\n"
         "  for M, T, B, N in ((2, 7, 9, 37), (1, 3, 1, 300)):\n"
         "    u = torch.randn(M, T, B, N, dtype=dt, generator=g); h0 = torch.randn(M, B, N, dtype=dt, generator=g)\n"
@@ -278,10 +244,8 @@ def test_every_compiled_isa_matches_reference(isa):
         "    for x, y in zip(out, ref.diag_forward(u, lam, h0, True)): torch.testing.assert_close(x, y)\n"
         "    gh = torch.randn_like(out[0])\n"
         "    for x, y in zip(torch.ops.rnnlab.diag_backward(gh, out[0], h0, lam), ref.diag_backward(gh, out[0], h0, lam)):\n"
-        "      torch.testing.assert_close(x, y)\n"
+        "      torch.testing.assert_close(x, y)\n",
     )
-    env = dict(os.environ, RNNLAB_ISA=isa)
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

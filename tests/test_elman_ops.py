@@ -1,8 +1,4 @@
 """The fused Elman ops against the reference implementation, autograd, torch.func and torch.compile."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -11,17 +7,11 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import reference as ref
 
+import helpers_ops as shared
+
 ops = torch.ops.rnnlab
 ACTS = ["tanh", "relu", "sigmoid", "identity"]
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-5)}
-
-
-def assert_close_scaled(a, b, dtype, name=""):
-    """Elementwise closeness relative to the tensor's largest entry: a sum like grad_w = Σ_t u_tᵀh_{t-1}
-    (plus Ω's terms, which divide by ‖δ_t‖²) may cancel to entries far smaller than its addends."""
-    rel = 1e-10 if dtype == torch.float64 else 2e-5
-    scale = b.abs().max().item() if b.numel() else 0.0
-    torch.testing.assert_close(a, b, rtol=0, atol=rel * max(scale, 1e-30), msg=lambda m: f"{name}: {m}")
 
 
 def make(M, T, B, H, dtype=torch.float64, scale=1.0, seed=0):
@@ -49,7 +39,7 @@ def test_forward_backward_match_reference(shape, act, dtype):
     got = ops.elman_backward(grad_hs, hs, h0, w, act, reg)
     want = ref.elman_backward(grad_hs, hs, h0, w, act, reg)
     for name, a, b in zip(["grad_xp", "grad_w", "grad_h0", "delta_sq", "v_sq", "omega", "n_valid"], got, want):
-        assert_close_scaled(a, b, dtype, name)
+        shared.assert_close_scaled(a, b, name)
 
 
 def test_without_regularizer_grad_w_is_plain_bptt():
@@ -145,49 +135,24 @@ def test_gradient_sink_reports_statistics_after_one_backward():
     torch.testing.assert_close(sink.delta_norm, want[3].sqrt())
 
 
-def test_func_grad_and_vmap_grad_fold_into_one_fused_call(monkeypatch):
+def test_func_grad_and_vmap_grad_fold_into_one_fused_call(kernel_calls):
     E, M, T, B, H = 4, 3, 6, 2, 5
     xp, _, h0 = make(M, T, B, H)
     ws = torch.randn(E, M, H, H, dtype=torch.float64) / H**0.5
-
-    def loss(w):
-        return rnnlab.elman(xp, w, h0).square().sum()
-
-    calls = []
-    real = ops.elman_forward
-
-    class Spy:
-        def __getattr__(self, name):
-            return getattr(torch.ops.rnnlab, name)
-
-        def elman_forward(self, *a):
-            wrapped = [torch._C._functorch.is_functorch_wrapped_tensor(t) for t in a if isinstance(t, torch.Tensor)]
-            if not any(wrapped):  # a real kernel call, not the vmap level that folds into M
-                calls.append(a[0].shape)
-            return real(*a)
-
-    monkeypatch.setattr(rnnlab._ops, "ops", Spy())
-    grads = torch.func.vmap(torch.func.grad(loss))(ws)
-    assert calls == [torch.Size([E * M, T, B, H])], calls  # one fused call over E*M models
-    for e in range(E):
-        w = ws[e].clone().requires_grad_(True)
-        (want,) = torch.autograd.grad(ref.elman_forward(xp, w, h0, "tanh").square().sum(), w)
-        torch.testing.assert_close(grads[e], want)
+    shared.check_vmap_grad_is_one_fused_call(
+        kernel_calls("elman_forward"),
+        lambda w: rnnlab.elman(xp, w, h0).square().sum(),
+        ws,
+        lambda w: ref.elman_forward(xp, w, h0, "tanh").square().sum(),
+        fused_shape=(E * M, T, B, H),
+    )
 
 
 def test_torch_compile_fullgraph():
-    xp, w, h0 = make(2, 5, 3, 4, dtype=torch.float32)
-
     def f(xp, w, h0):
         return rnnlab.elman(xp, w, h0, nonlinearity="tanh", reg_weight=1.0).square().sum()
 
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    args = [t.clone().requires_grad_(True) for t in (xp, w, h0)]
-    args_c = [t.clone().requires_grad_(True) for t in (xp, w, h0)]
-    f(*args).backward()
-    compiled(*args_c).backward()
-    for a, b in zip(args, args_c):
-        torch.testing.assert_close(a.grad, b.grad)
+    shared.check_compiled_grads_match_eager(f, make(2, 5, 3, 4, dtype=torch.float32))
 
 
 def test_nan_propagates_like_pytorch():
@@ -199,7 +164,7 @@ def test_nan_propagates_like_pytorch():
         assert torch.equal(hs.isnan(), want.isnan()), act
 
 
-@pytest.mark.parametrize("M,T,B,H", [(2, 0, 3, 4), (2, 5, 0, 4), (0, 5, 3, 4), (1, 3, 2, 0)])
+@pytest.mark.parametrize("M,T,B,H", shared.EMPTY_SIZES)
 def test_empty_sizes(M, T, B, H):
     xp, w, h0 = make(M, T, B, H)
     hs = ops.elman_forward(xp, w, h0, "tanh")
@@ -277,13 +242,11 @@ def test_openmp_really_uses_two_threads():
     assert rnnlab._C.parallel_threads_used() >= 2
 
 
-@pytest.mark.parametrize("isa", ["avx2", "portable"])
+@pytest.mark.parametrize("isa", shared.LOWER_ISAS)
 def test_every_compiled_isa_matches_reference(isa):
     """The kernels compiled for the lower ISAs (forced with RNNLAB_ISA) agree with the reference."""
-    code = (
-        "import itertools, torch, rnnlab; from rnnlab import reference as ref\n"
-        f"assert rnnlab._C.cpu_isa() in ('{isa}', 'portable'), rnnlab._C.cpu_isa()\n"
-        "g = torch.Generator().manual_seed(1)\n"
+    shared.run_under_isa(
+        isa,
         # H = 8: dense GEMM output rows on every ISA; H = 37: padded rows on AVX2 and portable
         "for dt, act, H in itertools.product((torch.float64, torch.float32), ('tanh', 'relu', 'sigmoid'), (8, 37)):\n"
         "    xp = torch.randn(2, 7, 9, H, dtype=dt, generator=g); w = torch.randn(2, H, H, dtype=dt, generator=g) / 6\n"
@@ -292,7 +255,5 @@ def test_every_compiled_isa_matches_reference(isa):
         "    torch.testing.assert_close(hs, ref.elman_forward(xp, w, h0, act))\n"
         "    gh = torch.randn_like(hs); a = torch.ones(2, dtype=dt)\n"
         "    for x, y in zip(torch.ops.rnnlab.elman_backward(gh, hs, h0, w, act, a), ref.elman_backward(gh, hs, h0, w, act, a)):\n"
-        "      torch.testing.assert_close(x, y)\n"
+        "      torch.testing.assert_close(x, y)\n",
     )
-    env = dict(os.environ, RNNLAB_ISA=isa)
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)

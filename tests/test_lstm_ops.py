@@ -1,8 +1,4 @@
 """The fused LSTM ops against the reference implementation, autograd, torch.func and torch.compile."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -11,16 +7,11 @@ from hypothesis import strategies as st
 import rnnlab
 from rnnlab import reference as ref
 
+import helpers_ops as shared
+
 ops = torch.ops.rnnlab
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-5)}
 BACKWARD_NAMES = ["grad_xp", "grad_w", "grad_h0", "grad_c0", "delta_sq", "v_sq"]
-
-
-def assert_close_scaled(a, b, dtype, name=""):
-    """Closeness relative to the tensor's largest entry (grad_w = Σ_t ∂z_tᵀ h_{t-1} may cancel)."""
-    rel = 1e-10 if dtype == torch.float64 else 2e-5
-    scale = b.abs().max().item() if b.numel() else 0.0
-    torch.testing.assert_close(a, b, rtol=0, atol=rel * max(scale, 1e-30), msg=lambda m: f"{name}: {m}")
 
 
 def make(M, T, B, H, dtype=torch.float64, seed=0):
@@ -50,7 +41,7 @@ def test_forward_backward_match_reference(shape, with_grad_cs, dtype):
     got = ops.lstm_backward(grad_hs, grad_cs, *out, h0, c0, w)
     want = ref.lstm_backward(grad_hs, grad_cs, *out, h0, c0, w)
     for name, a, b in zip(BACKWARD_NAMES, got, want):
-        assert_close_scaled(a, b, dtype, name)
+        shared.assert_close_scaled(a, b, name)
 
 
 def test_reference_backward_is_autograd_of_reference_forward():
@@ -122,52 +113,29 @@ def test_gradient_sink_reports_statistics_after_one_backward():
     torch.testing.assert_close(sink.n_valid, n_valid)
 
 
-def test_func_grad_and_vmap_grad_fold_into_one_fused_call(monkeypatch):
+def test_func_grad_and_vmap_grad_fold_into_one_fused_call(kernel_calls):
     E, M, T, B, H = 4, 3, 6, 2, 5
     xp, _, h0, c0 = make(M, T, B, H)
     ws = torch.randn(E, M, 4 * H, H, dtype=torch.float64) / H**0.5
 
-    def loss(w):
-        hs, cs = rnnlab.lstm(xp, w, h0, c0)
+    def loss(hs, cs):
         return hs.square().sum() + cs[:, -1].sum()
 
-    calls = []
-    real = ops.lstm_forward
-
-    class Spy:
-        def __getattr__(self, name):
-            return getattr(torch.ops.rnnlab, name)
-
-        def lstm_forward(self, *a):
-            wrapped = [torch._C._functorch.is_functorch_wrapped_tensor(t) for t in a if isinstance(t, torch.Tensor)]
-            if not any(wrapped):  # a real kernel call, not the vmap level that folds into M
-                calls.append(a[0].shape)
-            return real(*a)
-
-    monkeypatch.setattr(rnnlab._ops, "ops", Spy())
-    grads = torch.func.vmap(torch.func.grad(loss))(ws)
-    assert calls == [torch.Size([E * M, T, B, 4 * H])], calls  # one fused call over E*M models
-    for e in range(E):
-        w = ws[e].clone().requires_grad_(True)
-        hs, cs, _ = ref.lstm_forward(xp, w, h0, c0)
-        (want,) = torch.autograd.grad(hs.square().sum() + cs[:, -1].sum(), w)
-        torch.testing.assert_close(grads[e], want)
+    shared.check_vmap_grad_is_one_fused_call(
+        kernel_calls("lstm_forward"),
+        lambda w: loss(*rnnlab.lstm(xp, w, h0, c0)),
+        ws,
+        lambda w: loss(*ref.lstm_forward(xp, w, h0, c0)[:2]),
+        fused_shape=(E * M, T, B, 4 * H),
+    )
 
 
 def test_torch_compile_fullgraph():
-    xp, w, h0, c0 = make(2, 5, 3, 4, dtype=torch.float32)
-
     def f(xp, w, h0, c0):
         hs, cs = rnnlab.lstm(xp, w, h0, c0)
         return hs.square().sum() + cs[:, -1].square().sum()
 
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    args = [t.clone().requires_grad_(True) for t in (xp, w, h0, c0)]
-    args_c = [t.clone().requires_grad_(True) for t in (xp, w, h0, c0)]
-    f(*args).backward()
-    compiled(*args_c).backward()
-    for a, b in zip(args, args_c):
-        torch.testing.assert_close(a.grad, b.grad)
+    shared.check_compiled_grads_match_eager(f, make(2, 5, 3, 4, dtype=torch.float32))
 
 
 def test_nan_propagates_like_pytorch():
@@ -177,7 +145,7 @@ def test_nan_propagates_like_pytorch():
         assert torch.equal(a.isnan(), b.isnan())
 
 
-@pytest.mark.parametrize("M,T,B,H", [(2, 0, 3, 4), (2, 5, 0, 4), (0, 5, 3, 4), (1, 3, 2, 0)])
+@pytest.mark.parametrize("M,T,B,H", shared.EMPTY_SIZES)
 def test_empty_sizes(M, T, B, H):
     xp, w, h0, c0 = make(M, T, B, H)
     hs, cs, gates = ops.lstm_forward(xp, w, h0, c0)
@@ -249,13 +217,11 @@ def test_property_any_shape_matches_reference(M, T, B, H, seed):
         torch.testing.assert_close(a, b, **TOL[torch.float64])
 
 
-@pytest.mark.parametrize("isa", ["avx2", "portable"])
+@pytest.mark.parametrize("isa", shared.LOWER_ISAS)
 def test_every_compiled_isa_matches_reference(isa):
     """The kernels compiled for the lower ISAs (forced with RNNLAB_ISA) agree with the reference."""
-    code = (
-        "import torch, rnnlab; from rnnlab import reference as ref\n"
-        f"assert rnnlab._C.cpu_isa() in ('{isa}', 'portable'), rnnlab._C.cpu_isa()\n"
-        "g = torch.Generator().manual_seed(1)\n"
+    shared.run_under_isa(
+        isa,
         "for dt in (torch.float64, torch.float32):\n"
         "  for M, T, B, H in ((2, 7, 9, 37), (1, 3, 4, 70)):\n"
         "    xp = torch.randn(M, T, B, 4 * H, dtype=dt, generator=g); w = torch.randn(M, 4 * H, H, dtype=dt, generator=g) / 6\n"
@@ -265,7 +231,5 @@ def test_every_compiled_isa_matches_reference(isa):
         "    gh, gc = torch.randn_like(out[0]), torch.randn_like(out[1])\n"
         "    got = torch.ops.rnnlab.lstm_backward(gh, gc, *out, h0, c0, w)\n"
         "    for x, y in zip(got, ref.lstm_backward(gh, gc, *out, h0, c0, w)):\n"
-        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n"
+        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n",
     )
-    env = dict(os.environ, RNNLAB_ISA=isa)
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)

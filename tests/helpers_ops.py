@@ -1,0 +1,68 @@
+"""What the op tests (test_elman_ops.py, test_lstm_ops.py, test_diag.py) share: closeness relative to
+a tensor's scale, the empty sizes, the checks against torch.compile and torch.func, and the
+kernels compiled for the lower ISAs run in a subprocess (the ``kernel_calls`` fixture that counts
+fused calls is in conftest.py)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Callable
+
+import torch
+
+#: Relative tolerance of assert_close_scaled per (real) dtype, unless the caller gives its own.
+SCALED_REL = {torch.float64: 1e-10, torch.float32: 2e-5}
+
+#: (M, T, B, H) with one size zero: every op returns empty or zero outputs without running a kernel.
+EMPTY_SIZES = [(2, 0, 3, 4), (2, 5, 0, 4), (0, 5, 3, 4), (1, 3, 2, 0)]
+
+#: The ISAs below the machine's that every kernel is also compiled for (forced with RNNLAB_ISA).
+LOWER_ISAS = ["avx2", "portable"]
+
+
+def assert_close_scaled(a: torch.Tensor, b: torch.Tensor, name: str = "", rel: dict | None = None) -> None:
+    """Elementwise closeness relative to b's largest entry, rel[b's real dtype] (SCALED_REL by
+    default): a sum over steps and rows like grad_w = Σ_t u_tᵀ h_{t-1} may cancel to entries far
+    smaller than its addends."""
+    tol = (rel or SCALED_REL)[b.real.dtype]
+    scale = b.abs().max().item() if b.numel() else 0.0
+    torch.testing.assert_close(a, b, rtol=0, atol=tol * max(scale, 1e-30), msg=lambda m: f"{name}: {m}")
+
+
+def run_under_isa(isa: str, code: str) -> None:
+    """Runs `code` in a fresh interpreter whose kernels are those compiled for `isa` (RNNLAB_ISA;
+    'portable' where the machine lacks it). The prelude imports itertools, torch, rnnlab and
+    ``reference as ref`` and seeds a generator ``g``; a failed assert fails the calling test."""
+    prelude = (
+        "import itertools, torch, rnnlab; from rnnlab import reference as ref\n"
+        f"assert rnnlab._C.cpu_isa() in ('{isa}', 'portable'), rnnlab._C.cpu_isa()\n"
+        "g = torch.Generator().manual_seed(1)\n"
+    )
+    subprocess.run([sys.executable, "-c", prelude + code], env=dict(os.environ, RNNLAB_ISA=isa), check=True)
+
+
+def check_compiled_grads_match_eager(f: Callable, inputs: list[torch.Tensor]) -> None:
+    """torch.compile(f, fullgraph=True) gives the eager gradients of the scalar f(*inputs)."""
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    args = [t.clone().requires_grad_(True) for t in inputs]
+    args_c = [t.clone().requires_grad_(True) for t in inputs]
+    f(*args).backward()
+    compiled(*args_c).backward()
+    for a, b in zip(args, args_c):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def check_vmap_grad_is_one_fused_call(calls: list, loss: Callable, stacked: torch.Tensor, reference_loss: Callable,
+                                      fused_shape: tuple[int, ...]) -> None:
+    """vmap(grad(loss)) over `stacked` [E, …] runs the kernel once, on the input of shape
+    `fused_shape` (E·M models), and equals autograd of reference_loss on each slice.
+
+    calls: the list of the kernel_calls fixture for the op that loss runs.
+    """
+    grads = torch.func.vmap(torch.func.grad(loss))(stacked)
+    assert calls == [torch.Size(fused_shape)], calls
+    for e in range(len(stacked)):
+        w = stacked[e].clone().requires_grad_(True)
+        (want,) = torch.autograd.grad(reference_loss(w), w)
+        torch.testing.assert_close(grads[e], want)
