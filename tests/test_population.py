@@ -9,6 +9,8 @@ from rnnlab.tasks import rng
 from rnnlab.train import RunConfig, train_population
 from rnnlab.train.init import init_population
 
+from helpers_population import torch_layer_of_model
+
 M, T, B, I, H, O = 3, 9, 4, 5, 7, 2
 
 
@@ -29,13 +31,9 @@ def test_forward_and_gradients_match_nn_rnn(nonlinearity):
     weights = torch.randn_like(y)
     (y * weights).sum().backward()
     for m in range(M):
-        rnn = torch.nn.RNN(I, H, nonlinearity=nonlinearity, dtype=torch.float64)
+        rnn = torch_layer_of_model(torch.nn.RNN, params, m, nonlinearity=nonlinearity)
         out = torch.nn.Linear(H, O, dtype=torch.float64)
         with torch.no_grad():
-            rnn.weight_ih_l0.copy_(params["weight_ih"][m])
-            rnn.weight_hh_l0.copy_(params["weight_hh"][m])
-            rnn.bias_ih_l0.copy_(params["bias"][m])
-            rnn.bias_hh_l0.zero_()
             out.weight.copy_(params["weight_out"][m])
             out.bias.copy_(params["bias_out"][m])
         hs, _ = rnn(x[m])

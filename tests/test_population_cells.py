@@ -13,6 +13,8 @@ from rnnlab.train import RunConfig, train_population
 from rnnlab.train.init import init_population
 from rnnlab.train.veg import VegCounter, VegRule
 
+from helpers_population import torch_layer_of_model
+
 M, T, B, I, H, O = 3, 9, 4, 5, 6, 2
 
 
@@ -27,12 +29,7 @@ def test_lstm_population_matches_nn_lstm_per_model():
     w = torch.randn_like(y)
     (y * w).sum().backward()
     for m in range(M):
-        ref = torch.nn.LSTM(I, H, dtype=torch.float64)
-        with torch.no_grad():
-            ref.weight_ih_l0.copy_(params["weight_ih"][m])
-            ref.weight_hh_l0.copy_(params["weight_hh"][m])
-            ref.bias_ih_l0.copy_(params["bias"][m])
-            ref.bias_hh_l0.zero_()
+        ref = torch_layer_of_model(torch.nn.LSTM, params, m)
         out = torch.nn.functional.linear(ref(x[m])[0][-2:], params["weight_out"][m], params["bias_out"][m])
         torch.testing.assert_close(y[m], out, rtol=1e-12, atol=1e-12)
         (out * w[m]).sum().backward()
