@@ -1,8 +1,4 @@
 """The fused GRU ops against the reference implementation, torch.nn.GRU, autograd, torch.func and torch.compile."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,16 +8,11 @@ from torch import nn
 import rnnlab
 from rnnlab import reference as ref
 
+import helpers_ops as shared
+
 ops = torch.ops.rnnlab
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-5)}
 BACKWARD_NAMES = ["grad_xp", "grad_w", "grad_b_hn", "grad_h0", "delta_sq", "v_sq"]
-
-
-def assert_close_scaled(a, b, dtype, name=""):
-    """Closeness relative to the tensor's largest entry (grad_w = Σ_t g_tᵀ h_{t-1} may cancel)."""
-    rel = 1e-10 if dtype == torch.float64 else 2e-5
-    scale = b.abs().max().item() if b.numel() else 0.0
-    torch.testing.assert_close(a, b, rtol=0, atol=rel * max(scale, 1e-30), msg=lambda m: f"{name}: {m}")
 
 
 def make(M, T, B, H, dtype=torch.float64, seed=0):
@@ -49,7 +40,7 @@ def test_forward_backward_match_reference(shape, dtype):
     got = ops.gru_backward(grad_hs, *out, h0, w)
     want = ref.gru_backward(grad_hs, *out, h0, w)
     for name, a, b in zip(BACKWARD_NAMES, got, want):
-        assert_close_scaled(a, b, dtype, name)
+        shared.assert_close_scaled(a, b, name)
 
 
 def test_reference_backward_is_autograd_of_reference_forward():
@@ -95,7 +86,7 @@ def test_matches_torch_nn_gru_per_model(dtype):
         torch.testing.assert_close(hs[m, -1], h_n[0], **tol)
         (out * g[m]).sum().backward()
         for (name, p), mine in zip(peer.named_parameters(), ours[m]):
-            assert_close_scaled(mine, p.grad, dtype, f"model {m} {name}")
+            shared.assert_close_scaled(mine, p.grad, f"model {m} {name}")
 
 
 def test_statistics_are_the_hidden_state_gradients():
@@ -159,53 +150,39 @@ def test_gradient_sink_reports_statistics_after_one_backward():
     torch.testing.assert_close(sink.n_valid, n_valid)
 
 
-def test_func_grad_and_vmap_grad_fold_into_one_fused_call(monkeypatch):
+def test_func_grad_and_vmap_grad_fold_into_one_fused_call(kernel_calls):
     E, M, T, B, H = 4, 3, 6, 2, 5
     xp, _, b_hn, h0 = make(M, T, B, H)
     ws = torch.randn(E, M, 3 * H, H, dtype=torch.float64) / H**0.5
 
-    def loss(w, b):
-        hs = rnnlab.gru(xp, w, b, h0)
+    def loss(hs):
         return hs.square().sum() + hs[:, -1].sum()
 
-    calls = []
-    real = ops.gru_forward
+    shared.check_vmap_grad_is_one_fused_call(
+        kernel_calls("gru_forward"),
+        lambda w: loss(rnnlab.gru(xp, w, b_hn, h0)),
+        ws,
+        lambda w: loss(ref.gru_forward(xp, w, b_hn, h0)[0]),
+        fused_shape=(E * M, T, B, 3 * H),
+    )
 
-    class Spy:
-        def __getattr__(self, name):
-            return getattr(torch.ops.rnnlab, name)
 
-        def gru_forward(self, *a):
-            wrapped = [torch._C._functorch.is_functorch_wrapped_tensor(t) for t in a if isinstance(t, torch.Tensor)]
-            if not any(wrapped):  # a real kernel call, not the vmap level that folds into M
-                calls.append(a[0].shape)
-            return real(*a)
-
-    monkeypatch.setattr(rnnlab._ops, "ops", Spy())
-    grads_w, grads_b = torch.func.vmap(torch.func.grad(loss, argnums=(0, 1)), in_dims=(0, None))(ws, b_hn)
-    assert calls == [torch.Size([E * M, T, B, 3 * H])], calls  # one fused call over E*M models
+def test_vmap_over_b_hn_and_h0():
+    """in_dims on the other arguments (w_hh shared): the vmap rule expands it before folding."""
+    E, M, T, B, H = 3, 2, 5, 2, 4
+    xp, w, b_hn, h0 = make(M, T, B, H)
+    bs, h0s = torch.randn(E, M, H, dtype=torch.float64), torch.randn(E, M, B, H, dtype=torch.float64)
+    got = torch.func.vmap(lambda b, h: rnnlab.gru(xp, w, b, h))(bs, h0s)
     for e in range(E):
-        w, b = ws[e].clone().requires_grad_(True), b_hn.clone().requires_grad_(True)
-        hs, _ = ref.gru_forward(xp, w, b, h0)
-        want_w, want_b = torch.autograd.grad(hs.square().sum() + hs[:, -1].sum(), (w, b))
-        torch.testing.assert_close(grads_w[e], want_w)
-        torch.testing.assert_close(grads_b[e], want_b)
+        torch.testing.assert_close(got[e], ref.gru_forward(xp, w, bs[e], h0s[e])[0])
 
 
 def test_torch_compile_fullgraph():
-    xp, w, b_hn, h0 = make(2, 5, 3, 4, dtype=torch.float32)
-
     def f(xp, w, b_hn, h0):
         hs = rnnlab.gru(xp, w, b_hn, h0)
         return hs.square().sum() + hs[:, -1].sum()
 
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    args = [t.clone().requires_grad_(True) for t in (xp, w, b_hn, h0)]
-    args_c = [t.clone().requires_grad_(True) for t in (xp, w, b_hn, h0)]
-    f(*args).backward()
-    compiled(*args_c).backward()
-    for a, b in zip(args, args_c):
-        torch.testing.assert_close(a.grad, b.grad)
+    shared.check_compiled_grads_match_eager(f, make(2, 5, 3, 4, dtype=torch.float32))
 
 
 def test_nan_propagates_like_pytorch():
@@ -215,7 +192,7 @@ def test_nan_propagates_like_pytorch():
         assert torch.equal(a.isnan(), b.isnan())
 
 
-@pytest.mark.parametrize("M,T,B,H", [(2, 0, 3, 4), (2, 5, 0, 4), (0, 5, 3, 4), (1, 3, 2, 0)])
+@pytest.mark.parametrize("M,T,B,H", shared.EMPTY_SIZES)
 def test_empty_sizes(M, T, B, H):
     xp, w, b_hn, h0 = make(M, T, B, H)
     hs, gates = ops.gru_forward(xp, w, b_hn, h0)
@@ -287,16 +264,14 @@ def test_property_any_shape_matches_reference(M, T, B, H, seed):
         torch.testing.assert_close(a, b, **TOL[torch.float64])
     g = torch.randn_like(out[0])
     for name, a, b in zip(BACKWARD_NAMES, ops.gru_backward(g, *out, h0, w), ref.gru_backward(g, *out, h0, w)):
-        assert_close_scaled(a, b, torch.float64, name)
+        shared.assert_close_scaled(a, b, name)
 
 
-@pytest.mark.parametrize("isa", ["avx2", "portable"])
+@pytest.mark.parametrize("isa", shared.LOWER_ISAS)
 def test_every_compiled_isa_matches_reference(isa):
     """The kernels compiled for the lower ISAs (forced with RNNLAB_ISA) agree with the reference."""
-    code = (
-        "import torch, rnnlab; from rnnlab import reference as ref\n"
-        f"assert rnnlab._C.cpu_isa() in ('{isa}', 'portable'), rnnlab._C.cpu_isa()\n"
-        "g = torch.Generator().manual_seed(1)\n"
+    shared.run_under_isa(
+        isa,
         "for dt in (torch.float64, torch.float32):\n"
         "  for M, T, B, H in ((2, 7, 9, 37), (1, 3, 4, 70), (2, 3, 5, 8)):\n"
         "    xp = torch.randn(M, T, B, 3 * H, dtype=dt, generator=g); w = torch.randn(M, 3 * H, H, dtype=dt, generator=g) / 6\n"
@@ -306,10 +281,8 @@ def test_every_compiled_isa_matches_reference(isa):
         "    gh = torch.randn_like(out[0])\n"
         "    got = torch.ops.rnnlab.gru_backward(gh, *out, h0, w)\n"
         "    for x, y in zip(got, ref.gru_backward(gh, *out, h0, w)):\n"
-        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n"
+        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n",
     )
-    env = dict(os.environ, RNNLAB_ISA=isa)
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
