@@ -29,17 +29,18 @@
 #include <cstdint>
 
 #include "kernels/common.h"
+#include "kernels/cuda/onchip_limits.cuh"
 
 namespace rnnlab::cuda {
 
 // Largest hidden size the on-chip kernels hold: H·H weights at 32 registers per thread in
-// blocks of at most 512 threads (float32), or 256 threads (float64, two registers per weight).
+// blocks of at most 512 threads: 128 in float32, 64 in float64 (two registers per weight).
 template <typename T>
-constexpr int64_t kElmanOnchipMaxHidden = sizeof(T) == 4 ? 128 : 64;
+constexpr int64_t kElmanOnchipMaxHidden = onchip::max_hidden<T>(/*rows_per_unit=*/1);
 
 template <typename T>
 constexpr bool elman_onchip_fits(int64_t H) {
-  return H >= 1 && H <= kElmanOnchipMaxHidden<T>;
+  return onchip::fits<T>(H, /*rows_per_unit=*/1);
 }
 
 // Requires s.T, s.B ≥ 1 and elman_onchip_fits<T>(s.H).

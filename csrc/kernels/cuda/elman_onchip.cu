@@ -47,18 +47,13 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
     w[0][q] = unit < H && k < H ? wm[unit * H + k] : T(0);
   }
 
-  for (int e = threadIdx.x; e < 2 * BT * G::kRow; e += blockDim.x) state[e] = T(0);
-  __syncthreads();
-  for (int e = threadIdx.x; e < tile.rows * H; e += blockDim.x)
-    state[(e / H) * G::kRow + G::pos(e % H)] = h0[tile.state(s, 0, H) + e];
+  init_state<G, BT>(state, h0, s, tile);
 
   auto prefetch = [&](int64_t t) {  // xp_t of the tile → slot t % kRing
     if (t < s.T) copy_async(ring + (t % kRing) * slab, xp + tile.seq(s, t, 0, H), tile.rows * H);
     cp_async_commit();  // one group per step, empty or not, keeps the wait count uniform
   };
-  for (int d = 0; d < kDepth; ++d) prefetch(d);
-  cp_async_wait<kDepth - 1>();
-  __syncthreads();
+  fill_ring(prefetch);
 
   for (int64_t t = 0; t < s.T; ++t) {
     prefetch(t + kDepth);  // into the slot read at step t − 1, free since its closing barrier
@@ -75,8 +70,7 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
         out[r * H + unit] = h;
       }
     }
-    cp_async_wait<kDepth - 1>();  // this thread's copies for step t + 1 have landed …
-    __syncthreads();              // … and everyone's, with h_t, are visible
+    end_step();  // step t + 1's slab and h_t are visible
   }
 }
 
@@ -122,7 +116,7 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
     const int i = split * G::kSlice + q;
     w[0][q] = live && i < H ? wm[i * H + unit] : T(0);
   }
-  for (int e = threadIdx.x; e < 2 * BT * G::kRow; e += blockDim.x) ubuf[e] = T(0);
+  zero_state<G, BT>(ubuf);
   __syncthreads();
 
   {  // δ_{T-1} = ∂⁺L/∂h_{T-1}: the recursion starts from the loss gradient alone
@@ -153,19 +147,14 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
     }
     cp_async_commit();
   };
-  for (int d = 0; d < kDepth; ++d) prefetch(d);
-  cp_async_wait<kDepth - 1>();
-  __syncthreads();
+  fill_ring(prefetch);
 
   T keep[kMine];  // v_{t+1} of the rows this thread finishes, for the regularizer row written late
   // Writes delta_sq_x, v_sq_x and reg_v_x = κ_x v_x once both norms of step x are complete.
   auto finish = [&](int64_t x) {
     const T* a = vnorm + (x & 3) * kSlot;
     const T* c = dnorm + (x & 3) * kSlot;
-    if (threadIdx.x < tile.rows) {
-      v_sq[tile.stat(s, x, threadIdx.x)] = row_total<G, BT>(a, threadIdx.x);
-      delta_sq[tile.stat(s, x, threadIdx.x)] = row_total<G, BT>(c, threadIdx.x);
-    }
+    write_row_norms<G, BT>(s, tile, x, a, c, v_sq, delta_sq);
     if (reg_v == nullptr) return;
 #pragma unroll
     for (int o = 0; o < kMine; ++o) {
@@ -214,8 +203,7 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
     if (t < last) finish(t + 1);  // its norms were completed before the previous barrier
 #pragma unroll
     for (int o = 0; o < kMine; ++o) keep[o] = mine[o];
-    cp_async_wait<kDepth - 1>();
-    __syncthreads();
+    end_step();
   }
   finish(0);
 }
@@ -223,42 +211,25 @@ __global__ void __launch_bounds__(G1<T, HP>::kThreads)
 // ---- launch -------------------------------------------------------------------------------------
 
 template <typename T, int HP, int BT>
-struct ForwardKernel {
-  static constexpr int threads() { return G1<T, HP>::kThreads; }
-  static auto fn() { return &elman_forward_kernel<T, HP, BT>; }
-  static size_t smem(int H) { return forward_smem<T, HP, BT>(H); }
-};
+using ForwardKernel = KernelOf<G1<T, HP>, &elman_forward_kernel<T, HP, BT>, &forward_smem<T, HP, BT>>;
 
 template <typename T, int HP, int BT>
-struct BackwardKernel {
-  static constexpr int threads() { return G1<T, HP>::kThreads; }
-  static auto fn() { return &elman_backward_kernel<T, HP, BT>; }
-  static size_t smem(int H) { return backward_smem<T, HP, BT>(H); }
-};
-
-// Launches Kernel at the smallest padded size HP ≥ H this dtype supports.
-template <typename T, template <typename, int, int> class Kernel, typename... Args>
-cudaError_t launch_onchip(const RecurrenceShape& s, cudaStream_t stream, Args... args) {
-  if (!elman_onchip_fits<T>(s.H) || s.T < 1 || s.B < 1 || s.M < 1) return cudaErrorInvalidValue;
-  if (s.H <= 32) return launch_tiles<T, 32, Kernel>(s, stream, args...);
-  if (s.H <= 64) return launch_tiles<T, 64, Kernel>(s, stream, args...);
-  if constexpr (kElmanOnchipMaxHidden<T> >= 128) return launch_tiles<T, 128, Kernel>(s, stream, args...);
-  return cudaErrorInvalidValue;
-}
+using BackwardKernel = KernelOf<G1<T, HP>, &elman_backward_kernel<T, HP, BT>, &backward_smem<T, HP, BT>>;
 
 }  // namespace
 
 template <typename T>
 cudaError_t elman_forward_onchip(const RecurrenceShape& s, Activation act, const T* xp, const T* w_hh, const T* h0,
                                  T* hs, cudaStream_t stream) {
-  return launch_onchip<T, ForwardKernel>(s, stream, act, xp, w_hh, h0, hs);
+  return launch_onchip<T, kElmanOnchipMaxHidden<T>, ForwardKernel>(s, stream, act, xp, w_hh, h0, hs);
 }
 
 template <typename T>
 cudaError_t elman_backward_onchip(const RecurrenceShape& s, Activation act, const T* grad_hs, const T* hs,
                                   const T* w_hh, T* grad_xp, T* grad_h0, T* delta_sq, T* v_sq, T* reg_v,
                                   cudaStream_t stream) {
-  return launch_onchip<T, BackwardKernel>(s, stream, act, grad_hs, hs, w_hh, grad_xp, grad_h0, delta_sq, v_sq, reg_v);
+  return launch_onchip<T, kElmanOnchipMaxHidden<T>, BackwardKernel>(s, stream, act, grad_hs, hs, w_hh, grad_xp, grad_h0,
+                                                                     delta_sq, v_sq, reg_v);
 }
 
 template cudaError_t elman_forward_onchip<float>(const RecurrenceShape&, Activation, const float*, const float*,

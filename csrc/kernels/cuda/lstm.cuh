@@ -25,15 +25,17 @@
 #include <cstdint>
 
 #include "kernels/common.h"
+#include "kernels/cuda/onchip_limits.cuh"
 
 namespace rnnlab::cuda {
 
+// Largest hidden size the on-chip kernels hold: 64 in float32, 32 in float64 (4H·H weights).
 template <typename T>
-constexpr int64_t kLstmOnchipMaxHidden = sizeof(T) == 4 ? 64 : 32;
+constexpr int64_t kLstmOnchipMaxHidden = onchip::max_hidden<T>(/*rows_per_unit=*/4);
 
 template <typename T>
 constexpr bool lstm_onchip_fits(int64_t H) {
-  return H >= 1 && H <= kLstmOnchipMaxHidden<T>;
+  return onchip::fits<T>(H, /*rows_per_unit=*/4);
 }
 
 // Require s.T, s.B, s.M ≥ 1 and lstm_onchip_fits<T>(s.H) (s.H is the hidden size, not 4H).

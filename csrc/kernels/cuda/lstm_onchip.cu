@@ -53,10 +53,7 @@ __global__ void __launch_bounds__(GF<T, HP>::kThreads)
       w[g][q] = live && k < H ? wm[(g * H + unit) * H + k] : T(0);
     }
 
-  for (int e = threadIdx.x; e < 2 * BT * G::kRow; e += blockDim.x) state[e] = T(0);
-  __syncthreads();
-  for (int e = threadIdx.x; e < tile.rows * H; e += blockDim.x)
-    state[(e / H) * G::kRow + G::pos(e % H)] = h0[tile.state(s, 0, H) + e];
+  init_state<G, BT>(state, h0, s, tile);
   T c[kMine];  // c_{t-1} of the rows this thread finishes
 #pragma unroll
   for (int o = 0; o < kMine; ++o) {
@@ -68,9 +65,7 @@ __global__ void __launch_bounds__(GF<T, HP>::kThreads)
     if (t < s.T) copy_async(ring + (t % kRing) * slab, xp + tile.seq(s, t, 0, H4), tile.rows * H4);
     cp_async_commit();
   };
-  for (int d = 0; d < kDepth; ++d) prefetch(d);
-  cp_async_wait<kDepth - 1>();
-  __syncthreads();
+  fill_ring(prefetch);
 
   for (int64_t t = 0; t < s.T; ++t) {
     prefetch(t + kDepth);
@@ -94,8 +89,7 @@ __global__ void __launch_bounds__(GF<T, HP>::kThreads)
         next[r * G::kRow + G::pos(unit)] = h;
       }
     }
-    cp_async_wait<kDepth - 1>();
-    __syncthreads();
+    end_step();
   }
 }
 
@@ -144,7 +138,7 @@ __global__ void __launch_bounds__(GB<T, HP>::kThreads)
     const int k = split * G::kSlice + q, g = k / HP, i = k % HP;
     w[0][q] = live && i < H ? wm[(g * H + i) * H + unit] : T(0);
   }
-  for (int e = threadIdx.x; e < 2 * BT * G::kRow; e += blockDim.x) dzbuf[e] = T(0);
+  zero_state<G, BT>(dzbuf);
 
   T c[kMine], dc[kMine], v[kMine];  // c_t, ε'_{t+1}, v_{t+1} of the rows this thread finishes
 #pragma unroll
@@ -166,15 +160,10 @@ __global__ void __launch_bounds__(GB<T, HP>::kThreads)
     }
     cp_async_commit();
   };
-  for (int d = 0; d < kDepth; ++d) prefetch(d);
-  cp_async_wait<kDepth - 1>();
-  __syncthreads();
+  fill_ring(prefetch);
 
   auto finish = [&](int64_t x) {  // all warps' partials of step x are stored
-    if (threadIdx.x < tile.rows) {
-      v_sq[tile.stat(s, x, threadIdx.x)] = row_total<G, BT>(vnorm + (x & 3) * kSlot, threadIdx.x);
-      delta_sq[tile.stat(s, x, threadIdx.x)] = row_total<G, BT>(dnorm + (x & 3) * kSlot, threadIdx.x);
-    }
+    write_row_norms<G, BT>(s, tile, x, vnorm + (x & 3) * kSlot, dnorm + (x & 3) * kSlot, v_sq, delta_sq);
   };
 
   for (int64_t n = 0; n < s.T; ++n) {
@@ -208,8 +197,7 @@ __global__ void __launch_bounds__(GB<T, HP>::kThreads)
       }
     }
     store_row_partials<G, BT>(dsq, dnorm + (t & 3) * kSlot, tile.rows);
-    cp_async_wait<kDepth - 1>();
-    __syncthreads();  // ∂z_t and the next step's slab are visible; norms of step t + 1 complete
+    end_step();  // ∂z_t and the next step's slab are visible; norms of step t + 1 complete
 
     T vt[BT][1];
     matvec_rows<G, BT>(w, dz_out + split * G::kSegment, vt);
@@ -238,41 +226,25 @@ __global__ void __launch_bounds__(GB<T, HP>::kThreads)
 // ---- launch -------------------------------------------------------------------------------------
 
 template <typename T, int HP, int BT>
-struct ForwardKernel {
-  static constexpr int threads() { return GF<T, HP>::kThreads; }
-  static auto fn() { return &lstm_forward_kernel<T, HP, BT>; }
-  static size_t smem(int H) { return forward_smem<T, HP, BT>(H); }
-};
+using ForwardKernel = KernelOf<GF<T, HP>, &lstm_forward_kernel<T, HP, BT>, &forward_smem<T, HP, BT>>;
 
 template <typename T, int HP, int BT>
-struct BackwardKernel {
-  static constexpr int threads() { return GB<T, HP>::kThreads; }
-  static auto fn() { return &lstm_backward_kernel<T, HP, BT>; }
-  static size_t smem(int H) { return backward_smem<T, HP, BT>(H); }
-};
-
-template <typename T, template <typename, int, int> class Kernel, typename... Args>
-cudaError_t launch_onchip(const RecurrenceShape& s, cudaStream_t stream, Args... args) {
-  if (!lstm_onchip_fits<T>(s.H) || s.T < 1 || s.B < 1 || s.M < 1) return cudaErrorInvalidValue;
-  if (s.H <= 32) return launch_tiles<T, 32, Kernel>(s, stream, args...);
-  if constexpr (kLstmOnchipMaxHidden<T> >= 64) return launch_tiles<T, 64, Kernel>(s, stream, args...);
-  return cudaErrorInvalidValue;
-}
+using BackwardKernel = KernelOf<GB<T, HP>, &lstm_backward_kernel<T, HP, BT>, &backward_smem<T, HP, BT>>;
 
 }  // namespace
 
 template <typename T>
 cudaError_t lstm_forward_onchip(const RecurrenceShape& s, const T* xp, const T* w_hh, const T* h0, const T* c0, T* hs,
                                 T* cs, T* gates, cudaStream_t stream) {
-  return launch_onchip<T, ForwardKernel>(s, stream, xp, w_hh, h0, c0, hs, cs, gates);
+  return launch_onchip<T, kLstmOnchipMaxHidden<T>, ForwardKernel>(s, stream, xp, w_hh, h0, c0, hs, cs, gates);
 }
 
 template <typename T>
 cudaError_t lstm_backward_onchip(const RecurrenceShape& s, const T* grad_hs, const T* grad_cs, const T* cs,
                                  const T* gates, const T* c0, const T* w_hh, T* grad_xp, T* grad_h0, T* grad_c0,
                                  T* delta_sq, T* v_sq, cudaStream_t stream) {
-  return launch_onchip<T, BackwardKernel>(s, stream, grad_hs, grad_cs, cs, gates, c0, w_hh, grad_xp, grad_h0, grad_c0,
-                                          delta_sq, v_sq);
+  return launch_onchip<T, kLstmOnchipMaxHidden<T>, BackwardKernel>(s, stream, grad_hs, grad_cs, cs, gates, c0, w_hh,
+                                                                   grad_xp, grad_h0, grad_c0, delta_sq, v_sq);
 }
 
 #define RNNLAB_INSTANTIATE(T)                                                                                     \

@@ -14,7 +14,9 @@
 // zero and never written, and so are the weights of padded units and inputs.
 //
 // Inputs of each step (xp_t, or the backward pass's saved tensors) are prefetched into a ring of
-// kRing shared-memory slabs with cp.async, kDepth steps ahead.
+// kRing shared-memory slabs with cp.async, kDepth steps ahead. The staging below (state buffers,
+// ring, row norms) and the launch are the same for every on-chip kernel; what a kernel adds is
+// its weights, its step's epilogue and which tensors it prefetches.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -24,6 +26,7 @@
 #include "kernels/common.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/onchip_limits.cuh"
 
 namespace rnnlab::cuda::onchip {
 
@@ -35,14 +38,14 @@ template <typename T, int HP, int Out, int InputMul>
 struct Geom {
   static constexpr int kVec = kVec16<T>;                      // elements per 16-byte load
   static constexpr int kOut = Out;                            // matrix rows per thread
-  static constexpr int kSlice = 128 / sizeof(T) / Out;        // inputs per thread and row
+  static constexpr int kSlice = kWeightBytesPerThread / sizeof(T) / Out;  // inputs per thread and row
   static constexpr int kInputs = InputMul * HP;               // padded input length
   static constexpr int kSplits = kInputs / kSlice;            // threads per hidden unit
   static constexpr int kThreads = HP * kSplits;
   static constexpr int kSegment = kSlice + kVec;              // padded segment
   static constexpr int kRow = kSplits * kSegment;             // padded input vector in shared memory
   static_assert(kSlice % kVec == 0 && kInputs % kSlice == 0, "slices must be whole 16-byte loads");
-  static_assert(32 % kSplits == 0 && kThreads % 32 == 0 && kThreads <= 512, "unsupported padded size");
+  static_assert(32 % kSplits == 0 && kThreads % 32 == 0 && kThreads <= kMaxThreads, "unsupported padded size");
 
   // Shared-memory position of (padded) input k.
   static __device__ __forceinline__ int pos(int k) { return (k / kSlice) * kSegment + k % kSlice; }
@@ -153,9 +156,64 @@ __device__ __forceinline__ T row_total(const T* partial, int r) {
 template <typename G, int BT>
 constexpr int kPartials = G::kThreads / 32 * BT;
 
-// Launches Kernel<T, HP, BT> (traits with fn(), smem(H) and threads()) over all (model, tile)
-// pairs, choosing BT ∈ kTileRows with pick_rows_per_block: the smallest tiles that still let the
-// whole grid be resident at once.
+// ---- staging: state buffers, the prefetch ring, row norms ----------------------------------------
+
+// Zeroes a double-buffered state [2][BT][kRow] (its padding must read as zero).
+template <typename G, int BT, typename T>
+__device__ __forceinline__ void zero_state(T* state) {
+  for (int e = threadIdx.x; e < 2 * BT * G::kRow; e += blockDim.x) state[e] = T(0);
+}
+
+// Zeroes the state, then (after a barrier) writes the tile's rows of h0 [M, B, H] into buffer 0 at
+// their padded positions.
+template <typename G, int BT, typename T>
+__device__ __forceinline__ void init_state(T* state, const T* h0, const RecurrenceShape& s, const Tile& tile) {
+  const int H = static_cast<int>(s.H);
+  zero_state<G, BT>(state);
+  __syncthreads();
+  for (int e = threadIdx.x; e < tile.rows * H; e += blockDim.x)
+    state[(e / H) * G::kRow + G::pos(e % H)] = h0[tile.state(s, 0, H) + e];
+}
+
+// The end of a step: this thread's copies for the next step have landed, and after the barrier
+// everyone's — and everything written to shared memory during the step — are visible.
+__device__ __forceinline__ void end_step() {
+  cp_async_wait<kDepth - 1>();
+  __syncthreads();
+}
+
+// Fills the ring before the time loop: prefetch(n) for the first kDepth steps (each commits one
+// cp.async group, empty or not), then end_step() so that step 0's slab is visible.
+template <typename Prefetch>
+__device__ __forceinline__ void fill_ring(Prefetch& prefetch) {
+  for (int d = 0; d < kDepth; ++d) prefetch(d);
+  end_step();
+}
+
+// Writes v_sq and delta_sq of step x for the tile's rows: the totals of the warp partials in
+// vpart and dpart (slots complete since a barrier). Thread r writes row r.
+template <typename G, int BT, typename T>
+__device__ __forceinline__ void write_row_norms(const RecurrenceShape& s, const Tile& tile, int64_t x, const T* vpart,
+                                                const T* dpart, T* v_sq, T* delta_sq) {
+  if (threadIdx.x < tile.rows) {
+    v_sq[tile.stat(s, x, threadIdx.x)] = row_total<G, BT>(vpart, threadIdx.x);
+    delta_sq[tile.stat(s, x, threadIdx.x)] = row_total<G, BT>(dpart, threadIdx.x);
+  }
+}
+
+// ---- launch -------------------------------------------------------------------------------------
+
+// What launch_tiles needs of one kernel instantiation: its function, threads per block (those of
+// its geometry G) and dynamic shared memory for hidden size H.
+template <typename G, auto Fn, size_t (*Smem)(int)>
+struct KernelOf {
+  static constexpr int threads() { return G::kThreads; }
+  static auto fn() { return Fn; }
+  static size_t smem(int H) { return Smem(H); }
+};
+
+// Launches Kernel<T, HP, BT> (a KernelOf) over all (model, tile) pairs, choosing BT ∈ kTileRows
+// with pick_rows_per_block: the smallest tiles that still let the whole grid be resident at once.
 template <typename T, int HP, template <typename, int, int> class Kernel, typename... Args>
 cudaError_t launch_tiles(const RecurrenceShape& s, cudaStream_t stream, Args... args) {
   const int H = static_cast<int>(s.H);
@@ -171,6 +229,19 @@ cudaError_t launch_tiles(const RecurrenceShape& s, cudaStream_t stream, Args... 
   if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
   if (cudaError_t e = allow_dynamic_smem(ptrs[pick], smem[pick]); e != cudaSuccess) return e;
   return launch(fns[pick], dim3(static_cast<unsigned>(blocks)), dim3(threads), smem[pick], stream, s, args...);
+}
+
+// Launches Kernel at the smallest padded size HP ∈ {32, 64, 128} ≥ s.H; MaxHidden is the cell's
+// on-chip bound for T (only the sizes up to it are instantiated). Requires s.M, s.T, s.B ≥ 1.
+template <typename T, int64_t MaxHidden, template <typename, int, int> class Kernel, typename... Args>
+cudaError_t launch_onchip(const RecurrenceShape& s, cudaStream_t stream, Args... args) {
+  if (s.H < 1 || s.H > MaxHidden || s.T < 1 || s.B < 1 || s.M < 1) return cudaErrorInvalidValue;
+  if (s.H <= 32) return launch_tiles<T, 32, Kernel>(s, stream, args...);
+  if constexpr (MaxHidden >= 64) {
+    if (s.H <= 64) return launch_tiles<T, 64, Kernel>(s, stream, args...);
+  }
+  if constexpr (MaxHidden >= 128) return launch_tiles<T, 128, Kernel>(s, stream, args...);
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace rnnlab::cuda::onchip
