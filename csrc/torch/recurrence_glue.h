@@ -1,7 +1,8 @@
-// The device-independent part of the Elman and LSTM op glue, shared by the CPU impls
-// (elman_ops.cpp, lstm_ops.cpp) and the CUDA impls (cuda/elman_cuda.cpp, cuda/lstm_cuda.cpp):
-// input checks, output allocation, the weight-gradient GEMMs that follow a backward kernel, and
-// Ω, N (SPEC §2.5). What differs between devices is only which kernels fill the outputs.
+// The device-independent part of the op glue. The Elman and LSTM ops use all of it, shared by the
+// CPU impls (elman_ops.cpp, lstm_ops.cpp) and the CUDA impls (cuda/elman_cuda.cpp,
+// cuda/lstm_cuda.cpp): input checks, output allocation, the weight-gradient GEMMs that follow a
+// backward kernel, and Ω, N (SPEC §2.5). What differs between devices is only which kernels fill
+// the outputs. The GRU's CPU impl (gru_ops.cpp) uses the cell-independent first section.
 // Definitions of the non-inline functions are in recurrence_glue.cpp.
 #pragma once
 
@@ -20,6 +21,18 @@ namespace rnnlab {
 // dtype and contiguity on the CPU (check_float), and a CUDA device too (cuda_glue::check_float_cuda).
 using FirstTensorCheck = void (*)(const char* name, const at::Tensor& t);
 
+// t [M, T, B, n·H] (checked by check_first), n gates stacked along the last axis: the shape with
+// s.H = H, or a clear error naming the tensor, its shape as written (e.g. "[M, T, B, 4H]") and the
+// gates in their order.
+inline RecurrenceShape check_gate_stack(const char* name, const at::Tensor& t, int64_t n, const char* shape,
+                                        const char* gates, FirstTensorCheck check_first) {
+  check_first(name, t);
+  check_dim(name, t, 4, shape);
+  TORCH_CHECK_VALUE(t.size(3) % n == 0, name, " must have shape ", shape, " (gates ", gates, "), got ", t.sizes(),
+                    " whose last size is not a multiple of ", n);
+  return {t.size(0), t.size(1), t.size(2), t.size(3) / n};
+}
+
 // Whether a call has anything for the kernels to compute.
 inline bool has_work(const RecurrenceShape& s) { return s.M > 0 && s.T > 0 && s.B > 0 && s.H > 0; }
 
@@ -30,8 +43,9 @@ inline at::Tensor kernel_output(const RecurrenceShape& s, at::IntArrayRef sizes,
 
 // out [M, G, H] += Σ_t g_tᵀ h_{t-1}, the recurrent weight gradient, for g [M, T, B, G] (u_t of the
 // Elman RNN, ∂z_t of the LSTM: G = H or 4H), hs [M, T, B, H] and h0 [M, B, H] (h_{-1}): two
-// batched GEMMs over views (h_0, then h_1 … h_{T-1}), no copies.
-inline void add_recurrent_weight_grad(at::Tensor& out, const RecurrenceShape& s, const at::Tensor& g,
+// batched GEMMs over views (h_0, then h_1 … h_{T-1}), no copies for a contiguous g. out is written
+// in place and may be a view: the GRU fills ∂W_hh in row blocks, from g = narrowed gate gradients.
+inline void add_recurrent_weight_grad(const at::Tensor& out, const RecurrenceShape& s, const at::Tensor& g,
                                       const at::Tensor& hs, const at::Tensor& h0) {
   if (s.T == 0 || s.B == 0) return;
   const int64_t G = g.size(3);
@@ -41,17 +55,23 @@ inline void add_recurrent_weight_grad(at::Tensor& out, const RecurrenceShape& s,
                  hs.narrow(1, 0, s.T - 1).reshape({s.M, (s.T - 1) * s.B, s.H}));
 }
 
-// What every backward op returns besides the weight gradient: grad_xp like the op's
-// pre-activation input `pre` [M, T, B, G], grad_h0 [M, B, H] (zero unless the kernels write it),
-// delta_sq and v_sq [M, T, B] (‖δ_t‖², ‖v_t‖²). Zeros where the kernels do not run.
+// What every backward op returns besides the weight gradient: grad_xp [M, T, B, G] (the gradient
+// of the op's input xp), grad_h0 [M, B, H] (zero unless the kernels write it), delta_sq and v_sq
+// [M, T, B] (‖δ_t‖², ‖v_t‖²). Zeros where the kernels do not run.
 struct BackwardOutputs {
   at::Tensor grad_xp, grad_h0, delta_sq, v_sq;
 
+  // grad_xp like `pre` [M, T, B, G], a tensor the backward op is given (hs, gates) of xp's shape.
   BackwardOutputs(const RecurrenceShape& s, const at::Tensor& pre, const at::Tensor& h0)
-      : grad_xp(kernel_output(s, pre.sizes(), pre.options())),
+      : BackwardOutputs(s, pre.sizes(), pre.options(), h0) {}
+
+  // grad_xp of xp's sizes, for an op given no tensor of that shape (the GRU's: [M, T, B, 3H]).
+  BackwardOutputs(const RecurrenceShape& s, at::IntArrayRef grad_xp_sizes, const at::TensorOptions& options,
+                  const at::Tensor& h0)
+      : grad_xp(kernel_output(s, grad_xp_sizes, options)),
         grad_h0(at::zeros_like(h0, at::MemoryFormat::Contiguous)),
-        delta_sq(kernel_output(s, {s.M, s.T, s.B}, pre.options())),
-        v_sq(kernel_output(s, {s.M, s.T, s.B}, pre.options())) {}
+        delta_sq(kernel_output(s, {s.M, s.T, s.B}, options)),
+        v_sq(kernel_output(s, {s.M, s.T, s.B}, options)) {}
 };
 
 // ---- Elman --------------------------------------------------------------------------------------
@@ -105,11 +125,7 @@ struct ElmanBackwardOutputs : BackwardOutputs {
 // [M, B, H]: the shape with s.H = H, or a clear error.
 inline RecurrenceShape check_lstm(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0,
                                   const at::Tensor& c0, const char* xp_name, FirstTensorCheck check_first) {
-  check_first(xp_name, xp);
-  check_dim(xp_name, xp, 4, "[M, T, B, 4H]");
-  TORCH_CHECK_VALUE(xp.size(3) % 4 == 0, xp_name, " must have shape [M, T, B, 4H] (gates i, f, g, o), got ",
-                    xp.sizes(), " whose last size is not a multiple of 4");
-  const RecurrenceShape s{xp.size(0), xp.size(1), xp.size(2), xp.size(3) / 4};
+  const RecurrenceShape s = check_gate_stack(xp_name, xp, 4, "[M, T, B, 4H]", "i, f, g, o", check_first);
   check_like("w_hh", w_hh, xp, {s.M, 4 * s.H, s.H}, "[M, 4H, H]");
   check_like("h0", h0, xp, {s.M, s.B, s.H}, "[M, B, H]");
   check_like("c0", c0, xp, {s.M, s.B, s.H}, "[M, B, H]");
