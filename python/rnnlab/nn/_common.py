@@ -129,6 +129,24 @@ def drop_in_forward(
     return output, finals
 
 
+def single_state_forward(module: nn.Module, input, hx, fallback_counts: Counter):
+    """:func:`drop_in_forward` of a drop-in whose only state is h (``rnnlab.RNN``, ``rnnlab.GRU``):
+    hx is one Tensor [L·D, B, H] (unbatched: [L·D, H]) or None, and the result is (output, h_n)
+    as nn.RNN's and nn.GRU's forward return it."""
+    if hx is not None and not isinstance(hx, Tensor):
+        raise TypeError(f"hx must be a Tensor or None, got {type(hx).__name__}")
+    output, (h_n,) = drop_in_forward(
+        module,
+        input,
+        None if hx is None else (hx,),
+        name=module._name,
+        state_sizes=(module.hidden_size,),
+        run=module._run,
+        fallback_counts=fallback_counts,
+    )
+    return output, h_n
+
+
 def _forward_packed(packed: PackedSequence, hx, check: Callable, run: Callable, fallback_counts: Counter):
     """A ``PackedSequence`` forward, run on the padded batch (the padded steps are computed and discarded)."""
     data, batch_sizes, sorted_indices, unsorted_indices = packed

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..functional import gru
-from ._common import DropIn, _stack, drop_in_forward
+from ._common import DropIn, _stack, single_state_forward
 
 #: How often each path that is not one fused call per layer ran (DESIGN.md §4: fallbacks are
 #: visible and countable). ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded batch.
@@ -74,18 +74,7 @@ class GRU(DropIn):
 
     def forward(self, input, hx: Tensor | None = None):
         """See the class docstring for shapes."""
-        if hx is not None and not isinstance(hx, Tensor):
-            raise TypeError(f"hx must be a Tensor or None, got {type(hx).__name__}")
-        output, (h_n,) = drop_in_forward(
-            self,
-            input,
-            None if hx is None else (hx,),
-            name=self._name,
-            state_sizes=(self.hidden_size,),
-            run=self._run,
-            fallback_counts=fallback_counts,
-        )
-        return output, h_n
+        return single_state_forward(self, input, hx, fallback_counts)
 
     def _layer_params(self, layer: int) -> list[dict[str, Tensor]]:
         """DropIn's {kind: parameter} per direction, with the b_hn split off: ``"bias_hh"`` (what the
