@@ -1,9 +1,9 @@
-"""What the drop-in tests (test_rnn_dropin.py, test_lstm_dropin.py) share: a module and its
-torch.nn peer built alike, their outputs and every gradient compared, the randomized grid, and
-the checks that hold for every drop-in (parameters and init, state_dict, constructor errors,
-PackedSequence, dropout, bad and unusual inputs, torch.compile, torch.func).
+"""What the drop-in tests (test_rnn_dropin.py, test_lstm_dropin.py, test_gru_dropin.py) share:
+a module and its torch.nn peer built alike, their outputs and every gradient compared, the
+randomized grid, and the checks that hold for every drop-in (parameters and init, state_dict,
+constructor errors, PackedSequence, dropout, bad and unusual inputs, torch.compile, torch.func).
 
-A drop-in returns ``(output, h_n)`` (RNN) or ``(output, (h_n, c_n))`` (LSTM); the helpers see the
+A drop-in returns ``(output, h_n)`` (RNN, GRU) or ``(output, (h_n, c_n))`` (LSTM); the helpers see the
 final states as a tuple either way (:func:`split_result`) and build the ``hx`` argument from one
 (:meth:`Family.hx`).
 """
@@ -351,6 +351,21 @@ def bad_input_cases() -> dict:
         "input size": (lambda: (torch.randn(5, 2, 2), None), "input_size"),
         "input on meta": (lambda: (torch.randn(5, 2, 3, device="meta"), None), "same device"),
         "T = 0": (lambda: (torch.randn(0, 2, 3), None), "sequence length"),
+        "T = 0 unbatched": (lambda: (torch.randn(0, 3), None), "sequence length"),
+    }
+
+
+def one_state_bad_input_cases() -> dict:
+    """bad_input_cases and those of the lone state h0 of nn.RNN and nn.GRU (hx a Tensor)."""
+    f32, f64 = torch.float32, torch.float64
+    return {
+        **bad_input_cases(),
+        "h0 shape": (lambda: (torch.randn(5, 2, 3), torch.randn(2, 3, 4)), "hidden size"),
+        "h0 2-D for batched": (lambda: (torch.randn(5, 2, 3), torch.randn(2, 4)), "hx should also be 3-D"),
+        "h0 3-D for unbatched": (lambda: (torch.randn(5, 3), torch.randn(2, 1, 4)), "hx should also be 2-D"),
+        "h0 unbatched shape": (lambda: (torch.randn(5, 3), torch.randn(1, 4)), "hidden size"),
+        "h0 dtype": (lambda: (torch.randn(5, 2, 3, dtype=f32), torch.randn(2, 2, 4, dtype=f64)), "hx dtype"),
+        "h0 on meta": (lambda: (torch.randn(5, 2, 3), torch.randn(2, 2, 4, device="meta")), "same device"),
     }
 
 
@@ -362,6 +377,15 @@ def check_bad_input_raises_like_peer(family: Family, make: Callable, message: st
         peer(x, hx)
     with pytest.raises(type(expected.value), match=message):
         mod(x, hx)
+
+
+def check_one_state_non_tensor_inputs_name_the_argument(family: Family) -> None:
+    """A list as input or as hx (nn.RNN and nn.GRU fail on it deep inside): a TypeError naming it."""
+    mod = family.module(3, 4)
+    with pytest.raises(TypeError, match="input must be a Tensor"):
+        mod([[1.0, 2.0, 3.0]])
+    with pytest.raises(TypeError, match="hx must be a Tensor"):
+        mod(torch.randn(2, 1, 3), [0.0] * 4)
 
 
 def check_half_precision_model_is_refused_clearly(family: Family) -> None:
