@@ -1,7 +1,8 @@
-"""What the op tests (test_elman_ops.py, test_lstm_ops.py, test_diag.py) share: closeness relative to
-a tensor's scale, the empty sizes, the checks against torch.compile and torch.func, and the
-kernels compiled for the lower ISAs run in a subprocess (the ``kernel_calls`` fixture that counts
-fused calls is in conftest.py)."""
+"""What the op tests (test_elman_ops.py, test_lstm_ops.py, test_gru_ops.py, test_diag.py) share:
+closeness relative to a tensor's scale, the empty sizes, ∂L/∂h_t by autograd, the statistics a
+gradient sink holds, the checks against non-contiguous inputs, torch.compile and torch.func, and
+the kernels compiled for the lower ISAs run in a subprocess (the ``kernel_calls`` fixture that
+counts fused calls is in conftest.py)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,8 @@ import sys
 from typing import Callable
 
 import torch
+
+from rnnlab import reference
 
 #: Relative tolerance of assert_close_scaled per (real) dtype, unless the caller gives its own.
 SCALED_REL = {torch.float64: 1e-10, torch.float32: 2e-5}
@@ -66,3 +69,37 @@ def check_vmap_grad_is_one_fused_call(calls: list, loss: Callable, stacked: torc
         w = stacked[e].clone().requires_grad_(True)
         (want,) = torch.autograd.grad(reference_loss(w), w)
         torch.testing.assert_close(grads[e], want)
+
+
+def hidden_state_gradients(step: Callable, state0: tuple, g: torch.Tensor) -> torch.Tensor:
+    """δ_t = ∂L/∂h_t [M, T, B, H] of L = Σ_t <g_t, h_t>, by autograd, for the recurrence
+    state_t = step(t, state_{t-1}) whose states are tuples with h_t first (state0 = (h0, …)).
+
+    Each h_t gets an additive zero offset: the offset's gradient is h_t's total gradient, through
+    every later step (SPEC §1's δ_t, which the kernels' delta_sq is the squared norm of)."""
+    offsets = torch.zeros_like(g, requires_grad=True)
+    state, loss = state0, 0
+    for t in range(g.shape[1]):
+        h, *rest = step(t, state)
+        state = (h + offsets[:, t], *rest)
+        loss = loss + (g[:, t] * state[0]).sum()
+    (delta,) = torch.autograd.grad(loss, offsets)
+    return delta
+
+
+def check_sink_statistics(sink, delta_sq: torch.Tensor, v_sq: torch.Tensor) -> None:
+    """A GradientSink after one backward holds these per-step norms [M, T, B] and the Ω, N that
+    reference.omega_from_norms makes of them (SPEC §2.5)."""
+    torch.testing.assert_close(sink.delta_sq, delta_sq)
+    torch.testing.assert_close(sink.v_sq, v_sq)
+    omega, n_valid, _ = reference.omega_from_norms(delta_sq, v_sq)
+    torch.testing.assert_close(sink.omega, omega)
+    torch.testing.assert_close(sink.n_valid, n_valid)
+
+
+def check_non_contiguous_inputs_give_the_same_answer(f: Callable, xp: torch.Tensor, w_hh: torch.Tensor, *rest) -> None:
+    """The functional op f(xp, w_hh, *rest) gives the same result for xp and w_hh laid out
+    non-contiguously (dims 1 and 2 swapped in memory) as for contiguous ones."""
+    strided = [t.transpose(1, 2).contiguous().transpose(1, 2) for t in (xp, w_hh)]
+    assert not any(t.is_contiguous() for t in strided)
+    torch.testing.assert_close(f(*strided, *rest), f(xp, w_hh, *rest))

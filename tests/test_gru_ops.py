@@ -98,21 +98,15 @@ def test_statistics_are_the_hidden_state_gradients():
     def step(t, h_prev):
         return ref.gru_forward(xp[:, t : t + 1], w, b_hn, h_prev)[0][:, 0]
 
-    # ∂L/∂h_t with L = Σ_t <g_t, h_t>: perturb h_t through an additive offset on each step.
-    offsets = torch.zeros(M, T, B, H, dtype=torch.float64, requires_grad=True)
-    h, states, loss = h0, [], 0
-    for t in range(T):
-        states.append(h)
-        h = step(t, h) + offsets[:, t]
-        loss = loss + (g[:, t] * h).sum()
-    (delta,) = torch.autograd.grad(loss, offsets)
+    delta = shared.hidden_state_gradients(lambda t, state: (step(t, state[0]),), (h0,), g)
+    h_prev = torch.cat([h0[:, None], ref.gru_forward(xp, w, b_hn, h0)[0][:, :-1]], 1)  # [:, t]: step t's h_{t-1}
 
     sink = rnnlab.GradientSink.like(xp)
     hs = rnnlab.gru(xp, w, b_hn, h0, sink=sink)
     hs.backward(g)
     torch.testing.assert_close(sink.delta_sq, delta.square().sum(-1))
     for t in range(T):  # v_t = J_tᵀ δ_t with J_t = ∂h_t/∂h_{t-1}
-        _, v_t = torch.func.vjp(lambda h: step(t, h), states[t].detach())
+        _, v_t = torch.func.vjp(lambda h: step(t, h), h_prev[:, t])
         torch.testing.assert_close(sink.v_sq[:, t], v_t(delta[:, t])[0].square().sum(-1))
     torch.testing.assert_close(sink.v_sq[:, 1:], (delta[:, :-1] - g[:, :-1]).square().sum(-1))  # δ_{t-1} = g + v_t
 
@@ -143,11 +137,7 @@ def test_gradient_sink_reports_statistics_after_one_backward():
     g = torch.randn_like(hs)
     hs.backward(g)
     want = ref.gru_backward(g, *ref.gru_forward(xp.detach(), w, b_hn, h0), h0, w)
-    torch.testing.assert_close(sink.delta_sq, want[4])
-    torch.testing.assert_close(sink.v_sq, want[5])
-    omega, n_valid, _ = ref.omega_from_norms(want[4], want[5])
-    torch.testing.assert_close(sink.omega, omega)
-    torch.testing.assert_close(sink.n_valid, n_valid)
+    shared.check_sink_statistics(sink, want[4], want[5])
 
 
 def test_func_grad_and_vmap_grad_fold_into_one_fused_call(kernel_calls):
@@ -249,10 +239,7 @@ def test_bad_inputs_to_raw_ops_raise_instead_of_crashing():
 
 
 def test_non_contiguous_inputs_give_the_same_answer():
-    xp, w, b_hn, h0 = make(2, 4, 3, 5)
-    xp_t = xp.transpose(1, 2).contiguous().transpose(1, 2)
-    w_t = w.transpose(1, 2).contiguous().transpose(1, 2)
-    torch.testing.assert_close(rnnlab.gru(xp_t, w_t, b_hn, h0), rnnlab.gru(xp, w, b_hn, h0))
+    shared.check_non_contiguous_inputs_give_the_same_answer(rnnlab.gru, *make(2, 4, 3, 5))
 
 
 @settings(max_examples=25, deadline=None)
