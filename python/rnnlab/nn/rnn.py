@@ -6,7 +6,7 @@ from collections import Counter
 from torch import Tensor
 
 from ..functional import elman
-from ._common import DropIn, drop_in_forward
+from ._common import DropIn, single_state_forward
 
 #: How often each non-rectangular path ran (DESIGN.md §4: fallbacks are visible and countable).
 #: ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded batch (see :class:`RNN`).
@@ -89,18 +89,7 @@ class RNN(DropIn):
 
     def forward(self, input, hx: Tensor | None = None):
         """See the class docstring for shapes."""
-        if hx is not None and not isinstance(hx, Tensor):
-            raise TypeError(f"hx must be a Tensor or None, got {type(hx).__name__}")
-        output, (h_n,) = drop_in_forward(
-            self,
-            input,
-            None if hx is None else (hx,),
-            name=self._name,
-            state_sizes=(self.hidden_size,),
-            run=self._run,
-            fallback_counts=fallback_counts,
-        )
-        return output, h_n
+        return single_state_forward(self, input, hx, fallback_counts)
 
     def _recurrence(self, xp, w_hh, states, sink, params):
         """h = elman(xp, w_hh, h0) of the layer's D directions: ([D, T, B, H],)."""
