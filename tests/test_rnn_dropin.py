@@ -126,31 +126,13 @@ def test_dropout_semantics(bidirectional):
 # ---------------------------------------------------------------------------------------------
 # bad and unusual inputs: nn.RNN's behaviour, or a clear error naming the argument
 # ---------------------------------------------------------------------------------------------
-def _bad_inputs():
-    f32, f64 = torch.float32, torch.float64
-    return {
-        **dropin.bad_input_cases(),
-        "h0 shape": (lambda: (torch.randn(5, 2, 3), torch.randn(2, 3, 4)), "hidden size"),
-        "h0 2-D for batched": (lambda: (torch.randn(5, 2, 3), torch.randn(2, 4)), "hx should also be 3-D"),
-        "h0 3-D for unbatched": (lambda: (torch.randn(5, 3), torch.randn(2, 1, 4)), "hx should also be 2-D"),
-        "h0 unbatched shape": (lambda: (torch.randn(5, 3), torch.randn(1, 4)), "hidden size"),
-        "h0 dtype": (lambda: (torch.randn(5, 2, 3, dtype=f32), torch.randn(2, 2, 4, dtype=f64)), "hx dtype"),
-        "h0 on meta": (lambda: (torch.randn(5, 2, 3), torch.randn(2, 2, 4, device="meta")), "same device"),
-        "T = 0 unbatched": (lambda: (torch.randn(0, 3), None), "sequence length"),
-    }
-
-
-@pytest.mark.parametrize("case", list(_bad_inputs()))
+@pytest.mark.parametrize("case", list(dropin.one_state_bad_input_cases()))
 def test_bad_input_raises_like_nn_rnn(case):
-    dropin.check_bad_input_raises_like_peer(FAMILY, *_bad_inputs()[case])
+    dropin.check_bad_input_raises_like_peer(FAMILY, *dropin.one_state_bad_input_cases()[case])
 
 
 def test_non_tensor_input_names_the_argument():
-    mod = RNN(3, 4)
-    with pytest.raises(TypeError, match="input must be a Tensor"):
-        mod([[1.0, 2.0, 3.0]])
-    with pytest.raises(TypeError, match="hx must be a Tensor"):
-        mod(torch.randn(2, 1, 3), [0.0] * 4)
+    dropin.check_one_state_non_tensor_inputs_name_the_argument(FAMILY)
 
 
 def test_half_precision_model_is_refused_clearly():
