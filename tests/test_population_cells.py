@@ -7,33 +7,21 @@ import pytest
 import torch
 
 from rnnlab import LRU
-from rnnlab.nn.population import Population, param_shapes, population_forward, recurrent_radius
+from rnnlab.nn.population import Population, population_forward, recurrent_radius
 from rnnlab.tasks import rng
 from rnnlab.train import RunConfig, train_population
 from rnnlab.train.init import init_population
 from rnnlab.train.veg import VegCounter, VegRule
 
-from helpers_population import torch_layer_of_model
+from helpers_population import (check_init_depends_only_on_the_seed, check_orthogonal_init_per_gate,
+                                check_population_matches_torch_layers,
+                                check_trained_in_population_equals_trained_alone, trained_alone_configs)
 
 M, T, B, I, H, O = 3, 9, 4, 5, 6, 2
 
 
 def test_lstm_population_matches_nn_lstm_per_model():
-    torch.manual_seed(0)
-    params = init_population(rng.seed_keys([1, 2, 3]), ["orthogonal", "normal", "basic_tanh"], I, H, O,
-                             gains=[0.9, 1.0, 1.2], dtype=torch.float64, cell="lstm")
-    params["bias"] = 0.3 * torch.randn(M, 4 * H, dtype=torch.float64)
-    params = {n: v.requires_grad_(True) for n, v in params.items()}
-    x = torch.randn(M, T, B, I, dtype=torch.float64)
-    y = population_forward(params, x, cell="lstm", readout_steps=2)
-    w = torch.randn_like(y)
-    (y * w).sum().backward()
-    for m in range(M):
-        ref = torch_layer_of_model(torch.nn.LSTM, params, m)
-        out = torch.nn.functional.linear(ref(x[m])[0][-2:], params["weight_out"][m], params["bias_out"][m])
-        torch.testing.assert_close(y[m], out, rtol=1e-12, atol=1e-12)
-        (out * w[m]).sum().backward()
-        torch.testing.assert_close(params["weight_hh"].grad[m], ref.weight_hh_l0.grad, rtol=1e-10, atol=1e-12)
+    check_population_matches_torch_layers("lstm", torch.nn.LSTM, I, H, O, T=T, B=B)
 
 
 @pytest.mark.parametrize("parametrization", ["exp", "real"])
@@ -53,22 +41,13 @@ def test_diag_population_matches_lru_module(parametrization):
 
 
 def test_lstm_orthogonal_init_is_four_orthogonal_blocks_times_the_gain():
-    p = init_population(rng.seed_keys([5, 6]), "orthogonal", I, H, O, gains=[0.5, 1.5], dtype=torch.float64, cell="lstm")
-    assert {n: tuple(v.shape) for n, v in p.items()} == param_shapes(2, I, H, O, "lstm")
-    blocks = p["weight_hh"].view(2, 4, H, H)
-    eye = torch.eye(H, dtype=torch.float64)
-    for m, g in enumerate((0.5, 1.5)):
-        for k in range(4):
-            torch.testing.assert_close(blocks[m, k] @ blocks[m, k].T, g * g * eye)
+    _, blocks = check_orthogonal_init_per_gate("lstm", 4, I, H, O)
     assert not torch.allclose(blocks[0, 0], blocks[0, 1])
 
 
 @pytest.mark.parametrize("cell", ["lstm", "diag"])
 def test_initialisation_depends_only_on_the_seed(cell):
-    init = "normal" if cell == "lstm" else "ring"
-    together = init_population(rng.seed_keys([7, 8, 9]), init, I, H, O, cell=cell)
-    alone = init_population(rng.seed_keys([9]), init, I, H, O, cell=cell)
-    assert all(torch.equal(together[n][2], alone[n][0]) for n in alone)
+    check_init_depends_only_on_the_seed(cell, "normal" if cell == "lstm" else "ring", I, H, O)
 
 
 def test_population_module_for_every_cell():
@@ -87,28 +66,9 @@ def test_population_module_for_every_cell():
         population_forward(Population(M, I, H, O, "lstm").params(), x, cell="lstm", reg_weight=1.0)
 
 
-def _configs(cell, **extra):
-    # one validation chunk: chunked validation stops early once no model of the population can
-    # succeed, and the estimate from fewer chunks would depend on the other models
-    task = "sysid" if cell == "diag" else "torder"
-    kwargs = {} if cell == "diag" else {"min_length": 6, "max_length": 9}
-    base = dict(task=task, task_kwargs=kwargs, cell=cell, hidden=8, max_updates=30, val_every=10, val_size=200,
-                val_chunk=200, dtype="float64", stop_at_success=False, **extra)
-    return [RunConfig(seed=1, lr=0.05, clip=1.0, **base), RunConfig(seed=2, lr=0.01, clip=None, **base),
-            RunConfig(seed=3, lr=0.02, clip=0.3, **base)]
-
-
 @pytest.mark.parametrize("cell,optimizer", [("lstm", "sgd"), ("lstm", "adam"), ("diag", "adam"), ("diag", "momentum")])
 def test_model_trained_in_population_equals_model_trained_alone(cell, optimizer):
-    configs = _configs(cell, optimizer=optimizer)
-    together = train_population(configs)
-    for m in (0, 2):
-        alone = train_population([configs[m]])[0]
-        for n, v in alone.params.items():
-            torch.testing.assert_close(together[m].params[n], v, rtol=1e-9, atol=1e-10, msg=n)
-        assert together[m].history["val_loss"] == pytest.approx(alone.history["val_loss"], rel=1e-9)
-        assert together[m].grad_norm_mean == pytest.approx(alone.grad_norm_mean, rel=1e-9)
-        assert together[m].veg_steps == alone.veg_steps == 30
+    check_trained_in_population_equals_trained_alone(trained_alone_configs(cell, optimizer=optimizer))
 
 
 def test_cell_configs_are_validated():
