@@ -261,11 +261,15 @@ class GruFunction(torch.autograd.Function):
         ctx.mark_non_differentiable(gates)
         ctx.save_for_backward(hs, gates, h0, w_hh)
         ctx.want_stats = (step_sink is not None, reg_sink is not None)
+        # gates are never differentiated: without this autograd would hand backward a zero-filled
+        # [M, T, B, 4H] gradient for them on every call.
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, grad_hs, _grad_gates):
         hs, gates, h0, w_hh = ctx.saved_tensors
-        grad_xp, grad_w, grad_b_hn, grad_h0, delta_sq, v_sq = ops.gru_backward(grad_hs.contiguous(), hs, gates, h0, w_hh)
+        grad_hs = torch.zeros_like(hs) if grad_hs is None else grad_hs.contiguous()
+        grad_xp, grad_w, grad_b_hn, grad_h0, delta_sq, v_sq = ops.gru_backward(grad_hs, hs, gates, h0, w_hh)
         return (grad_xp, grad_w, grad_b_hn, grad_h0, *_sink_grads(ctx, delta_sq, v_sq))
 
 
