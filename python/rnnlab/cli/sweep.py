@@ -1,4 +1,4 @@
-"""``rnnlab sweep run | status | report``: factorial sweeps of RNN training runs (docs/sweeps.md)."""
+"""``rnnlab sweep run | status | report | attractors``: factorial sweeps of RNN training runs (docs/sweeps.md)."""
 from __future__ import annotations
 
 import sys
@@ -114,6 +114,26 @@ def _report(args) -> int:
     return 0
 
 
+def _attractors(args) -> int:
+    from ..sweep.analyze import analyze_sweep, latching_table
+
+    if not Path(args.db).is_file():
+        print(f"rnnlab sweep attractors: no such file {args.db}", file=sys.stderr)
+        return 2
+    where = (args.where or "").strip()
+    if where.upper().startswith("WHERE "):
+        where = where[6:]
+    options = {"n_sequences": args.sequences, "max_steps": args.max_steps}
+    out = analyze_sweep(args.db, where, learned_only=not args.all, batch=args.batch, redo=args.redo,
+                        progress=not args.quiet, **options)
+    print(f"analysed {out['analysed']} runs now, {out['already']} already had a record, "
+          f"{out['no_params']} matching runs have no saved weights (sweep run --save-params)")
+    for group, why in out["skipped_groups"].items():
+        print(f"skipped {group}: {why}")
+    print(latching_table(args.db, tuple(f for f in args.by.split(",") if f)))
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="run factorial sweeps of RNN training runs and report on them")
     cmds = p.add_subparsers(dest="sweep_command", required=True)
@@ -150,3 +170,16 @@ def register(sub) -> None:
     rep.add_argument("--where", help="SQL filter of the runs, e.g. \"WHERE task = 'latch'\"")
     rep.add_argument("--veg-rule", help="recompute the VEG flags with other thresholds, e.g. eps_vanish=1e-4,fraction=0.2")
     rep.set_defaults(func=_report)
+
+    a = cmds.add_parser("attractors", help="the latching / hyperbolic-attractor analysis (SPEC 3.3) of a sweep's "
+                                           "learned Elman runs (needs saved weights)")
+    a.add_argument("db")
+    a.add_argument("--where", help="SQL filter of the runs, e.g. \"task = 'latch' AND length = 25\"")
+    a.add_argument("--all", action="store_true", help="also analyse runs that did not learn")
+    a.add_argument("--by", default="task,length,hidden", help="columns of the summary table (default task,length,hidden)")
+    a.add_argument("--batch", type=int, default=64, help="models per analysis call (default 64)")
+    a.add_argument("--sequences", type=int, default=1000, help="test sequences per network (default 1000)")
+    a.add_argument("--max-steps", type=int, default=10_000, help="roll-out budget of the fixed-point search (default 10^4)")
+    a.add_argument("--redo", action="store_true", help="analyse runs that already have a record again")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=_attractors)

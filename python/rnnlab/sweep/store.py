@@ -13,6 +13,8 @@ Tables:
   stored row with saved weights never lacks them. Read them back with :meth:`ResultStore.params`
   or :meth:`ResultStore.population_params` (for the post-training analyses of
   :mod:`rnnlab.analysis`); the blob is plain numpy (``numpy.load(io.BytesIO(blob))``).
+* ``analyses``: (name, run_id) -> a JSON record of a post-training analysis of that run (e.g.
+  ``"latching"``: :class:`rnnlab.analysis.LatchingRecord`), see :mod:`rnnlab.sweep.analyze`.
 
 The database is in WAL mode: a row is durable once :meth:`ResultStore.add` returns, readers
 (``rnnlab sweep status`` while a sweep runs) never block the writer, and a process killed at any
@@ -108,6 +110,7 @@ class ResultStore:
         self.db.execute("CREATE TABLE IF NOT EXISTS plan (run_id TEXT PRIMARY KEY, sweep TEXT, config JSON)")
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value JSON)")
         self.db.execute("CREATE TABLE IF NOT EXISTS params (run_id TEXT PRIMARY KEY, tensors BLOB)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS analyses (name TEXT, run_id TEXT, record JSON, PRIMARY KEY (name, run_id))")
         for c in _INDEXED:
             self.db.execute(f"CREATE INDEX IF NOT EXISTS runs_{c} ON runs ({c})")
 
@@ -188,6 +191,24 @@ class ResultStore:
     def params_count(self) -> int:
         """How many runs have saved weights."""
         return self.db.execute("SELECT COUNT(*) FROM params").fetchone()[0]
+
+    def params_ids(self) -> set[str]:
+        """The ids of the runs with saved weights."""
+        return {r[0] for r in self.db.execute("SELECT run_id FROM params")}
+
+    # ---- post-training analyses -------------------------------------------------------------------
+    def add_analyses(self, name: str, records: Mapping[str, dict]) -> None:
+        """Store (or replace) the ``name`` analysis of several runs (run_id -> JSON-ready
+        record) in one transaction."""
+        rows = [(name, rid, json.dumps(rec, default=_json_default, allow_nan=True)) for rid, rec in records.items()]
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO analyses VALUES (?, ?, ?)", rows)
+        self.db.execute("COMMIT")
+
+    def analyses(self, name: str) -> dict[str, dict]:
+        """run_id -> record of every stored ``name`` analysis."""
+        return {rid: json.loads(rec) for rid, rec in
+                self.db.execute("SELECT run_id, record FROM analyses WHERE name = ?", (name,))}
 
     def count(self, sweep: str | None = None) -> int:
         if sweep is None:
