@@ -62,14 +62,12 @@ def test_statistics_are_the_hidden_state_gradients():
     xp, w, h0, c0 = make(M, T, B, H)
     hs0, _, _ = ops.lstm_forward(xp, w, h0, c0)
     g = torch.randn_like(hs0)
-    # ∂L/∂h_t with L = Σ_t <g_t, h_t>: perturb h_t through an additive offset on each step.
-    offsets = torch.zeros(M, T, B, H, dtype=torch.float64, requires_grad=True)
-    h, c, loss = h0, c0, 0
-    for t in range(T):
-        hs, cs, _ = ref.lstm_forward(xp[:, t : t + 1], w, h, c)
-        h, c = hs[:, 0] + offsets[:, t], cs[:, 0]
-        loss = loss + (g[:, t] * h).sum()
-    (delta,) = torch.autograd.grad(loss, offsets)
+
+    def step(t, state):
+        hs, cs, _ = ref.lstm_forward(xp[:, t : t + 1], w, *state)
+        return hs[:, 0], cs[:, 0]
+
+    delta = shared.hidden_state_gradients(step, (h0, c0), g)
     got = ops.lstm_backward(g, None, *ops.lstm_forward(xp, w, h0, c0), h0, c0, w)
     torch.testing.assert_close(got[4], delta.square().sum(-1))
     v = delta[:, :-1] - g[:, :-1]  # v_{t+1} = δ_t − ∂⁺L/∂h_t
@@ -106,11 +104,7 @@ def test_gradient_sink_reports_statistics_after_one_backward():
     hs.backward(g)
     out = ops.lstm_forward(xp.detach(), w, h0, c0)
     want = ref.lstm_backward(g, None, *out, h0, c0, w)
-    torch.testing.assert_close(sink.delta_sq, want[4])
-    torch.testing.assert_close(sink.v_sq, want[5])
-    omega, n_valid, _ = ref.omega_from_norms(want[4], want[5])
-    torch.testing.assert_close(sink.omega, omega)
-    torch.testing.assert_close(sink.n_valid, n_valid)
+    shared.check_sink_statistics(sink, want[4], want[5])
 
 
 def test_func_grad_and_vmap_grad_fold_into_one_fused_call(kernel_calls):
@@ -192,11 +186,7 @@ def test_bad_inputs_to_raw_ops_raise_instead_of_crashing():
 
 
 def test_non_contiguous_inputs_give_the_same_answer():
-    xp, w, h0, c0 = make(2, 4, 3, 5)
-    xp_t = xp.transpose(1, 2).contiguous().transpose(1, 2)
-    w_t = w.transpose(1, 2).contiguous().transpose(1, 2)
-    for a, b in zip(rnnlab.lstm(xp_t, w_t, h0, c0), rnnlab.lstm(xp, w, h0, c0)):
-        torch.testing.assert_close(a, b)
+    shared.check_non_contiguous_inputs_give_the_same_answer(rnnlab.lstm, *make(2, 4, 3, 5))
 
 
 def test_default_states_are_zero():
