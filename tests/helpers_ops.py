@@ -1,8 +1,8 @@
 """What the op tests (test_elman_ops.py, test_lstm_ops.py, test_gru_ops.py, test_diag.py) share:
 closeness relative to a tensor's scale, the empty sizes, ∂L/∂h_t by autograd, the statistics a
 gradient sink holds, the checks against non-contiguous inputs, torch.compile and torch.func, and
-the kernels compiled for the lower ISAs run in a subprocess (the ``kernel_calls`` fixture that
-counts fused calls is in conftest.py)."""
+the kernels compiled for the lower ISAs run in a subprocess (test_rng.py's fill loops too; the
+``kernel_calls`` fixture that counts fused calls is in conftest.py)."""
 from __future__ import annotations
 
 import os

@@ -1,16 +1,14 @@
 """The CPU random-stream ops (csrc/torch/random_ops.cpp) against their definition in torch ops
 (``rng.*_torch``, used on the other devices): equal bit for bit, for every compiled ISA, with
 clear errors on bad input."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnlab.tasks import rng
+
+from helpers_ops import LOWER_ISAS, run_under_isa
 
 ops = torch.ops.rnnlab
 WORD = st.integers(0, 2**32 - 1)
@@ -69,21 +67,20 @@ def test_blocked_torch_definition_equals_native(monkeypatch):
     assert_identical(rng.bits(keys, (3000,)), rng.bits_torch(keys, (3000,)))
 
 
-@pytest.mark.parametrize("isa", ["avx2", "portable"])
+@pytest.mark.parametrize("isa", LOWER_ISAS)
 def test_every_compiled_isa_equals_torch_definition(isa):
     """The fill loops compiled for the lower ISAs (forced with RNNLAB_ISA) give the same numbers."""
-    code = (
-        "import torch, rnnlab; from rnnlab.tasks import rng\n"
-        f"assert rnnlab._C.cpu_isa() in ('{isa}', 'portable'), rnnlab._C.cpu_isa()\n"
+    run_under_isa(
+        isa,
+        "from rnnlab.tasks import rng\n"
         "keys = rng.seed_keys(range(37))\n"
         "for shape in ((1,), (17,), (999,), (40, 21)):\n"
         "  assert torch.equal(rng.bits(keys, shape), rng.bits_torch(keys, shape))\n"
         "  assert torch.equal(rng.randint(keys, 5, shape), rng.randint_torch(keys, 5, shape))\n"
         "  for dt in (torch.float32, torch.float64):\n"
         "    assert torch.equal(rng.uniform(keys, shape, dt), rng.uniform_torch(keys, shape, dt))\n"
-        "    assert torch.equal(rng.normal(keys, shape, dt), rng.normal_torch(keys, shape, dt))\n"
+        "    assert torch.equal(rng.normal(keys, shape, dt), rng.normal_torch(keys, shape, dt))\n",
     )
-    subprocess.run([sys.executable, "-c", code], env=dict(os.environ, RNNLAB_ISA=isa), check=True)
 
 
 # ---- bad input ----------------------------------------------------------------------------------
