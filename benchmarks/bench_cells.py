@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -42,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 import rnnlab
-from rnnlab.bench.harness import FULL, QUICK, OtherLoad, machine_info, measure
+from rnnlab.bench.harness import FULL, QUICK, OtherLoad, confined, machine_info, measure
 from rnnlab.bench.report import table
 
 CONFIGS = [(32, 32, 256), (64, 1, 1000), (128, 32, 200), (256, 64, 200), (512, 128, 100)]  # (H, B, T), I = H
@@ -120,22 +119,6 @@ CELLS = {
     "gru": Cell(name="GRU", peer=nn.GRU, ours=rnnlab.GRU, gates=3, kept_hidden_bias=1, states=1,
                 fused=rnnlab.gru, jax_step=_jax_gru_step),
 }
-
-
-@contextmanager
-def confined(threads: int | None):
-    """Runs the body on ``threads`` of the process's CPUs (no change when None): torch with that many
-    threads, and every thread started meanwhile, JAX's pools included, allowed only those CPUs."""
-    if threads is None:
-        yield
-        return
-    cpus = os.sched_getaffinity(0)
-    torch.set_num_threads(threads)
-    os.sched_setaffinity(0, sorted(cpus)[:threads])
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, cpus)
 
 
 def single_case(cell: Cell, H: int, B: int, T: int) -> tuple[nn.Module, Tensor, Tensor]:

@@ -28,34 +28,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
 
-THREADS_FLAG = "--threads"
+import torch
 
-
-def _early_threads() -> int:
-    """JAX reads its thread count when imported, so --threads is parsed before any import."""
-    if THREADS_FLAG in sys.argv:
-        return int(sys.argv[sys.argv.index(THREADS_FLAG) + 1])
-    return 1
-
-
-_THREADS = _early_threads()
-if _THREADS == 1:
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-
-import torch  # noqa: E402
-
-from rnnlab.bench.harness import OtherLoad, machine_info  # noqa: E402
-from rnnlab.tasks import make_task, rng  # noqa: E402
-from rnnlab.train import RunConfig, train_population  # noqa: E402
-from rnnlab.nn.population import population_forward  # noqa: E402
-from rnnlab.train.clipping import clip_gradients_  # noqa: E402
-from rnnlab.train.init import init_population  # noqa: E402
-from rnnlab.train.optim import update_  # noqa: E402
+from rnnlab.bench.harness import OtherLoad, confined, machine_info
+from rnnlab.tasks import make_task, rng
+from rnnlab.train import RunConfig, train_population
+from rnnlab.nn.population import population_forward
+from rnnlab.train.clipping import clip_gradients_
+from rnnlab.train.init import init_population
+from rnnlab.train.optim import update_
 
 
 @dataclass(frozen=True)
@@ -202,13 +187,17 @@ def make_jax_step(case: Case):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller cases (a smoke run)")
-    ap.add_argument(THREADS_FLAG, type=int, default=1, help="CPU threads for torch and JAX (default 1)")
+    ap.add_argument("--threads", type=int, default=1, help="CPUs for torch and JAX (default 1; see harness.confined)")
     ap.add_argument("--subset", type=int, default=4, help="models the nn.RNN loop trains (default 4)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repetitions; the best is kept")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    with confined(args.threads):  # before JAX starts its thread pools
+        return _run(args)
+
+
+def _run(args) -> int:
     use_jax = jax_available() and not args.no_jax
     load = OtherLoad()
     results = []

@@ -6,6 +6,8 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -137,3 +139,23 @@ def machine_info() -> dict:
     except ImportError:
         info["jax"] = None
     return info
+
+
+@contextmanager
+def confined(threads: int | None) -> Iterator[None]:
+    """Runs the body on ``threads`` of the process's CPUs (no change when None): torch with that
+    many threads, and every thread started meanwhile allowed only those CPUs. JAX needs the
+    latter: its CPU client ignores XLA's thread flags and sizes its pools from the task affinity,
+    so a peer meant to run on one core must be created inside this block."""
+    if threads is None:
+        yield
+        return
+    cpus = os.sched_getaffinity(0)
+    if not 1 <= threads <= len(cpus):
+        raise ValueError(f"threads must be in [1, {len(cpus)}] (the CPUs this process may use), got {threads}")
+    torch.set_num_threads(threads)
+    os.sched_setaffinity(0, sorted(cpus)[:threads])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cpus)
