@@ -90,7 +90,7 @@ def test_toml_and_yaml_files(tmp_path):
     ({"name": "x", "grid": {"lrate": [0.1]}}, "unknown field 'lrate'"),
     ({"name": "x", "fixed": {"init": "smart"}}, "fixed.init: init = 'smart' is not allowed; allowed values: ['sigmoid'"),
     ({"name": "x", "grid": {"optimizer": ["sgd", "adamw"]}}, "grid.optimizer[1]: optimizer = 'adamw' is not allowed"),
-    ({"name": "x", "grid": {"cell": ["gru"]}}, "cell = 'gru' is not allowed; allowed values: ['elman', 'lstm', 'diag']"),
+    ({"name": "x", "grid": {"cell": ["rwkv"]}}, "cell = 'rwkv' is not allowed; allowed values: ['elman', 'lstm', 'gru', 'diag']"),
     ({"name": "x", "fixed": {"cell": "lstm", "init": "smart_tanh"}}, "init 'smart_tanh' is not defined for cell='lstm'"),
     ({"name": "x", "fixed": {"cell": "diag", "cell_kwargs.r_max": 2.0}}, "need 0 <= r_min < r_max <= 1"),
     ({"name": "x", "fixed": {"cell": "lstm", "alpha": 1.0}}, "needs alpha=0"),
