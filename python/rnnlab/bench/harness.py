@@ -104,8 +104,8 @@ class OtherLoad:
         if busy is None or self._busy is None:
             return None
         others = (busy - self._busy) - (time.process_time() - self._own)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return max(0.0, others / ((time.perf_counter() - self._wall) * cores))
+        # /proc/stat counts every core, whatever CPUs this process is pinned to (see confined)
+        return max(0.0, others / ((time.perf_counter() - self._wall) * os.cpu_count()))
 
 
 def cpu_model() -> str:
