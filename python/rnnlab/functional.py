@@ -109,6 +109,22 @@ class GradientSink:
         return self._grad(self.reg)[:, 1]
 
 
+def _check_projected(xp, w_hh, gates: tuple[str, ...] = ()) -> tuple[int, int, int, int]:
+    """Check the projected inputs xp [M, T, B, len(gates)·H] and w_hh [M, len(gates)·H, H] of a
+    recurrence with the named gate blocks (none: Elman); returns (M, T, B, H)."""
+    k = len(gates) or 1
+    if not isinstance(xp, Tensor):
+        raise TypeError(f"xp must be a Tensor, got {type(xp).__name__}")
+    if xp.dim() != 4 or xp.shape[-1] % k != 0:
+        shape = f"[M, T, B, {k}H] (gates {', '.join(gates)})" if gates else "[M, T, B, H]"
+        raise ValueError(f"xp must have shape {shape}, got {list(xp.shape)}")
+    if xp.dtype not in _FLOATS:
+        raise TypeError(f"xp must be float32 or float64, got {xp.dtype}")
+    M, T, B, G = xp.shape
+    _check("w_hh", w_hh, (M, G, G // k), xp.dtype, xp.device, like="xp")
+    return M, T, B, G // k
+
+
 def elman(
     xp: Tensor,
     w_hh: Tensor,
@@ -133,16 +149,9 @@ def elman(
     Returns:
         hs: [M, T, B, H], the states h_1 … h_T.
     """
-    if not isinstance(xp, Tensor):
-        raise TypeError(f"xp must be a Tensor, got {type(xp).__name__}")
-    if xp.dim() != 4:
-        raise ValueError(f"xp must have shape [M, T, B, H], got {list(xp.shape)}")
-    if xp.dtype not in _FLOATS:
-        raise TypeError(f"xp must be float32 or float64, got {xp.dtype}")
+    M, T, B, H = _check_projected(xp, w_hh)
     if nonlinearity not in ACTIVATIONS:
         raise ValueError(f"nonlinearity must be one of {ACTIVATIONS}, got {nonlinearity!r}")
-    M, T, B, H = xp.shape
-    _check("w_hh", w_hh, (M, H, H), xp.dtype, xp.device, like="xp")
     if h0 is None:
         h0 = xp.new_zeros(M, B, H)
     else:
@@ -185,15 +194,7 @@ def lstm(
     Returns:
         hs: [M, T, B, H] the hidden states h_1 … h_T; cs: [M, T, B, H] the cell states.
     """
-    if not isinstance(xp, Tensor):
-        raise TypeError(f"xp must be a Tensor, got {type(xp).__name__}")
-    if xp.dim() != 4 or xp.shape[-1] % 4 != 0:
-        raise ValueError(f"xp must have shape [M, T, B, 4H] (gates i, f, g, o), got {list(xp.shape)}")
-    if xp.dtype not in _FLOATS:
-        raise TypeError(f"xp must be float32 or float64, got {xp.dtype}")
-    M, T, B, G = xp.shape
-    H = G // 4
-    _check("w_hh", w_hh, (M, G, H), xp.dtype, xp.device, like="xp")
+    M, T, B, H = _check_projected(xp, w_hh, ("i", "f", "g", "o"))
     states = []
     for name, s in (("h0", h0), ("c0", c0)):
         if s is None:
@@ -247,15 +248,7 @@ def gru(
     Returns:
         hs: [M, T, B, H], the states h_1 … h_T.
     """
-    if not isinstance(xp, Tensor):
-        raise TypeError(f"xp must be a Tensor, got {type(xp).__name__}")
-    if xp.dim() != 4 or xp.shape[-1] % 3 != 0:
-        raise ValueError(f"xp must have shape [M, T, B, 3H] (gates r, z, n), got {list(xp.shape)}")
-    if xp.dtype not in _FLOATS:
-        raise TypeError(f"xp must be float32 or float64, got {xp.dtype}")
-    M, T, B, G = xp.shape
-    H = G // 3
-    _check("w_hh", w_hh, (M, G, H), xp.dtype, xp.device, like="xp")
+    M, T, B, H = _check_projected(xp, w_hh, ("r", "z", "n"))
     if b_hn is None:
         b_hn = xp.new_zeros(M, H)
     else:

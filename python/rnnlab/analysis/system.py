@@ -26,28 +26,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-NONLINEARITIES = ("tanh", "relu", "sigmoid", "identity")
-
-
-def _phi(name: str, a: Tensor) -> Tensor:
-    if name == "tanh":
-        return torch.tanh(a)
-    if name == "relu":
-        return torch.relu(a)
-    if name == "sigmoid":
-        return torch.sigmoid(a)
-    return a
+from ..reference import ACTIVATIONS as NONLINEARITIES
+from ..reference import activation as _phi
+from ..reference import activation_grad_from_output
 
 
 def _dphi(name: str, a: Tensor) -> Tensor:
-    if name == "tanh":
-        return 1 - torch.tanh(a).square()
-    if name == "relu":
-        return (a > 0).to(a.dtype)
-    if name == "sigmoid":
-        s = torch.sigmoid(a)
-        return s * (1 - s)
-    return torch.ones_like(a)
+    """φ'(a), through the reference's φ' written in terms of h = φ(a)."""
+    return activation_grad_from_output(name, _phi(name, a))
 
 
 def _not_elman_reason(params: Mapping[str, Tensor]) -> str | None:
