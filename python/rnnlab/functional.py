@@ -30,6 +30,15 @@ def _check(name: str, t: Tensor, shape: tuple, dtype: torch.dtype, device: torch
         raise ValueError(f"{name} must have shape {expected}, got {list(t.shape)}")
 
 
+def _or_zeros(name: str, t: Tensor | None, shape: tuple, ref: Tensor, like: str) -> Tensor:
+    """Optional argument ``name`` (an initial state or bias) checked against ``ref``'s dtype and
+    device, or zeros of ``shape`` when None; contiguous either way."""
+    if t is None:
+        return ref.new_zeros(shape)
+    _check(name, t, shape, ref.dtype, ref.device, like=like)
+    return t.contiguous()
+
+
 def _reg_weight(reg_weight, M: int, like: Tensor) -> Tensor | None:
     if reg_weight is None:
         return None
@@ -152,16 +161,13 @@ def elman(
     M, T, B, H = _check_projected(xp, w_hh)
     if nonlinearity not in ACTIVATIONS:
         raise ValueError(f"nonlinearity must be one of {ACTIVATIONS}, got {nonlinearity!r}")
-    if h0 is None:
-        h0 = xp.new_zeros(M, B, H)
-    else:
-        _check("h0", h0, (M, B, H), xp.dtype, xp.device, like="xp")
+    h0 = _or_zeros("h0", h0, (M, B, H), xp, "xp")
     if sink is not None:
         _check("sink.step", sink.step, (M, 2, T, B), xp.dtype, xp.device, like="xp")
     return _ops.ElmanFunction.apply(
         xp.contiguous(),
         w_hh.contiguous(),
-        h0.contiguous(),
+        h0,
         None if sink is None else sink.step,
         None if sink is None else sink.reg,
         _reg_weight(reg_weight, M, xp),
@@ -195,13 +201,7 @@ def lstm(
         hs: [M, T, B, H] the hidden states h_1 … h_T; cs: [M, T, B, H] the cell states.
     """
     M, T, B, H = _check_projected(xp, w_hh, ("i", "f", "g", "o"))
-    states = []
-    for name, s in (("h0", h0), ("c0", c0)):
-        if s is None:
-            s = xp.new_zeros(M, B, H)
-        else:
-            _check(name, s, (M, B, H), xp.dtype, xp.device, like="xp")
-        states.append(s.contiguous())
+    states = [_or_zeros(name, st, (M, B, H), xp, "xp") for name, st in (("h0", h0), ("c0", c0))]
     if sink is not None:
         _check("sink.step", sink.step, (M, 2, T, B), xp.dtype, xp.device, like="xp")
     hs, cs, _ = _ops.LstmFunction.apply(
@@ -249,21 +249,15 @@ def gru(
         hs: [M, T, B, H], the states h_1 … h_T.
     """
     M, T, B, H = _check_projected(xp, w_hh, ("r", "z", "n"))
-    if b_hn is None:
-        b_hn = xp.new_zeros(M, H)
-    else:
-        _check("b_hn", b_hn, (M, H), xp.dtype, xp.device, like="xp")
-    if h0 is None:
-        h0 = xp.new_zeros(M, B, H)
-    else:
-        _check("h0", h0, (M, B, H), xp.dtype, xp.device, like="xp")
+    b_hn = _or_zeros("b_hn", b_hn, (M, H), xp, "xp")
+    h0 = _or_zeros("h0", h0, (M, B, H), xp, "xp")
     if sink is not None:
         _check("sink.step", sink.step, (M, 2, T, B), xp.dtype, xp.device, like="xp")
     hs, _ = _ops.GruFunction.apply(
         xp.contiguous(),
         w_hh.contiguous(),
-        b_hn.contiguous(),
-        h0.contiguous(),
+        b_hn,
+        h0,
         None if sink is None else sink.step,
         None if sink is None else sink.reg,
     )
@@ -311,16 +305,13 @@ def diag_recurrence(
     if isinstance(lam, Tensor) and u.is_complex() and lam.dtype == u.real.dtype:
         lam = lam.to(u.dtype)
     _check("lam", lam, (M, N), u.dtype, u.device, like="u")
-    if h0 is None:
-        h0 = u.new_zeros(M, B, N)
-    else:
-        _check("h0", h0, (M, B, N), u.dtype, u.device, like="u")
+    h0 = _or_zeros("h0", h0, (M, B, N), u, "u")
     if sink is not None:
         _check("sink.step", sink.step, (M, 2, T, B), u.real.dtype, u.device, like="u.real")
     hs, h_sq, s_sq = _ops.DiagFunction.apply(
         u.contiguous(),
         lam.contiguous(),
-        h0.contiguous(),
+        h0,
         None if sink is None else sink.step,
         None if sink is None else sink.reg,
         bool(return_stats),
