@@ -40,6 +40,22 @@ def _unfold(x: Tensor, size: int) -> Tensor:
     return x.reshape(size, x.shape[0] // size, *x.shape[1:])
 
 
+def _folded_vmap(name: str):
+    """The vmap rule of the population-first op ``torch.ops.rnnlab.<name>``: vmap's dim V folds into the model dim M (every
+    tensor argument [V, M, ...] -> [V·M, ...], non-tensor options passed as they are), the op
+    runs once on V·M models, and its outputs unfold to [V, M, ...]."""
+
+    def rule(info, in_dims, *args):
+        V = info.batch_size
+        op = getattr(ops, name)  # looked up per call, like the autograd functions' calls
+        outs = op(*(_fold(x, d, V) if isinstance(x, Tensor) else x for x, d in zip(args, in_dims)))
+        if isinstance(outs, Tensor):
+            return _unfold(outs, V), 0
+        return tuple(_unfold(o, V) for o in outs), (0,) * len(outs)
+
+    return rule
+
+
 # ---------------------------------------------------------------------------------------------
 # Elman
 # ---------------------------------------------------------------------------------------------
@@ -60,27 +76,6 @@ def _elman_backward_fake(grad_hs, hs, h0, w_hh, activation, reg_weight):
         hs.new_empty(M),
         hs.new_empty(M),
     )
-
-
-@torch.library.register_vmap("rnnlab::elman_forward")
-def _elman_forward_vmap(info, in_dims, xp, w_hh, h0, activation):
-    V = info.batch_size
-    hs = ops.elman_forward(_fold(xp, in_dims[0], V), _fold(w_hh, in_dims[1], V), _fold(h0, in_dims[2], V), activation)
-    return _unfold(hs, V), 0
-
-
-@torch.library.register_vmap("rnnlab::elman_backward")
-def _elman_backward_vmap(info, in_dims, grad_hs, hs, h0, w_hh, activation, reg_weight):
-    V = info.batch_size
-    outs = ops.elman_backward(
-        _fold(grad_hs, in_dims[0], V),
-        _fold(hs, in_dims[1], V),
-        _fold(h0, in_dims[2], V),
-        _fold(w_hh, in_dims[3], V),
-        activation,
-        _fold(reg_weight, in_dims[5], V),
-    )
-    return tuple(_unfold(o, V) for o in outs), (0,) * len(outs)
 
 
 class ElmanFunction(torch.autograd.Function):
@@ -136,21 +131,6 @@ def _lstm_backward_fake(grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh):
         hs.new_empty(M, T, B),
         hs.new_empty(M, T, B),
     )
-
-
-@torch.library.register_vmap("rnnlab::lstm_forward")
-def _lstm_forward_vmap(info, in_dims, xp, w_hh, h0, c0):
-    V = info.batch_size
-    outs = ops.lstm_forward(*(_fold(x, d, V) for x, d in zip((xp, w_hh, h0, c0), in_dims)))
-    return tuple(_unfold(o, V) for o in outs), (0, 0, 0)
-
-
-@torch.library.register_vmap("rnnlab::lstm_backward")
-def _lstm_backward_vmap(info, in_dims, grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh):
-    V = info.batch_size
-    args = (grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh)
-    outs = ops.lstm_backward(*(_fold(x, d, V) for x, d in zip(args, in_dims)))
-    return tuple(_unfold(o, V) for o in outs), (0,) * len(outs)
 
 
 def _sink_grads(ctx, delta_sq: Tensor, v_sq: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -220,20 +200,6 @@ def _gru_backward_fake(grad_hs, hs, gates, h0, w_hh):
     )
 
 
-@torch.library.register_vmap("rnnlab::gru_forward")
-def _gru_forward_vmap(info, in_dims, xp, w_hh, b_hn, h0):
-    V = info.batch_size
-    outs = ops.gru_forward(*(_fold(x, d, V) for x, d in zip((xp, w_hh, b_hn, h0), in_dims)))
-    return tuple(_unfold(o, V) for o in outs), (0, 0)
-
-
-@torch.library.register_vmap("rnnlab::gru_backward")
-def _gru_backward_vmap(info, in_dims, grad_hs, hs, gates, h0, w_hh):
-    V = info.batch_size
-    outs = ops.gru_backward(*(_fold(x, d, V) for x, d in zip((grad_hs, hs, gates, h0, w_hh), in_dims)))
-    return tuple(_unfold(o, V) for o in outs), (0,) * len(outs)
-
-
 # There is no CUDA GRU kernel: on CUDA tensors both ops run the pure-PyTorch reference (same
 # contract, per-step loop speed), so autograd, the sinks, vmap and torch.compile work unchanged.
 torch.library.register_kernel("rnnlab::gru_forward", "cuda", reference.gru_forward)
@@ -297,20 +263,6 @@ def _diag_backward_fake(grad_hs, hs, h0, lam):
     )
 
 
-@torch.library.register_vmap("rnnlab::diag_forward")
-def _diag_forward_vmap(info, in_dims, u, lam, h0, stats):
-    V = info.batch_size
-    outs = ops.diag_forward(*(_fold(x, d, V) for x, d in zip((u, lam, h0), in_dims)), stats)
-    return tuple(_unfold(o, V) for o in outs), (0, 0, 0)
-
-
-@torch.library.register_vmap("rnnlab::diag_backward")
-def _diag_backward_vmap(info, in_dims, grad_hs, hs, h0, lam):
-    V = info.batch_size
-    outs = ops.diag_backward(*(_fold(x, d, V) for x, d in zip((grad_hs, hs, h0, lam), in_dims)))
-    return tuple(_unfold(o, V) for o in outs), (0,) * len(outs)
-
-
 class DiagFunction(torch.autograd.Function):
     """(hs, h_sq, s_sq) = diag(u, lam, h0, stats); the sinks receive the per-step statistics.
 
@@ -337,3 +289,8 @@ class DiagFunction(torch.autograd.Function):
         hs, h0, lam = ctx.saved_tensors
         grad_u, grad_lam, grad_h0, delta_sq, v_sq = ops.diag_backward(grad_hs.contiguous(), hs, h0, lam)
         return (grad_u, grad_lam, grad_h0, *_sink_grads(ctx, delta_sq, v_sq), None)
+
+
+for _op in ("elman_forward", "elman_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
+            "diag_forward", "diag_backward"):
+    torch.library.register_vmap(f"rnnlab::{_op}", _folded_vmap(_op))
