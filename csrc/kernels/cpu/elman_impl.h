@@ -11,14 +11,6 @@
 
 namespace rnnlab::cpu::RNNLAB_ISA_NS {
 
-template <typename T>
-struct Layout {  // offsets into the dense [M, T, B, H] / [M, B, H] / [M, T, B] tensors
-  const RecurrenceShape& s;
-  int64_t seq(int64_t m, int64_t t, int64_t b) const { return ((m * s.T + t) * s.B + b) * s.H; }
-  int64_t state(int64_t m, int64_t b) const { return (m * s.B + b) * s.H; }
-  int64_t stat(int64_t m, int64_t t, int64_t b) const { return (m * s.T + t) * s.B + b; }
-};
-
 // The elementwise epilogues run over n contiguous values: a dense block of batch rows, or one
 // row when the GEMM output is padded (see dense_stride).
 
@@ -61,7 +53,7 @@ inline void row_squared_norms(int64_t rows, int64_t H, const T* x, T* out) {
 template <typename T, Activation A>
 void elman_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* w_hh, const T* h0, T* hs) {
   const int64_t H = s.H, m = tile.model;
-  const Layout<T> at{s};
+  const RecurrenceLayout at{s};
   std::vector<T> wt;  // w_hhᵀ in column panels: panel p holds wt[k, j] = w_hh[j, k] for its columns j
   int64_t ldb;
   pack_panels(w_hh + m * H * H, H, H, /*transpose=*/true, wt, ldb);
@@ -83,7 +75,7 @@ template <typename T, Activation A>
 void elman_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_hs, const T* hs, const T* h0,
                          const T* w_hh, T* grad_xp, T* grad_h0, T* delta_sq, T* v_sq, T* reg_v) {
   const int64_t H = s.H, m = tile.model, last = s.T - 1, b0 = tile.row_begin;
-  const Layout<T> at{s};
+  const RecurrenceLayout at{s};
   std::vector<T> wp;  // w_hh in column panels, as is: v_t[j] = Σ_i u_t[i] w_hh[i, j]
   int64_t ldb;
   pack_panels(w_hh + m * H * H, H, H, /*transpose=*/false, wp, ldb);

@@ -19,13 +19,6 @@ namespace rnnlab::cpu::RNNLAB_ISA_NS {
 
 constexpr int kGruRows = rows_for_width<3>();  // batch rows per forward micro-kernel block
 
-struct GruLayout {  // offsets into the dense tensors of gru.h
-  const RecurrenceShape& s;
-  int64_t seq(int64_t m, int64_t t, int64_t b) const { return ((m * s.T + t) * s.B + b) * s.H; }
-  int64_t state(int64_t m, int64_t b) const { return (m * s.B + b) * s.H; }
-  int64_t stat(int64_t m, int64_t t, int64_t b) const { return (m * s.T + t) * s.B + b; }
-};
-
 // The cell update for n ≤ W units [u0, u0 + n) of one batch row. rec holds the three recurrent
 // blocks a_r, a_z, a_n of these units (one gate-interleaved panel row); x and gates point at the
 // row's 3H-wide xp and 4H-wide gates, b_hn, h_prev and h at H-wide rows, all offset by u0.
@@ -50,7 +43,7 @@ void gru_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, con
                       T* hs, T* gates) {
   constexpr int W = Vec<T>::size;
   const int64_t H = s.H, m = tile.model, rows = tile.row_end - tile.row_begin;
-  const GruLayout at{s};
+  const RecurrenceLayout at{s};
   std::vector<T> wt;
   pack_gate_panels<3>(w_hh + m * 3 * H * H, H, wt);
   std::vector<T> rec(static_cast<size_t>(rows * 3 * W));  // one panel of h_{t-1} w_hhᵀ for every row
@@ -104,7 +97,7 @@ template <typename T>
 void gru_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_hs, const T* hs, const T* gates,
                        const T* h0, const T* w_hh, T* grad_xp, T* grad_hn, T* grad_h0, T* delta_sq, T* v_sq) {
   const int64_t H = s.H, G = 3 * H, m = tile.model, rows = tile.row_end - tile.row_begin;
-  const GruLayout at{s};
+  const RecurrenceLayout at{s};
   std::vector<T> wp;  // w_hh as is: v_t[j] = Σ_k drec_t[k] w_hh[k, j] + …
   int64_t ldb;
   pack_panels(w_hh + m * G * H, G, H, /*transpose=*/false, wp, ldb);

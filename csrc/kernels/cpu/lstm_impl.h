@@ -20,14 +20,6 @@ namespace rnnlab::cpu::RNNLAB_ISA_NS {
 
 constexpr int kGateRows = rows_for_width<4>();  // batch rows per forward micro-kernel block
 
-struct LstmLayout {  // offsets into the dense tensors of lstm.h
-  const RecurrenceShape& s;
-  int64_t seq(int64_t m, int64_t t, int64_t b) const { return ((m * s.T + t) * s.B + b) * s.H; }
-  int64_t gates(int64_t m, int64_t t, int64_t b) const { return 4 * seq(m, t, b); }
-  int64_t state(int64_t m, int64_t b) const { return (m * s.B + b) * s.H; }
-  int64_t stat(int64_t m, int64_t t, int64_t b) const { return (m * s.T + t) * s.B + b; }
-};
-
 // The cell update for n ≤ W units [u0, u0 + n) of one batch row. rec holds the four recurrent
 // blocks h_{t-1} w_hhᵀ of these units (one gate-interleaved panel row); x, gates point at the
 // row's 4H-wide xp and gates, c_prev/c/h at its H-wide states, all offset by u0.
@@ -53,7 +45,7 @@ void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, co
                        T* hs, T* cs, T* gates) {
   constexpr int W = Vec<T>::size;
   const int64_t H = s.H, m = tile.model, rows = tile.row_end - tile.row_begin;
-  const LstmLayout at{s};
+  const RecurrenceLayout at{s};
   std::vector<T> wt;
   pack_gate_panels<4>(w_hh + m * 4 * H * H, H, wt);
   std::vector<T> rec(static_cast<size_t>(rows * 4 * W));  // one panel of h_{t-1} w_hhᵀ for every row
@@ -66,8 +58,8 @@ void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, co
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t b = tile.row_begin + r;
         const T* c_prev = t == 0 ? c0 + at.state(m, b) : cs + at.seq(m, t - 1, b);
-        cell_forward(H, n, rec.data() + r * 4 * W, xp + at.gates(m, t, b) + u0, c_prev + u0,
-                     gates + at.gates(m, t, b) + u0, cs + at.seq(m, t, b) + u0, hs + at.seq(m, t, b) + u0);
+        cell_forward(H, n, rec.data() + r * 4 * W, xp + 4 * at.seq(m, t, b) + u0, c_prev + u0,
+                     gates + 4 * at.seq(m, t, b) + u0, cs + at.seq(m, t, b) + u0, hs + at.seq(m, t, b) + u0);
       }
     }
   }
@@ -107,7 +99,7 @@ void lstm_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_
                         const T* gates, const T* c0, const T* w_hh, T* grad_xp, T* grad_h0, T* grad_c0, T* delta_sq,
                         T* v_sq) {
   const int64_t H = s.H, G = 4 * H, m = tile.model, rows = tile.row_end - tile.row_begin;
-  const LstmLayout at{s};
+  const RecurrenceLayout at{s};
   std::vector<T> wp;  // w_hh as is: v_t[j] = Σ_k ∂z_t[k] w_hh[k, j]
   int64_t ldb;
   pack_panels(w_hh + m * G * H, G, H, /*transpose=*/false, wp, ldb);
@@ -120,10 +112,10 @@ void lstm_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_
       const T* c_prev = t == 0 ? c0 + at.state(m, b) : cs + at.seq(m, t - 1, b);
       delta_sq[at.stat(m, t, b)] =
           cell_backward(H, grad_hs + at.seq(m, t, b), grad_cs ? grad_cs + at.seq(m, t, b) : nullptr,
-                        t + 1 < s.T ? v.data() + r * ldb : nullptr, gates + at.gates(m, t, b), cs + at.seq(m, t, b),
-                        c_prev, dc.data() + r * H, grad_xp + at.gates(m, t, b));
+                        t + 1 < s.T ? v.data() + r * ldb : nullptr, gates + 4 * at.seq(m, t, b), cs + at.seq(m, t, b),
+                        c_prev, dc.data() + r * H, grad_xp + 4 * at.seq(m, t, b));
     }
-    gemm_packed<T>(rows, G, grad_xp + at.gates(m, t, tile.row_begin), G, wp.data(), ldb, v.data(), ldb);
+    gemm_packed<T>(rows, G, grad_xp + 4 * at.seq(m, t, tile.row_begin), G, wp.data(), ldb, v.data(), ldb);
     for (int64_t r = 0; r < rows; ++r) v_sq[at.stat(m, t, tile.row_begin + r)] = squared_norm(H, v.data() + r * ldb);
   }
   for (int64_t r = 0; r < rows; ++r) {  // ∂L/∂h_0 = v_1 (no direct loss term), ∂L/∂c_0 = ε'_1

@@ -5,9 +5,19 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/common.h"
 #include "kernels/cpu/simd.h"
 
 namespace rnnlab::cpu::RNNLAB_ISA_NS {
+
+// Offsets into a recurrence's dense tensors: sequences [M, T, B, H] (a k-gate-wide one, e.g.
+// xp [M, T, B, kH], at k · seq), states [M, B, H] and per-step statistics [M, T, B].
+struct RecurrenceLayout {
+  const RecurrenceShape& s;
+  int64_t seq(int64_t m, int64_t t, int64_t b) const { return ((m * s.T + t) * s.B + b) * s.H; }
+  int64_t state(int64_t m, int64_t b) const { return (m * s.B + b) * s.H; }
+  int64_t stat(int64_t m, int64_t t, int64_t b) const { return (m * s.T + t) * s.B + b; }
+};
 
 // A full-width load when n covers the whole vector (the common case), a masked one otherwise.
 template <typename T>
