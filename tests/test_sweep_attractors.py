@@ -63,3 +63,8 @@ def test_runs_without_weights_are_counted_not_analysed(tmp_path):
     run_sweep(spec, str(tmp_path / "b.sqlite"), progress=False)
     out = analyze_sweep(tmp_path / "b.sqlite", learned_only=False, progress=False, **FAST)
     assert out["analysed"] == 0 and out["no_params"] == 1
+
+
+def test_bad_batch_is_a_clear_error(db):
+    with pytest.raises(ValueError, match="batch must be a positive int, got 0"):
+        analyze_sweep(db, batch=0, progress=False)

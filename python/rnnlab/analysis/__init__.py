@@ -28,7 +28,7 @@ module                         job
 ============================== ==============================================================
 """
 from .fixed_points import MAX_PERIOD, FixedPoints, Rollout, deduplicate, find_fixed_points, iterate_map, minimize_speed
-from .latching import STORAGE, LatchingRecord, analyze_latching, headline
+from .latching import STORAGE, LatchingRecord, analyze_latching, check_latching_task, headline
 from .orbits import canonical_orbit_points
 from .stability import KINDS, classify, spectra
 from .system import NONLINEARITIES, ElmanSystem, as_system, require_system, stack_params
@@ -39,6 +39,6 @@ __all__ = [
     "ElmanSystem", "as_system", "require_system", "NONLINEARITIES", "stack_params",
     "MAX_PERIOD", "Rollout", "iterate_map", "canonical_orbit_points", "minimize_speed", "deduplicate", "FixedPoints", "find_fixed_points",
     "KINDS", "classify", "spectra", "max_singular_values", "lyapunov_exponents",
-    "LatchingRecord", "STORAGE", "analyze_latching", "headline",
+    "LatchingRecord", "STORAGE", "analyze_latching", "check_latching_task", "headline",
     "stabilize", "variability_amongst_attractors", "vaa",
 ]

@@ -132,7 +132,9 @@ class LatchingRecord:
         return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(self).items()}
 
 
-def _check_task(task: Task) -> None:
+def check_latching_task(task: Task) -> None:
+    """Raise ValueError unless the latching analysis applies to ``task``: a classification read
+    out at its last step (latch, parity, temporal order …)."""
     if not isinstance(task, Task):
         raise ValueError(f"task must be an rnnlab.tasks.Task (e.g. make_task('latch', ...)), got {type(task).__name__}")
     if not task.classification or task.readout_steps(task.max_length) != 1:
@@ -234,7 +236,7 @@ def analyze_latching(
         one :class:`LatchingRecord` per model, in order.
     """
     system = as_system(params, nonlinearity)
-    _check_task(task)
+    check_latching_task(task)
     if system.input_size != task.n_in or system.weight_out.shape[1] != task.n_out:
         raise ValueError(f"task {task.name!r} has {task.n_in} inputs and {task.n_out} outputs; the population has "
                          f"{system.input_size} and {system.weight_out.shape[1]}")

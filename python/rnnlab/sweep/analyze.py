@@ -47,13 +47,15 @@ def analyze_sweep(db_path: str | Path, where: str = "", *, learned_only: bool = 
         (matching runs without saved weights), ``skipped_groups`` (group -> why, e.g. a task
         that is not a last-step classification).
     """
-    from ..analysis import analyze_latching
+    from ..analysis import analyze_latching, check_latching_task
 
+    if not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive int, got {batch!r}")
     cond = ["cell = 'elman'"] + (["success = 1"] if learned_only else []) + ([f"({where})"] if where else [])
     with ResultStore(db_path) as store:
         rows = store.rows("WHERE " + " AND ".join(cond) + " ORDER BY run_id")
         have = store.params_ids()
-        done = set() if redo else set(store.analyses(LATCHING))
+        done = set() if redo else store.analysis_ids(LATCHING)
         todo = [r for r in rows if r["run_id"] in have and r["run_id"] not in done]
         groups: dict[tuple, list[dict]] = defaultdict(list)
         for r in todo:
@@ -63,14 +65,15 @@ def analyze_sweep(db_path: str | Path, where: str = "", *, learned_only: bool = 
         for key, group in groups.items():
             task_name, task_kwargs, length, _, nonlinearity = key
             task = make_task(task_name, **json.loads(task_kwargs))
+            try:
+                check_latching_task(task)
+            except ValueError as e:
+                out["skipped_groups"][f"{task_name} T={length}"] = str(e)
+                continue
             for i in range(0, len(group), batch):
                 ids = [r["run_id"] for r in group[i:i + batch]]
-                try:
-                    records = analyze_latching(store.population_params(ids), task, length=length,
-                                               nonlinearity=nonlinearity, **options)
-                except ValueError as e:  # e.g. a task the analysis does not apply to
-                    out["skipped_groups"][f"{task_name} T={length}"] = str(e)
-                    break
+                records = analyze_latching(store.population_params(ids), task, length=length,
+                                           nonlinearity=nonlinearity, **options)
                 store.add_analyses(LATCHING, {rid: rec.to_dict() for rid, rec in zip(ids, records)})
                 out["analysed"] += len(ids)
                 if progress:

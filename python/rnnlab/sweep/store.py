@@ -205,6 +205,10 @@ class ResultStore:
         self.db.executemany("INSERT OR REPLACE INTO analyses VALUES (?, ?, ?)", rows)
         self.db.execute("COMMIT")
 
+    def analysis_ids(self, name: str) -> set[str]:
+        """The ids of the runs with a stored ``name`` analysis."""
+        return {r[0] for r in self.db.execute("SELECT run_id FROM analyses WHERE name = ?", (name,))}
+
     def analyses(self, name: str) -> dict[str, dict]:
         """run_id -> record of every stored ``name`` analysis."""
         return {rid: json.loads(rec) for rid, rec in
