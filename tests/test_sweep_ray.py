@@ -1,5 +1,6 @@
 """The Ray backend on a local cluster: same rows as the embedded backend, written by the driver
-as soon as each run is final."""
+as soon as each run is final. The compared runs train in float64, because the two backends pack
+populations of different sizes, whose GEMMs may round differently (docs/training.md)."""
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ ray = __import__("ray") if os.environ.get("CI") else pytest.importorskip("ray")
 
 def test_ray_backend_on_a_local_cluster_matches_embedded(tmp_path):
     spec = grid("ray", task="latch", length=[5, 8], lr=[0.05, 0.5], seed=range(3), hidden=6, init="normal",
-                max_updates=40, val_every=20, val_size=200, val_chunk=200)
+                max_updates=40, val_every=20, val_size=200, val_chunk=200, dtype="float64")
     out = run_sweep(spec, str(tmp_path / "ray.sqlite"), backend="ray", num_cpus=2, max_population=3, progress=False)
     assert out["trained"] == 12 and out["populations"] == 4
     assert not ray.is_initialized()  # the cluster this call started is shut down again
@@ -27,7 +28,7 @@ def test_ray_backend_on_a_local_cluster_matches_embedded(tmp_path):
     assert {r["backend"] for r in ra.values()} == {"ray"}
     for rid in ra:
         assert ra[rid]["updates"] == rb[rid]["updates"]
-        assert ra[rid]["final_loss"] == pytest.approx(rb[rid]["final_loss"], rel=1e-3, abs=1e-5)
+        assert ra[rid]["final_loss"] == pytest.approx(rb[rid]["final_loss"], rel=1e-10, abs=1e-12)
     # resuming on Ray trains nothing
     again = run_sweep(spec, str(tmp_path / "ray.sqlite"), backend="ray", num_cpus=2, progress=False)
     assert again["trained"] == 0 and again["skipped"] == 12
