@@ -9,8 +9,11 @@ final states as a tuple either way (:func:`split_result`) and build the ``hx`` a
 """
 from __future__ import annotations
 
+import copy
+import io
 import math
 import random
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
@@ -19,6 +22,7 @@ import pytest
 import torch
 from hypothesis import strategies as st
 from torch import nn
+from torch.nn.utils import parametrizations, prune
 from torch.nn.utils.rnn import pack_sequence
 
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -246,6 +250,98 @@ def check_constructor_raises_like_peer(family: Family, args: tuple, kwargs: dict
     with pytest.raises(type(expected.value)) as actual:
         family.module(*args, **kwargs)
     assert str(actual.value) == str(expected.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# nn.RNNBase's private surface: _flat_weights and the code that patches or swaps weights
+# ---------------------------------------------------------------------------------------------
+def check_private_surface_like_peer(family: Family, kwargs: dict) -> None:
+    """_flat_weights_names, _all_weights and _flat_weights as the peer's: same names, order and
+    values, and _flat_weights the module's own weights, also after a move, deepcopy and pickling."""
+    def pickled(module):
+        buffer = io.BytesIO()
+        torch.save(module, buffer)
+        buffer.seek(0)
+        return torch.load(buffer, weights_only=False)
+
+    peer, mod = family.pair(5, 7, **kwargs, seed=3)
+    for change in (lambda m: m, nn.Module.double, lambda m: m.to(torch.float32), copy.deepcopy, pickled):
+        peer, mod = change(peer), change(mod)
+        assert mod._flat_weights_names == peer._flat_weights_names
+        assert mod._all_weights == peer._all_weights
+        assert all(w is getattr(mod, name) for w, name in zip(mod._flat_weights, mod._flat_weights_names, strict=True))
+        assert all(map(torch.equal, mod._flat_weights, peer._flat_weights))
+
+
+def _replace_weight_hh(module: nn.Module) -> None:
+    module.weight_hh_l0 = nn.Parameter(module.weight_hh_l0.detach() * 2)
+
+
+def _patch_flat_weights(module: nn.Module) -> None:
+    """What some weight-drop code does: the forward uses the tensor in _flat_weights (a constant
+    here, so weight_hh_l0 itself gets no gradient)."""
+    module._flat_weights[module._flat_weights_names.index("weight_hh_l0")] = module.weight_hh_l0.detach() * 0.5
+
+
+def _awd_lstm_weight_drop(module: nn.Module) -> None:
+    """AWD-LSTM's WeightDrop: the raw weight becomes a new parameter, and before every forward
+    a dropped-out copy of it is assigned as a plain tensor attribute."""
+    raw = module.weight_hh_l0
+    del module._parameters["weight_hh_l0"]
+    module.register_parameter("weight_hh_l0_raw", nn.Parameter(raw.detach().clone()))
+    module.register_forward_pre_hook(
+        lambda m, _: setattr(m, "weight_hh_l0", nn.functional.dropout(m.weight_hh_l0_raw, 0.5, training=True)))
+
+
+#: {name: patch(module)}: what code written for torch.nn does to an RNN's weights (each one to
+#: weight_hh_l0, which every configuration has).
+WEIGHT_PATCHES = {
+    "setattr a new Parameter": _replace_weight_hh,
+    "patched _flat_weights": _patch_flat_weights,
+    "AWD-LSTM weight drop": _awd_lstm_weight_drop,
+    "orthogonal parametrization": lambda m: parametrizations.orthogonal(m, "weight_hh_l0"),
+    "weight_norm parametrization": lambda m: parametrizations.weight_norm(m, "weight_hh_l0"),
+    "weight_norm hook": lambda m: torch.nn.utils.weight_norm(m, "weight_hh_l0"),
+    "prune": lambda m: prune.l1_unstructured(m, "weight_hh_l0", amount=0.5),
+}
+
+
+def check_weight_patch_like_peer(family: Family, patch: Callable) -> None:
+    """After the same patch, the same outputs and gradients for every parameter as the peer, before
+    and after an in-place update of the parameters (which the next forward must see)."""
+    peer, mod = family.pair(4, 4, 2, bidirectional=True, dtype=torch.float64)
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    for model in (peer, mod):
+        torch.manual_seed(1)  # the same random completion of a non-square orthogonal weight
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # the deprecated torch.nn.utils.weight_norm
+            patch(model)
+    assert [n for n, _ in mod.named_parameters()] == [n for n, _ in peer.named_parameters()]
+    for step in range(2):
+        results = []
+        for model in (peer, mod):
+            torch.manual_seed(step)  # the same weight-drop mask
+            out, finals = split_result(model(x))
+            loss = out.square().sum() + sum(h.sum() for h in finals)
+            results.append((out, torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)))
+        (out_e, grads_e), (out_a, grads_a) = results
+        assert_close_rel(out_a, out_e, 1e-12, f"step {step} output")
+        for (name, _), a, e in zip(peer.named_parameters(), grads_a, grads_e, strict=True):
+            assert (a is None) == (e is None), name
+            if e is not None:
+                assert_close_rel(a, e, 1e-12, f"step {step} grad {name}")
+        with torch.no_grad():
+            for p in (*peer.parameters(), *mod.parameters()):
+                p.mul_(0.9)
+
+
+def check_functional_call_swaps_weights_like_peer(family: Family) -> None:
+    """torch.func.functional_call with another weight_hh_l0, then a plain forward: the peer's results."""
+    peer, mod = family.pair(4, 4, dtype=torch.float64)
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    swapped = {"weight_hh_l0": torch.randn(peer.weight_hh_l0.shape, dtype=torch.float64)}
+    for call in (lambda m: torch.func.functional_call(m, swapped, (x,)), lambda m: m(x)):
+        assert_close_rel(call(mod)[0], call(peer)[0], 1e-12, "output")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -99,6 +99,20 @@ def test_dropout_with_one_layer_warns_like_nn_gru():
         GRU(3, 4, dropout=0.5)
 
 
+
+@pytest.mark.parametrize("kwargs", CONSTRUCT)
+def test_private_surface_like_nn_gru(kwargs):
+    dropin.check_private_surface_like_peer(FAMILY, kwargs)
+
+
+@pytest.mark.parametrize("patch", list(dropin.WEIGHT_PATCHES))
+def test_weight_patch_like_nn_gru(patch):
+    dropin.check_weight_patch_like_peer(FAMILY, dropin.WEIGHT_PATCHES[patch])
+
+
+def test_functional_call_swaps_weights_like_nn_gru():
+    dropin.check_functional_call_swaps_weights_like_peer(FAMILY)
+
 # ---------------------------------------------------------------------------------------------
 # PackedSequence, dropout
 # ---------------------------------------------------------------------------------------------

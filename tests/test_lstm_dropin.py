@@ -114,6 +114,20 @@ def test_proj_size_fallback_is_counted():
     assert lstm_module.fallback_counts["proj_size"] == before
 
 
+
+@pytest.mark.parametrize("kwargs", CONSTRUCT)
+def test_private_surface_like_nn_lstm(kwargs):
+    dropin.check_private_surface_like_peer(FAMILY, kwargs)
+
+
+@pytest.mark.parametrize("patch", list(dropin.WEIGHT_PATCHES))
+def test_weight_patch_like_nn_lstm(patch):
+    dropin.check_weight_patch_like_peer(FAMILY, dropin.WEIGHT_PATCHES[patch])
+
+
+def test_functional_call_swaps_weights_like_nn_lstm():
+    dropin.check_functional_call_swaps_weights_like_peer(FAMILY)
+
 # ---------------------------------------------------------------------------------------------
 # PackedSequence
 # ---------------------------------------------------------------------------------------------

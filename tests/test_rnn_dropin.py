@@ -72,8 +72,7 @@ CONSTRUCT = [
 
 @pytest.mark.parametrize("kwargs", CONSTRUCT)
 def test_same_parameters_and_init(kwargs):
-    _, mod = dropin.check_same_parameters_and_init(FAMILY, kwargs, attrs=(*dropin.COMMON_ATTRS, "nonlinearity"))
-    assert not hasattr(mod, "_flat_weights")
+    dropin.check_same_parameters_and_init(FAMILY, kwargs, attrs=(*dropin.COMMON_ATTRS, "nonlinearity"))
 
 
 def test_positional_nonlinearity():
@@ -96,6 +95,20 @@ def test_dropout_with_one_layer_warns_like_nn_rnn():
     with pytest.warns(UserWarning, match="num_layers greater than 1"):
         RNN(3, 4, dropout=0.5)
 
+
+
+@pytest.mark.parametrize("kwargs", CONSTRUCT)
+def test_private_surface_like_nn_rnn(kwargs):
+    dropin.check_private_surface_like_peer(FAMILY, kwargs)
+
+
+@pytest.mark.parametrize("patch", list(dropin.WEIGHT_PATCHES))
+def test_weight_patch_like_nn_rnn(patch):
+    dropin.check_weight_patch_like_peer(FAMILY, dropin.WEIGHT_PATCHES[patch])
+
+
+def test_functional_call_swaps_weights_like_nn_rnn():
+    dropin.check_functional_call_swaps_weights_like_peer(FAMILY)
 
 # ---------------------------------------------------------------------------------------------
 # PackedSequence

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+import weakref
 from collections import Counter
 from functools import partial
 from typing import Callable
@@ -86,7 +87,7 @@ def drop_in_forward(
 
     Args:
         module: the drop-in (its ``batch_first``, ``input_size``, ``num_layers``,
-            ``_num_directions`` and ``weight_ih_l0`` are read).
+            ``_num_directions`` and ``_flat_weights`` are read).
         input: [T, B, I], or [B, T, I] with ``module.batch_first``, or unbatched [T, I], or a
             ``PackedSequence``.
         hx: the initial states as a tuple (``(h0,)`` for an RNN, ``(h0, c0)`` for an LSTM), each
@@ -102,6 +103,7 @@ def drop_in_forward(
         (output, final states) in the input's layout: packed in, packed out; unbatched in,
         unbatched states out.
     """
+    module._update_flat_weights()
     check = partial(_check_forward_args, module, name, state_sizes)
     if isinstance(input, PackedSequence):
         return _forward_packed(input, hx, check, run, fallback_counts)
@@ -172,7 +174,7 @@ def _check_forward_args(
     module: nn.Module, name: str, state_sizes: tuple[int, ...], x: Tensor, hx: tuple[Tensor, ...] | None
 ) -> None:
     """x: [T, B, I] time-major; hx: states [L·D, B, size] or None. nn.RNNBase's checks, plus the kernels'."""
-    w = module.weight_ih_l0
+    w = module._flat_weights[0]
     if x.dtype != w.dtype:
         raise ValueError(
             f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
@@ -229,6 +231,10 @@ def _reversal_index(lengths: Tensor, T: int) -> Tensor:
 def _stack(tensors: list[Tensor]) -> Tensor:
     """torch.stack, as a view for a single tensor (one direction): no copy, no copy back in backward."""
     return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+
+
+def _weak_refs(weights: list[Tensor | None]) -> list[weakref.ref | None]:
+    return [None if w is None else weakref.ref(w) for w in weights]
 
 
 def _cat(tensors: list[Tensor]) -> Tensor:
@@ -289,6 +295,7 @@ class DropIn(nn.Module):
         factory = {"device": device, "dtype": dtype}
         G, H_out = gates * hidden_size, self._output_size
         self._kinds = ["weight_ih", "weight_hh"] + ["bias_ih", "bias_hh"] * bias + ["weight_hr"] * (proj_size > 0)
+        self._flat_weights_names: list[str] = []
         self._all_weights: list[list[str]] = []
         for layer in range(num_layers):
             shapes = {
@@ -303,7 +310,9 @@ class DropIn(nn.Module):
                 names = [f"{kind}_l{layer}{suffix}" for kind in self._kinds]
                 for kind, name in zip(self._kinds, names):
                     setattr(self, name, nn.Parameter(torch.empty(shapes[kind], **factory)))
+                self._flat_weights_names.extend(names)
                 self._all_weights.append(names)
+        self._init_flat_weights()
         self.reset_parameters()
 
     @property
@@ -323,15 +332,68 @@ class DropIn(nn.Module):
     def flatten_parameters(self) -> None:
         """No-op, for compatibility: the parameters are used as they are, never flattened."""
 
+    # nn.RNNBase's private surface, with its semantics, because code written for torch.nn uses it
+    # (AWD-LSTM's weight drop, weight norm, pruning, torch.func): the forward reads the weights
+    # from ``_flat_weights`` (names in ``_flat_weights_names``), which assigning a weight
+    # attribute updates, moving the module rebuilds, and a weight that is no longer the tensor
+    # recorded (swapped in without __setattr__) refreshes before the next forward.
+
+    def _init_flat_weights(self) -> None:
+        self._flat_weights = [getattr(self, name, None) for name in self._flat_weights_names]
+        self._flat_weight_refs = _weak_refs(self._flat_weights)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self.__dict__.get("_flat_weights_names", ()):
+            self._flat_weights[self._flat_weights_names.index(name)] = value
+        super().__setattr__(name, value)
+
+    def _apply(self, fn, recurse=True):
+        # no weak references while the parameters may be swapped (torch.utils.swap_tensors refuses them)
+        self._flat_weight_refs = []
+        result = super()._apply(fn, recurse)
+        self._init_flat_weights()
+        return result
+
+    def _weights_have_changed(self) -> bool:
+        """A weight attribute is no longer the tensor ``_flat_weights`` was built from
+        (torch.func.functional_call and parametrizations swap weights without __setattr__)."""
+        for ref, name in zip(self._flat_weight_refs, self._flat_weights_names, strict=True):
+            weight = getattr(self, name, None)
+            if weight is not None and ref is not None and ref() is not weight:
+                return True
+        return False
+
+    def _update_flat_weights(self) -> None:
+        if self._weights_have_changed():
+            self._init_flat_weights()
+
+    def __getstate__(self):
+        self._update_flat_weights()
+        state = self.__dict__.copy()
+        del state["_flat_weight_refs"]  # weak references cannot be pickled
+        return state
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        self._flat_weight_refs = _weak_refs(self._flat_weights)
+
+    def _replicate_for_data_parallel(self):
+        replica = super()._replicate_for_data_parallel()
+        # the replica's __dict__ is a shallow copy: its own lists, so its __setattr__ leaves ours alone
+        replica._flat_weights = replica._flat_weights[:]
+        replica._flat_weights_names = replica._flat_weights_names[:]
+        return replica
+
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
         """The parameters per (layer, direction), in nn.RNNBase's order."""
         return [[getattr(self, name) for name in names] for names in self._all_weights]
 
     def _layer_params(self, layer: int) -> list[dict[str, Tensor]]:
-        """{kind: parameter} of each direction of one layer, kind = "weight_ih", "bias_hh", …"""
+        """{kind: weight} of each direction of one layer from ``_flat_weights``, kind = "weight_ih", "bias_hh", …"""
+        weights = dict(zip(self._flat_weights_names, self._flat_weights))
         suffixes = ["", "_reverse"][: self._num_directions]
-        return [{kind: getattr(self, f"{kind}_l{layer}{suffix}") for kind in self._kinds} for suffix in suffixes]
+        return [{kind: weights[f"{kind}_l{layer}{suffix}"] for kind in self._kinds} for suffix in suffixes]
 
     @property
     def gradient_stats(self) -> GradientStats:
