@@ -176,7 +176,8 @@ def run_with_grads(model: nn.Module, family: Family, x: torch.Tensor, states, co
 
 
 def compare_to_peer(family: Family, cfg: Config, seed: int = 0, tol: float | None = None) -> None:
-    """The drop-in's outputs and every gradient equal the peer's (same seed, same inputs)."""
+    """The drop-in's outputs and every gradient equal the peer's (same seed, same inputs), and are
+    contiguous where the peer's are (code that calls .view on a gradient)."""
     peer, mod = family.pair(**cfg.module_args(), seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
     x, states = cfg.inputs(family, gen)
@@ -190,6 +191,7 @@ def compare_to_peer(family: Family, cfg: Config, seed: int = 0, tol: float | Non
     names += [f"grad {n}" for n, _ in peer.named_parameters()]
     for name, a, e in zip(names, actual, expected, strict=True):
         assert_close_rel(a, e, tol or TOL[cfg.dtype], f"{cfg} {name}")
+        assert a.is_contiguous() == e.is_contiguous(), f"{cfg} {name}: strides {a.stride()}, {e.stride()}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,6 +242,12 @@ BAD_CONSTRUCTOR_ARGS = [
     ((3.0, 4), {}),
     ((3, 0), {}),
     ((3, 4), dict(num_layers=0)),
+]
+
+
+#: nn.RNN and nn.GRU refuse the proj_size keyword whatever its value, before any other check.
+PROJ_SIZE_REFUSED = [((3, 4), dict(proj_size=value)) for value in (0, 2, -1, None)] + [
+    ((3, 4), dict(proj_size=0, dropout=2.0))
 ]
 
 

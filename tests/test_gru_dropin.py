@@ -84,14 +84,9 @@ def test_state_dict_loads_both_ways(kwargs):
     dropin.check_state_dict_loads_both_ways(FAMILY, kwargs)
 
 
-@pytest.mark.parametrize("args, kwargs", dropin.BAD_CONSTRUCTOR_ARGS)
+@pytest.mark.parametrize("args, kwargs", dropin.BAD_CONSTRUCTOR_ARGS + dropin.PROJ_SIZE_REFUSED)
 def test_bad_constructor_arguments_raise_like_nn_gru(args, kwargs):
     dropin.check_constructor_raises_like_peer(FAMILY, args, kwargs)
-
-
-def test_proj_size_is_refused():
-    with pytest.raises(TypeError, match="proj_size"):
-        GRU(3, 4, proj_size=2)
 
 
 def test_dropout_with_one_layer_warns_like_nn_gru():

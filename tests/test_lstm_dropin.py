@@ -94,7 +94,8 @@ def test_state_dict_loads_both_ways(kwargs):
 
 
 @pytest.mark.parametrize(
-    "args, kwargs", [*dropin.BAD_CONSTRUCTOR_ARGS, ((3, 4), dict(proj_size=-1)), ((3, 4), dict(proj_size=4))]
+    "args, kwargs",
+    [*dropin.BAD_CONSTRUCTOR_ARGS, *(((3, 4), dict(proj_size=value)) for value in (-1, 4, 5, 2.0, None))],
 )
 def test_bad_constructor_arguments_raise_like_nn_lstm(args, kwargs):
     dropin.check_constructor_raises_like_peer(FAMILY, args, kwargs)

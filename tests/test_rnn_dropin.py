@@ -86,7 +86,11 @@ def test_state_dict_loads_both_ways(kwargs):
     dropin.check_state_dict_loads_both_ways(FAMILY, kwargs)
 
 
-@pytest.mark.parametrize("args, kwargs", [((3, 4), dict(nonlinearity="sigmoid")), *dropin.BAD_CONSTRUCTOR_ARGS])
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [((3, 4), dict(nonlinearity="sigmoid")), ((3, 4), dict(nonlinearity="sigmoid", proj_size=0)),
+     *dropin.BAD_CONSTRUCTOR_ARGS, *dropin.PROJ_SIZE_REFUSED],
+)
 def test_bad_constructor_arguments_raise_like_nn_rnn(args, kwargs):
     dropin.check_constructor_raises_like_peer(FAMILY, args, kwargs)
 

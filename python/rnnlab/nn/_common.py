@@ -55,6 +55,22 @@ def check_constructor_args(
         raise ValueError("proj_size has to be smaller than hidden_size")
 
 
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+#: The default of ``rnnlab.RNN``'s and ``rnnlab.GRU``'s keyword ``proj_size``: nn.RNN and nn.GRU
+#: refuse that keyword whatever its value, 0 included, so only leaving it out is accepted.
+PROJ_SIZE_NOT_GIVEN = _NotGiven()
+
+
+def refuse_proj_size(proj_size) -> None:
+    """nn.RNN's and nn.GRU's check, first of all their checks."""
+    if proj_size is not PROJ_SIZE_NOT_GIVEN:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+
+
 def padded_from_packed(data: Tensor, batch_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The padded time-major batch behind a ``PackedSequence`` (batch in sorted order).
 

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..functional import gru
-from ._common import DropIn, _stack, single_state_forward
+from ._common import PROJ_SIZE_NOT_GIVEN, DropIn, _stack, refuse_proj_size, single_state_forward
 
 #: How often each path that is not one fused call per layer ran (DESIGN.md §4: fallbacks are
 #: visible and countable). ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded batch.
@@ -67,7 +67,10 @@ class GRU(DropIn):
         bidirectional: bool = False,
         device=None,
         dtype=None,
+        *,
+        proj_size=PROJ_SIZE_NOT_GIVEN,
     ) -> None:
+        refuse_proj_size(proj_size)
         super().__init__(
             "GRU", 3, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, device, dtype
         )

@@ -110,5 +110,13 @@ class LSTM(DropIn):
         if states is None:
             D, B = xp.shape[0], xp.shape[2]
             states = (xp.new_zeros(D, B, self.proj_size), xp.new_zeros(D, B, self.hidden_size))
-        hs, cs, _ = reference.lstm_forward(xp, w_hh, *states, w_hr=_stack([p["weight_hr"] for p in params]))
+        w_hr = _stack([p["weight_hr"] for p in params])
+        hs, cs, _ = reference.lstm_forward(xp, _contiguous_grad(w_hh), *states, w_hr=_contiguous_grad(w_hr))
         return hs, cs
+
+
+def _contiguous_grad(w: Tensor) -> Tensor:
+    """w, as a view whose gradient arrives contiguous, as nn.LSTM's weight gradients do (the
+    reference multiplies by wᵀ, whose gradient is transposed): a view's backward reshapes the
+    gradient to the flat shape, which copies a transposed one."""
+    return w.reshape(-1).view_as(w)

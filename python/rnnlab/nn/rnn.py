@@ -6,7 +6,7 @@ from collections import Counter
 from torch import Tensor
 
 from ..functional import elman
-from ._common import DropIn, single_state_forward
+from ._common import PROJ_SIZE_NOT_GIVEN, DropIn, refuse_proj_size, single_state_forward
 
 #: How often each non-rectangular path ran (DESIGN.md §4: fallbacks are visible and countable).
 #: ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded batch (see :class:`RNN`).
@@ -77,7 +77,10 @@ class RNN(DropIn):
         bidirectional: bool = False,
         device=None,
         dtype=None,
+        *,
+        proj_size=PROJ_SIZE_NOT_GIVEN,
     ) -> None:
+        refuse_proj_size(proj_size)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
