@@ -10,8 +10,12 @@ Here each op gets
 and each forward/backward pair is wrapped in an ``autograd.Function`` with a separate
 ``setup_context`` and ``generate_vmap_rule = True`` (works with autograd, torch.func.grad,
 vmap(grad) and torch.compile; ``torch.library.register_autograd`` does not, pytorch#168393).
+The backward ops are differentiable functions themselves (:func:`_differentiable_backward`), so
+gradients of gradients are right.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -57,6 +61,69 @@ def _folded_vmap(name: str):
 
 
 # ---------------------------------------------------------------------------------------------
+# Gradients of gradients: each backward op as a differentiable function.
+# ---------------------------------------------------------------------------------------------
+def _differentiable_backward(op_name: str, reference_backward: Callable) -> type[torch.autograd.Function]:
+    """The backward op ``torch.ops.rnnlab.<op_name>`` as an autograd.Function: its forward runs
+    the kernel, its backward is the vjp of ``reference_backward`` (the pure-PyTorch definition of
+    the same op: same arguments, same outputs) at the saved arguments.
+
+    The vjp runs the reference again under torch.func.vjp: a per-step loop, so a second
+    derivative costs tens of times the kernel's first one (DESIGN.md §2); it is made of
+    differentiable torch ops, so third and higher derivatives are right too. Forward-mode AD
+    (torch.func.jvp, jacfwd, torch.func.hessian) is not implemented, and torch says so; reverse
+    over reverse (jacrev(jacrev(f)), torch.autograd.functional.hessian) works.
+    """
+
+    class DifferentiableBackward(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(*args):
+            return getattr(ops, op_name)(*args)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.tensor_at = [i for i, a in enumerate(inputs) if isinstance(a, Tensor)]
+            ctx.options = [None if isinstance(a, Tensor) else a for a in inputs]  # strings, None
+            ctx.save_for_backward(*(inputs[i] for i in ctx.tensor_at))
+
+        @staticmethod
+        def backward(ctx, *grads):
+            def reference(*tensors):
+                args = list(ctx.options)
+                for i, t in zip(ctx.tensor_at, tensors):
+                    args[i] = t
+                return reference_backward(*args)
+
+            _, vjp = torch.func.vjp(reference, *ctx.saved_tensors)
+            out = [None] * len(ctx.options)
+            for i, g in zip(ctx.tensor_at, vjp(grads)):
+                out[i] = g
+            return tuple(out)
+
+    DifferentiableBackward.__name__ = DifferentiableBackward.__qualname__ = f"{op_name}_differentiable"
+    return DifferentiableBackward
+
+
+_DIFFERENTIABLE_BACKWARD = {
+    name: _differentiable_backward(name, getattr(reference, name))
+    for name in ("elman_backward", "lstm_backward", "gru_backward", "diag_backward")
+}
+
+
+def _run_backward(op_name: str, *args):
+    """The backward op of a cell's Function. Autograd records a backward pass only for a
+    gradient of a gradient (create_graph=True; torch.func.grad always asks for it): then the op
+    runs as its differentiable function, otherwise directly. (Always going through the Function
+    would cost little, but Dynamo cannot trace a Function applied in another one's backward, and
+    torch.compile traces the first-order backward.)"""
+    if torch.is_grad_enabled():
+        return _DIFFERENTIABLE_BACKWARD[op_name].apply(*args)
+    return getattr(ops, op_name)(*args)
+
+
+# ---------------------------------------------------------------------------------------------
 # Elman
 # ---------------------------------------------------------------------------------------------
 @torch.library.register_fake("rnnlab::elman_forward")
@@ -84,6 +151,11 @@ class ElmanFunction(torch.autograd.Function):
     step_sink [M, 2, T, B] gets (‖δ_t‖², ‖v_t‖²); reg_sink [M, 2] gets (Ω, N). They carry no
     value in the forward pass; they exist so that one ``loss.backward()`` delivers the
     diagnostics computed inside the fused backward kernel (DESIGN.md §2).
+
+    With a regularizer (reg_weight α) the backward pass is not the vjp of the forward: it adds
+    α·∂⁺Ω/∂W_hh. So that a gradient of that gradient differentiates the states themselves, a
+    recorded backward pass reads hs through :class:`ElmanStates`, whose vjp has no α term; for
+    that the Function keeps xp too when α is given.
     """
 
     generate_vmap_rule = True
@@ -94,20 +166,48 @@ class ElmanFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, w_hh, h0, step_sink, reg_sink, reg_weight, activation = inputs
-        ctx.save_for_backward(output, h0, w_hh, reg_weight)
+        xp, w_hh, h0, step_sink, reg_sink, reg_weight, activation = inputs
+        ctx.save_for_backward(output, h0, w_hh, reg_weight, None if reg_weight is None else xp)
         ctx.activation = activation
         ctx.want_stats = (step_sink is not None, reg_sink is not None)
 
     @staticmethod
     def backward(ctx, grad_hs):
-        hs, h0, w_hh, reg_weight = ctx.saved_tensors
-        grad_xp, grad_w, grad_h0, delta_sq, v_sq, omega, n_valid = ops.elman_backward(
-            grad_hs.contiguous(), hs, h0, w_hh, ctx.activation, reg_weight
+        hs, h0, w_hh, reg_weight, xp = ctx.saved_tensors
+        if reg_weight is not None and torch.is_grad_enabled():
+            hs = ElmanStates.apply(hs, xp, w_hh, h0, ctx.activation)
+        grad_xp, grad_w, grad_h0, delta_sq, v_sq, omega, n_valid = _run_backward(
+            "elman_backward", grad_hs.contiguous(), hs, h0, w_hh, ctx.activation, reg_weight
         )
         step_grad = torch.stack([delta_sq, v_sq], 1) if ctx.want_stats[0] else None
         reg_grad = torch.stack([omega, n_valid], 1) if ctx.want_stats[1] else None
         return grad_xp, grad_w, grad_h0, step_grad, reg_grad, None, None
+
+
+class ElmanStates(torch.autograd.Function):
+    """hs = elman(xp, w_hh, h0) already computed, returned as a view whose backward is the plain
+    vjp of the states (no regularizer term, no sinks): what a gradient of a regularized
+    :class:`ElmanFunction` gradient must differentiate."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(hs, xp, w_hh, h0, activation):
+        return hs.view_as(hs)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, _, w_hh, h0, activation = inputs
+        ctx.save_for_backward(output, h0, w_hh)
+        ctx.activation = activation
+
+    @staticmethod
+    def backward(ctx, grad_hs):
+        hs, h0, w_hh = ctx.saved_tensors
+        grad_xp, grad_w, grad_h0, *_ = _run_backward(
+            "elman_backward", grad_hs.contiguous(), hs, h0, w_hh, ctx.activation, None
+        )
+        return None, grad_xp, grad_w, grad_h0, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,9 +245,11 @@ def _sink_grads(ctx, delta_sq: Tensor, v_sq: Tensor) -> tuple[Tensor | None, Ten
 class LstmFunction(torch.autograd.Function):
     """(hs, cs, gates) = lstm(xp, w_hh, h0, c0); the sinks receive the per-step statistics.
 
-    ``gates`` [M, T, B, 4H] is saved for the backward pass and not differentiable. The sinks
-    work as in :class:`ElmanFunction`: step_sink [M, 2, T, B] gets (‖δ_t‖², ‖v_t‖²) of the
-    hidden state, reg_sink [M, 2] gets (Ω, N) computed from them.
+    ``gates`` [M, T, B, 4H] is saved for the backward pass. It is a differentiable output because
+    the backward pass reads it: a gradient of a gradient reaches it (and only then is its gradient
+    not None), which the reference backward takes and the kernel does not. The sinks work as in
+    :class:`ElmanFunction`: step_sink [M, 2, T, B] gets (‖δ_t‖², ‖v_t‖²) of the hidden state,
+    reg_sink [M, 2] gets (Ω, N) computed from them.
     """
 
     generate_vmap_rule = True
@@ -160,20 +262,23 @@ class LstmFunction(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         _, w_hh, h0, c0, step_sink, reg_sink = inputs
         hs, cs, gates = output
-        ctx.mark_non_differentiable(gates)
         ctx.save_for_backward(hs, cs, gates, h0, c0, w_hh)
         ctx.want_stats = (step_sink is not None, reg_sink is not None)
         # An unused output gets None instead of a tensor of zeros: most callers use hs only, and
-        # the kernel then skips reading a [M, T, B, H] grad_cs.
+        # the kernel then skips reading a [M, T, B, H] grad_cs; the gates get None unless a
+        # gradient of a gradient reaches them.
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx, grad_hs, grad_cs, _grad_gates):
+    def backward(ctx, grad_hs, grad_cs, grad_gates):
         hs, cs, gates, h0, c0, w_hh = ctx.saved_tensors
         grad_hs = torch.zeros_like(hs) if grad_hs is None else grad_hs.contiguous()
-        grad_xp, grad_w, grad_h0, grad_c0, delta_sq, v_sq = ops.lstm_backward(
-            grad_hs, None if grad_cs is None else grad_cs.contiguous(), hs, cs, gates, h0, c0, w_hh
-        )
+        grad_cs = None if grad_cs is None else grad_cs.contiguous()
+        if grad_gates is None:
+            out = _run_backward("lstm_backward", grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh)
+        else:
+            out = reference.lstm_backward(grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh, grad_gates)
+        grad_xp, grad_w, grad_h0, grad_c0, delta_sq, v_sq = out
         return (grad_xp, grad_w, grad_h0, grad_c0, *_sink_grads(ctx, delta_sq, v_sq))
 
 
@@ -209,9 +314,9 @@ torch.library.register_kernel("rnnlab::gru_backward", "cuda", reference.gru_back
 class GruFunction(torch.autograd.Function):
     """(hs, gates) = gru(xp, w_hh, b_hn, h0); the sinks receive the per-step statistics.
 
-    ``gates`` [M, T, B, 4H] (r, z, n, hn) is saved for the backward pass and not
-    differentiable. The sinks work as in :class:`ElmanFunction`: step_sink [M, 2, T, B] gets
-    (‖δ_t‖², ‖v_t‖²), reg_sink [M, 2] gets (Ω, N) computed from them.
+    ``gates`` [M, T, B, 4H] (r, z, n, hn) is saved for the backward pass, and differentiable for
+    the reason given in :class:`LstmFunction`. The sinks work as in :class:`ElmanFunction`:
+    step_sink [M, 2, T, B] gets (‖δ_t‖², ‖v_t‖²), reg_sink [M, 2] gets (Ω, N) computed from them.
     """
 
     generate_vmap_rule = True
@@ -224,18 +329,21 @@ class GruFunction(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         _, w_hh, _, h0, step_sink, reg_sink = inputs
         hs, gates = output
-        ctx.mark_non_differentiable(gates)
         ctx.save_for_backward(hs, gates, h0, w_hh)
         ctx.want_stats = (step_sink is not None, reg_sink is not None)
-        # gates are never differentiated: without this autograd would hand backward a zero-filled
-        # [M, T, B, 4H] gradient for them on every call.
+        # The gates' gradient is None unless a gradient of a gradient reaches them: without this
+        # autograd would hand backward a zero-filled [M, T, B, 4H] gradient on every call.
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx, grad_hs, _grad_gates):
+    def backward(ctx, grad_hs, grad_gates):
         hs, gates, h0, w_hh = ctx.saved_tensors
         grad_hs = torch.zeros_like(hs) if grad_hs is None else grad_hs.contiguous()
-        grad_xp, grad_w, grad_b_hn, grad_h0, delta_sq, v_sq = ops.gru_backward(grad_hs, hs, gates, h0, w_hh)
+        if grad_gates is None:
+            out = _run_backward("gru_backward", grad_hs, hs, gates, h0, w_hh)
+        else:
+            out = reference.gru_backward(grad_hs, hs, gates, h0, w_hh, grad_gates)
+        grad_xp, grad_w, grad_b_hn, grad_h0, delta_sq, v_sq = out
         return (grad_xp, grad_w, grad_b_hn, grad_h0, *_sink_grads(ctx, delta_sq, v_sq))
 
 
@@ -287,7 +395,7 @@ class DiagFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_hs, _grad_h_sq, _grad_s_sq):
         hs, h0, lam = ctx.saved_tensors
-        grad_u, grad_lam, grad_h0, delta_sq, v_sq = ops.diag_backward(grad_hs.contiguous(), hs, h0, lam)
+        grad_u, grad_lam, grad_h0, delta_sq, v_sq = _run_backward("diag_backward", grad_hs.contiguous(), hs, h0, lam)
         return (grad_u, grad_lam, grad_h0, *_sink_grads(ctx, delta_sq, v_sq), None)
 
 

@@ -161,6 +161,11 @@ def omega_autograd(delta: Tensor, hs: Tensor, w_hh: Tensor, activation_name: str
     return ((r - 1) ** 2).mean(2).sum(1) / mask.to(c.dtype).mean(2).sum(1)
 
 
+def _plus(a: Tensor, b: Tensor | None) -> Tensor:
+    """a + b, or a itself when b is None (an absent gradient), without an extra pass."""
+    return a if b is None else a + b
+
+
 # ---------------------------------------------------------------------------------------------
 # LSTM (PyTorch's cell, gate order i, f, g, o; kernel notes in csrc/kernels/cpu/lstm.h)
 # ---------------------------------------------------------------------------------------------
@@ -209,6 +214,7 @@ def lstm_backward(
     h0: Tensor,
     c0: Tensor,
     w_hh: Tensor,
+    grad_gates: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """BPTT through :func:`lstm_forward`, with the per-step statistics of SPEC §8.1.
 
@@ -218,6 +224,9 @@ def lstm_backward(
     Args:
         grad_hs: [M, T, B, H] ∂⁺L/∂h_t; grad_cs: [M, T, B, H] ∂⁺L/∂c_t, or None for zero.
         hs, cs, gates, h0, c0, w_hh: as produced / consumed by :func:`lstm_forward`.
+        grad_gates: [M, T, B, 4H] ∂⁺L/∂gates, a gradient arriving at the saved gate activations
+            themselves, or None for zero. Only a higher-order derivative makes one (the backward
+            pass reads the gates), and the kernels have no such input.
     Returns:
         grad_xp [M, T, B, 4H] (= ∂L/∂z_t), grad_w_hh [M, 4H, H], grad_h0 [M, B, H],
         grad_c0 [M, B, H], delta_sq [M, T, B] (‖δ_t‖², B1), v_sq [M, T, B] (‖v_t‖², B2).
@@ -234,7 +243,16 @@ def lstm_backward(
         e = dc + delta * o * (1 - tc * tc)
         if grad_cs is not None:
             e = e + grad_cs[:, t]
-        dz = torch.cat([e * g * i * (1 - i), e * c_prev * f * (1 - f), e * i * (1 - g * g), delta * tc * o * (1 - o)], -1)
+        gi, gf, gg, go = (None,) * 4 if grad_gates is None else grad_gates[:, t].chunk(4, -1)
+        dz = torch.cat(
+            [
+                _plus(e * g, gi) * i * (1 - i),
+                _plus(e * c_prev, gf) * f * (1 - f),
+                _plus(e * i, gg) * (1 - g * g),
+                _plus(delta * tc, go) * o * (1 - o),
+            ],
+            -1,
+        )
         dc = e * f
         v = torch.bmm(dz, w_hh)
         dzs.append(dz)
@@ -285,7 +303,7 @@ def gru_forward(xp: Tensor, w_hh: Tensor, b_hn: Tensor, h0: Tensor) -> tuple[Ten
 
 
 def gru_backward(
-    grad_hs: Tensor, hs: Tensor, gates: Tensor, h0: Tensor, w_hh: Tensor
+    grad_hs: Tensor, hs: Tensor, gates: Tensor, h0: Tensor, w_hh: Tensor, grad_gates: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """BPTT through :func:`gru_forward`, with the per-step statistics of SPEC §8.1.
 
@@ -297,6 +315,9 @@ def gru_backward(
 
     Args:
         grad_hs: [M, T, B, H] ∂⁺L/∂h_t. hs, gates, h0, w_hh: as for :func:`gru_forward`.
+        grad_gates: [M, T, B, 4H] ∂⁺L/∂(r, z, n, hn), a gradient arriving at the saved gates
+            themselves, or None for zero (as for :func:`lstm_backward`: only a higher-order
+            derivative makes one).
     Returns:
         grad_xp [M, T, B, 3H], grad_w_hh [M, 3H, H], grad_b_hn [M, H], grad_h0 [M, B, H],
         delta_sq [M, T, B] (‖δ_t‖², B1), v_sq [M, T, B] (‖v_t‖², B2).
@@ -308,10 +329,11 @@ def gru_backward(
         r, z, n, hn = gates[:, t].chunk(4, -1)
         h_prev = h0 if t == 0 else hs[:, t - 1]
         delta = grad_hs[:, t] + v
-        dn = delta * (1 - z) * (1 - n * n)
-        dr = dn * hn * r * (1 - r)
-        dz = delta * (h_prev - n) * z * (1 - z)
-        drec = torch.cat([dr, dz, dn * r], -1)
+        gr, gz, gn, ghn = (None,) * 4 if grad_gates is None else grad_gates[:, t].chunk(4, -1)
+        dn = _plus(delta * (1 - z), gn) * (1 - n * n)
+        dr = _plus(dn * hn, gr) * r * (1 - r)
+        dz = _plus(delta * (h_prev - n), gz) * z * (1 - z)
+        drec = torch.cat([dr, dz, _plus(dn * r, ghn)], -1)
         v = torch.bmm(drec, w_hh) + delta * z
         dxs.append(torch.cat([dr, dz, dn], -1))
         drecs.append(drec)
