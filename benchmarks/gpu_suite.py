@@ -116,21 +116,36 @@ def _job(model: nn.Module, x: Tensor, g: Tensor, backward: bool) -> Callable[[],
     return fwd_bwd
 
 
+@dataclass(frozen=True)
+class DropIn:
+    """A drop-in module against its torch.nn peer: ``gates`` H-row blocks of W_hh (for the flop
+    count) and the largest H of rnnlab's on-chip CUDA path in float32 and in float64
+    (csrc/kernels/cuda/{elman,lstm}.cuh thresholds)."""
+
+    peer: type
+    ours: type
+    gates: int
+    on_chip_h: int
+    on_chip_h_float64: int
+
+
+DROPINS = {"elman": DropIn(nn.RNN, rnnlab.RNN, 1, 128, 64), "lstm": DropIn(nn.LSTM, rnnlab.LSTM, 4, 64, 32)}
+
+
 def single_rows(cell: str, configs, quick: bool) -> list[Row]:
-    peer_cls, ours_cls = (nn.RNN, rnnlab.RNN) if cell == "elman" else (nn.LSTM, rnnlab.LSTM)
-    gate = 1 if cell == "elman" else 4
+    dropin = DROPINS[cell]
     rows = []
     for H, B, T in configs:
         T = min(T, 128) if quick else T
         torch.manual_seed(0)
-        peer = peer_cls(H, H).to(DEV)
-        ours = ours_cls(H, H).to(DEV)
+        peer = dropin.peer(H, H).to(DEV)
+        ours = dropin.ours(H, H).to(DEV)
         ours.load_state_dict(peer.state_dict())
         x, g = torch.randn(T, B, H, device=DEV), torch.randn(T, B, H, device=DEV)
         for mode, backward in (("forward", False), ("forward+backward", True)):
             peer_ms = cuda_ms(_job(peer, x, g, backward))
             ms = cuda_ms(_job(ours, x, g, backward))
-            flops = (6 if backward else 2) * gate * T * B * H * H
+            flops = (6 if backward else 2) * dropin.gates * T * B * H * H
             rows.append(Row(cell, f"H={H} B={B} T={T}", mode, "cuDNN", peer_ms, ms, T, flops, "TFLOP/s",
                             path_of(cell, H), target_single(mode, H, B)))
     return rows
@@ -144,8 +159,9 @@ def target_single(mode: str, H: int, B: int) -> str:
 
 
 def path_of(cell: str, H: int, dtype=torch.float32) -> str:
-    """Which CUDA path rnnlab takes (csrc/kernels/cuda/{elman,lstm}.cuh thresholds)."""
-    limit = {"elman": 128, "lstm": 64}[cell] if dtype == torch.float32 else {"elman": 64, "lstm": 32}[cell]
+    """Which CUDA path rnnlab takes (:attr:`DropIn.on_chip_h`)."""
+    dropin = DROPINS[cell]
+    limit = dropin.on_chip_h if dtype == torch.float32 else dropin.on_chip_h_float64
     return "on chip" if H <= limit else "per step"
 
 

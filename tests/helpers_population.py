@@ -80,14 +80,19 @@ def check_init_depends_only_on_the_seed(cell: str, init: str, I: int, H: int, O:
     assert all(torch.equal(together[n][2], alone[n][0]) for n in alone)
 
 
+#: the task each cell is trained on in the trained-alone check: temporal order, except system
+#: identification for the diagonal cell (a linear recurrence cannot solve temporal order).
+TRAINED_ALONE_TASKS = {"diag": ("sysid", {})}
+DEFAULT_TRAINED_ALONE_TASK = ("torder", {"min_length": 6, "max_length": 9})
+
+
 def trained_alone_configs(cell: str, **extra) -> list[RunConfig]:
     """Three float64 runs of a cell (seeds 1–3, each its own lr and clip) for the trained-alone
-    check: temporal order for the Elman/LSTM/GRU cells, system identification for "diag".
+    check, on the cell's task of :data:`TRAINED_ALONE_TASKS`.
 
     One validation chunk: chunked validation stops early once no model of the population can
     succeed, and the estimate from fewer chunks would depend on the other models."""
-    task = "sysid" if cell == "diag" else "torder"
-    kwargs = {} if cell == "diag" else {"min_length": 6, "max_length": 9}
+    task, kwargs = TRAINED_ALONE_TASKS.get(cell, DEFAULT_TRAINED_ALONE_TASK)
     base = dict(task=task, task_kwargs=kwargs, cell=cell, hidden=8, max_updates=30, val_every=10, val_size=200,
                 val_chunk=200, dtype="float64", stop_at_success=False, **extra)
     return [RunConfig(seed=1, lr=0.05, clip=1.0, **base), RunConfig(seed=2, lr=0.01, clip=None, **base),

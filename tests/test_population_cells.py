@@ -45,9 +45,9 @@ def test_lstm_orthogonal_init_is_four_orthogonal_blocks_times_the_gain():
     assert not torch.allclose(blocks[0, 0], blocks[0, 1])
 
 
-@pytest.mark.parametrize("cell", ["lstm", "diag"])
-def test_initialisation_depends_only_on_the_seed(cell):
-    check_init_depends_only_on_the_seed(cell, "normal" if cell == "lstm" else "ring", I, H, O)
+@pytest.mark.parametrize("cell,init", [("lstm", "normal"), ("diag", "ring")])
+def test_initialisation_depends_only_on_the_seed(cell, init):
+    check_init_depends_only_on_the_seed(cell, init, I, H, O)
 
 
 def test_population_module_for_every_cell():

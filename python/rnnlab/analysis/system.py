@@ -38,13 +38,15 @@ def _dphi(name: str, a: Tensor) -> Tensor:
 
 def _not_elman_reason(params: Mapping[str, Tensor]) -> str | None:
     """Why ``params`` are not an Elman population's, in words, or None when they may be."""
+    # The registry imports this module (the Elman record names ElmanSystem), so it is read here,
+    # at call time.
+    from ..cells import cell_of
+
+    other = cell_of(params)
+    if other is not None and other.system is not ElmanSystem:
+        return f"they are the parameters of cell={other.name!r} ({other.title})"
     if "weight_hh" not in params:
-        if "C_re" in params or "nu_log" in params or "D" in params:
-            return "they look like a diagonal ('diag') population"
         return f"weight_hh is missing (got {sorted(params)})"
-    w = params["weight_hh"]
-    if w.dim() == 3 and w.shape[1] == 4 * w.shape[2]:
-        return f"weight_hh is [M, 4H, H] = {list(w.shape)}, an LSTM population"
     return None
 
 
@@ -73,8 +75,11 @@ class ElmanSystem:
         """Check and convert a population's parameters (:func:`rnnlab.nn.population.param_shapes`
         with ``cell="elman"``: weight_ih [M, H, I], weight_hh [M, H, H], bias [M, H], weight_out
         [M, O, H], bias_out [M, O]); the tensors stay on their device."""
-        if cell != "elman":
-            raise ValueError(f"the fixed-point analysis is defined for cell='elman' only, got cell={cell!r}")
+        from ..cells import get_cell, names  # at call time: see _not_elman_reason
+
+        if get_cell(cell).system is not cls:
+            analysed = " or ".join(repr(n) for n in names(lambda c: c.system is cls))
+            raise ValueError(f"the fixed-point analysis is defined for cell={analysed} only, got cell={cell!r}")
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
         if not isinstance(params, Mapping):

@@ -170,8 +170,7 @@ def run(args) -> int:
 def register(sub) -> None:
     from ..tasks import TASKS
     from ..train.config import DTYPES, LR_SCHEDULES
-    from ..nn.population import CELLS
-    from ..train.init import INITS
+    from ..cells import INITS, REGISTRY, option_choices
     from ..train.optim import OPTIMIZERS
 
     p = sub.add_parser("train", help="train an RNN (or a population of them) on a long-term-memory task",
@@ -184,13 +183,14 @@ def register(sub) -> None:
                    help="extra task argument, e.g. n_info=3, pad=16, nu0=0.99 (repeatable)")
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=int, default=50)
-    g.add_argument("--cell", default="elman", choices=CELLS, help="elman, lstm, gru or diag (an LRU; see docs/sweeps.md)")
+    g.add_argument("--cell", default="elman", choices=list(REGISTRY),
+                   help=f"{', '.join(REGISTRY)}: the {', '.join(c.title for c in REGISTRY.values())} cells (docs/sweeps.md)")
     g.add_argument("--cell-arg", type=_key_value, action="append", metavar="KEY=VALUE",
                    help="a cell option, e.g. r_min=0.9 for --cell diag (repeatable)")
     g.add_argument("--init", nargs="+", default=[None], choices=INITS,
-                   help="default: the cell's own (basic_tanh, orthogonal, ring)")
+                   help="default: the cell's own (" + ", ".join(f"{n}: {c.default_init}" for n, c in REGISTRY.items()) + ")")
     g.add_argument("--init-gain", nargs="+", type=float, default=[1.0], help="gain g multiplying W_hh")
-    g.add_argument("--nonlinearity", choices=("tanh", "relu", "sigmoid", "identity"),
+    g.add_argument("--nonlinearity", choices=option_choices("nonlinearity"),
                    help="default: sigmoid for the sigmoid init, else tanh")
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS)

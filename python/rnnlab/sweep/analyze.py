@@ -1,9 +1,10 @@
 """Post-training analyses of a sweep's stored networks: the latching / hyperbolic-attractor
-analysis of SPEC §3.3 (:func:`rnnlab.analysis.analyze_latching`) over every learned Elman run of
-a sweep that kept its weights (``save_params``).
+analysis of SPEC §3.3 (:func:`rnnlab.analysis.analyze_latching`) over every learned run of a
+sweep that kept its weights (``save_params``), of the cells that have an analysis system
+(``Cell.system``: the Elman cell).
 
 Runs are grouped by what the analysis must share (task and its arguments, length, hidden size,
-nonlinearity), each group is stacked into populations of at most ``batch`` models
+cell and its options), each group is stacked into populations of at most ``batch`` models
 (:meth:`ResultStore.population_params`) and analysed in one batched call; each run's record is
 committed to the ``analyses`` table as its population finishes, so an interrupted analysis
 resumes where it stopped (runs already analysed are skipped unless ``redo``).
@@ -19,7 +20,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from ..cells import get_cell, names
 from ..tasks import make_task
+from ..train import RunConfig
 from .store import ResultStore
 
 #: the name of the latching analysis in the ``analyses`` table.
@@ -27,21 +30,23 @@ LATCHING = "latching"
 
 
 def _group_key(row: dict) -> tuple:
-    cfg = row["config"]["config"]
-    return (row["task"], json.dumps(cfg["task_kwargs"], sort_keys=True), row["length"], row["hidden"], row["nonlinearity"])
+    config = RunConfig(**row["config"]["config"])
+    return (row["task"], json.dumps(config.task_kwargs, sort_keys=True), row["length"], row["hidden"], config.cell,
+            json.dumps(config.forward_options(), sort_keys=True))
 
 
 def analyze_sweep(db_path: str | Path, where: str = "", *, learned_only: bool = True, batch: int = 64,
-                  redo: bool = False, progress: bool = True, **options) -> dict:
-    """Run the latching analysis on the stored Elman runs of ``db_path``.
+                  redo: bool = False, progress: bool = True, **analysis_options) -> dict:
+    """Run the latching analysis on the stored runs of ``db_path`` whose cell has an analysis
+    system (``Cell.system``).
 
     Args:
         where: an extra SQL condition on the runs table, e.g. ``"task = 'latch' AND length = 25"``.
         learned_only: analyse only runs that learned (SPEC §3.3 step 6 is about those).
         batch: models per analysis call (memory: ~``n_sequences``·T·H float64 values per model).
         redo: analyse runs that already have a record again.
-        options: keyword arguments of :func:`rnnlab.analysis.analyze_latching` (``n_sequences``,
-            ``max_steps`` …); ``length`` and ``nonlinearity`` come from each run.
+        analysis_options: keyword arguments of :func:`rnnlab.analysis.analyze_latching` (``n_sequences``,
+            ``max_steps`` …); ``length`` and the cell's options (``nonlinearity``) come from each run.
     Returns:
         ``analysed`` (runs analysed now), ``already`` (skipped: had a record), ``no_params``
         (matching runs without saved weights), ``skipped_groups`` (group -> why, e.g. a task
@@ -51,9 +56,11 @@ def analyze_sweep(db_path: str | Path, where: str = "", *, learned_only: bool = 
 
     if not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive int, got {batch!r}")
-    cond = ["cell = 'elman'"] + (["success = 1"] if learned_only else []) + ([f"({where})"] if where else [])
+    analysable = names(lambda c: c.system is not None)
+    cond = [f"cell IN ({', '.join('?' * len(analysable))})"] + (["success = 1"] if learned_only else []) + \
+        ([f"({where})"] if where else [])
     with ResultStore(db_path) as store:
-        rows = store.rows("WHERE " + " AND ".join(cond) + " ORDER BY run_id")
+        rows = store.rows("WHERE " + " AND ".join(cond) + " ORDER BY run_id", analysable)
         have = store.params_ids()
         done = set() if redo else store.analysis_ids(LATCHING)
         todo = [r for r in rows if r["run_id"] in have and r["run_id"] not in done]
@@ -63,7 +70,7 @@ def analyze_sweep(db_path: str | Path, where: str = "", *, learned_only: bool = 
         out = {"analysed": 0, "already": sum(r["run_id"] in done for r in rows),
                "no_params": sum(r["run_id"] not in have for r in rows), "skipped_groups": {}}
         for key, group in groups.items():
-            task_name, task_kwargs, length, _, nonlinearity = key
+            task_name, task_kwargs, length, _, cell, options = key
             task = make_task(task_name, **json.loads(task_kwargs))
             try:
                 check_latching_task(task)
@@ -72,8 +79,8 @@ def analyze_sweep(db_path: str | Path, where: str = "", *, learned_only: bool = 
                 continue
             for i in range(0, len(group), batch):
                 ids = [r["run_id"] for r in group[i:i + batch]]
-                records = analyze_latching(store.population_params(ids), task, length=length,
-                                           nonlinearity=nonlinearity, **options)
+                system = get_cell(cell).system.from_params(store.population_params(ids), cell=cell, **json.loads(options))
+                records = analyze_latching(system, task, length=length, **analysis_options)
                 store.add_analyses(LATCHING, {rid: rec.to_dict() for rid, rec in zip(ids, records)})
                 out["analysed"] += len(ids)
                 if progress:

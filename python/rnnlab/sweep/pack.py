@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..nn.population import param_shapes
+from ..cells import get_cell
 from ..train.config import population_key
 from .spec import Run
 
@@ -27,10 +27,6 @@ DEFAULT_MAX_MODELS = {"cpu": 256, "cuda": 8192}
 _DTYPE_BYTES = {"float32": 4, "float64": 8}
 #: autograd keeps a few copies of each activation tensor alive (inputs, outputs, gradients).
 _ACTIVATION_COPIES = 4
-#: per-step state values of one sample per hidden unit, by cell: Elman (xp, h), LSTM (xp and
-#: saved gates 4H each, h, c), GRU (xp 3H, saved gates and h W_hnᵀ 4H, h), diagonal (complex u
-#: and h, 2 reals each).
-_STATE_WIDTH = {"elman": 2, "lstm": 10, "gru": 8, "diag": 4}
 
 
 @dataclass
@@ -48,7 +44,7 @@ class Population:
     def cost(self) -> float:
         """Relative work of the population if no model stops early: M·T·(state width)·H²·updates."""
         c = self.runs[0].config
-        return self.size * c.make_task().max_length * _STATE_WIDTH[c.cell] * c.hidden**2 * c.max_updates
+        return self.size * c.make_task().max_length * get_cell(c.cell).state_width * c.hidden**2 * c.max_updates
 
     @property
     def population_id(self) -> str:
@@ -69,10 +65,11 @@ def bytes_per_model(run: Run) -> int:
     s = _DTYPE_BYTES[c.dtype]
     T = task.sequence_length(task.max_length, 1.0 - 1e-9)
     I, H, O = task.n_in, c.hidden, task.n_out
-    width = _STATE_WIDTH[c.cell] * H
+    cell = get_cell(c.cell)
+    width = cell.state_width * H  # per-step state values of one sample (Cell.state_width)
     train = T * c.batch_size * (s * (_ACTIVATION_COPIES * (I + width) + 2 * 2) + 8 * 4)
     valid = T * c.val_chunk * (s * (I + width) + 8 * 4)
-    n_params = sum(math.prod(shape) for shape in param_shapes(1, I, H, O, c.cell, **c.forward_options()).values())
+    n_params = sum(math.prod(shape) for shape in cell.param_shapes(1, I, H, O, **c.forward_options()).values())
     return int(max(train, valid) + s * n_params * 6)
 
 

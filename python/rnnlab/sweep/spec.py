@@ -11,7 +11,7 @@ factor varies fastest). Every field is a :class:`rnnlab.train.RunConfig` field (
 * ``task_kwargs.<name>``: one keyword of the task constructor (e.g. ``task_kwargs.noise``);
   ``cell_kwargs.<name>`` likewise for the cell (e.g. ``cell_kwargs.r_min`` of ``cell = "diag"``).
 
-``cell`` is ``elman``, ``lstm``, ``gru`` or ``diag`` (:mod:`rnnlab.nn.population`).
+``cell`` is a name of the cell registry: ``elman``, ``lstm``, ``gru`` or ``diag`` (:mod:`rnnlab.cells`).
 
 A level may also be a *bundle*: a table with a ``name`` and several fields, e.g. Pascanu's
 methods ``{name = "MSGD-C", clip = 1.0, alpha = 0.0}``; the run records the bundle's name under
@@ -53,14 +53,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cells import CELLS, INITS, option_choices
 from ..tasks import TASKS, make_task
 from ..train import RunConfig
 from ..train.config import DTYPES, LR_SCHEDULES
-from ..nn.population import CELLS
-from ..train.init import INITS
 from ..train.optim import OPTIMIZERS
 
-NONLINEARITIES = ("tanh", "relu", "sigmoid", "identity")
 #: sweep-level fields that are not RunConfig fields.
 SHORTHANDS = ("length", "min_length", "max_length")
 #: fields whose entries a spec may set one by one as ``<field>.<name>``.
@@ -77,7 +75,7 @@ _CHOICES = {
     "optimizer": OPTIMIZERS,
     "lr_schedule": LR_SCHEDULES,
     "dtype": DTYPES,
-    "nonlinearity": NONLINEARITIES,
+    "nonlinearity": option_choices("nonlinearity"),
     "cell": CELLS,
 }
 _RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}

@@ -8,9 +8,10 @@ to its W_hh gradient by the fused kernel):
 * else if ‖g_m‖ > τ_m (strict, as in the code): g_m ← τ_m·g_m/‖g_m‖;
 * the logged value is the pre-clipping norm.
 
-Gradients are dicts of [M, ...] tensors keyed like the parameters (``weight_hh`` is W_hh). Cells
-without a W_hh (the diagonal recurrence) pass ``weight_hh=None``: the safeguard then zeroes every
-gradient (the update is skipped) instead of decaying W_hh.
+Gradients are dicts of [M, ...] tensors keyed like the parameters (``weight_hh`` is W_hh, or the
+key named by ``weight_hh_name``). Cells without a W_hh (the diagonal recurrence) pass
+``weight_hh=None``: the safeguard then zeroes every gradient (the update is skipped) instead of
+decaying W_hh.
 """
 from __future__ import annotations
 
@@ -51,19 +52,22 @@ def clip_gradients_(
     weight_hh: Tensor | None,
     threshold: Tensor | None,
     safeguard: bool = True,
+    weight_hh_name: str | None = "weight_hh",
 ) -> ClipStats:
     """Clip ``grads`` in place, per model (SPEC §2.4).
 
     Args:
-        grads: parameter name -> [M, ...] gradient; must contain ``"weight_hh"``.
+        grads: parameter name -> [M, ...] gradient; must contain ``weight_hh_name`` when
+            ``weight_hh`` is given.
         weight_hh: [M, G, H] current W_hh (for the safeguard's 0.02·W_hh), or None (see above).
         threshold: [M] τ per model (``inf`` disables clipping for that model), or None for none.
         safeguard: apply the NaN/Inf/>1e10 fallback.
+        weight_hh_name: the key of W_hh's gradient in ``grads`` (``Cell.recurrent_weight``).
     Returns:
         :class:`ClipStats`.
     """
-    if weight_hh is not None and "weight_hh" not in grads:
-        raise KeyError("grads must contain 'weight_hh' when weight_hh is given")
+    if weight_hh is not None and weight_hh_name not in grads:
+        raise KeyError(f"grads must contain {weight_hh_name!r} when weight_hh is given")
     norm = global_norm(grads)
     bad = ~torch.isfinite(norm) | (norm > NORM_LIMIT) if safeguard else torch.zeros_like(norm, dtype=torch.bool)
     if threshold is None:
@@ -77,7 +81,7 @@ def clip_gradients_(
         shape = (-1,) + (1,) * (g.dim() - 1)
         if threshold is not None:
             g.mul_(scale.view(shape))
-        replacement = DECAY_FACTOR * weight_hh if name == "weight_hh" and weight_hh is not None else torch.zeros_like(g)
+        replacement = DECAY_FACTOR * weight_hh if name == weight_hh_name and weight_hh is not None else torch.zeros_like(g)
         # where() rather than arithmetic masking: a NaN gradient times 0 stays NaN.
         g.copy_(torch.where(bad.view(shape), replacement, g))
     return ClipStats(norm, clipped, bad)

@@ -13,9 +13,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from ..cells import get_cell, names
 from ..tasks import make_task
-from ..nn.population import CELL_OPTIONS, CELLS, cell_options
-from .init import CELL_INITS, RING_DEFAULTS, check_init, default_nonlinearity
 from .optim import OPTIMIZERS
 
 #: fields that must be equal for runs packed into one population.
@@ -25,6 +24,14 @@ SHARED_FIELDS = (
 )
 LR_SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
+#: cell options that a RunConfig holds as fields of its own instead of in ``cell_kwargs`` (Elman's
+#: φ was a field before cell_kwargs existed; run ids hash it as one).
+OPTION_FIELDS = ("nonlinearity",)
+
+
+def _titles(where) -> str:
+    """The titles of the cells satisfying ``where``, for messages ("Elman")."""
+    return " / ".join(get_cell(name).title for name in names(where))
 
 
 @dataclass
@@ -34,13 +41,15 @@ class RunConfig:
 
     Attributes:
         task, task_kwargs: :func:`rnnlab.tasks.make_task` arguments (lengths go in task_kwargs).
-        cell: ``elman``, ``lstm`` or ``diag`` (:mod:`rnnlab.nn.population`). cell_kwargs: the
-            diagonal cell's options (``parametrization``, ``gamma``, ``r_min``, ``r_max``,
-            ``max_phase``; see :class:`rnnlab.LRU`); empty for the other cells.
+        cell: a name of :data:`rnnlab.cells.CELLS` (``elman``, ``lstm``, ``gru``, ``diag``).
+            cell_kwargs: the cell's options and init options other than :data:`OPTION_FIELDS`
+            (``Cell.options``, ``Cell.init_options``: the diagonal cell's ``parametrization``,
+            ``gamma``, ``r_min``, ``r_max``, ``max_phase``; see :class:`rnnlab.LRU`); empty for
+            the cells without any.
         hidden: H. nonlinearity: Elman's φ, or None for the init's own (sigmoid for ``sigmoid``,
-            else tanh); must stay None for the other cells.
-        init, init_gain: :mod:`rnnlab.train.init` name (None: the cell's default, basic_tanh /
-            orthogonal / ring) and the gain g multiplying W_hh.
+            else tanh); must stay None for the cells without that option.
+        init, init_gain: the name of one of the cell's initialisations (None: its default,
+            basic_tanh / orthogonal / ring) and the gain g multiplying its recurrent weight W_hh.
         optimizer: ``sgd``, ``momentum`` or ``adam``; lr, momentum, beta1, beta2, eps as usual.
         lr_schedule: ``constant`` or ``cosine`` (to ``lr_min`` at ``max_updates``, SPEC §4.2).
         clip: τ of SPEC §2.4, or None for no clipping. safeguard: the NaN/Inf/1e10 fallback.
@@ -85,27 +94,26 @@ class RunConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
+        cell = get_cell(self.cell)
         if self.init is None:
-            self.init = CELL_INITS[self.cell][0]
-        check_init(self.cell, self.init)
-        allowed = set(CELL_OPTIONS[self.cell]) - {"nonlinearity"} | (set(RING_DEFAULTS) if self.cell == "diag" else set())
+            self.init = cell.default_init
+        cell.check_init(self.init)
+        allowed = set(cell.options) - set(OPTION_FIELDS) | set(cell.init_options)
         unknown = sorted(set(self.cell_kwargs) - allowed)
         if unknown:
             raise ValueError(f"cell_kwargs {unknown} are not options of cell={self.cell!r}; allowed: {sorted(allowed)}")
-        if self.cell == "elman":
-            if self.nonlinearity is None:
-                self.nonlinearity = default_nonlinearity(self.init)
-        elif self.nonlinearity is not None:
-            raise ValueError(f"nonlinearity is an Elman option; cell={self.cell!r} needs nonlinearity=None, got {self.nonlinearity!r}")
-        if self.cell == "diag":
-            cell_options(self.cell, self.forward_options())
-            ring = {**RING_DEFAULTS, **self.cell_kwargs}
-            if not 0 <= ring["r_min"] < ring["r_max"] <= 1:
-                raise ValueError(f"cell_kwargs need 0 <= r_min < r_max <= 1, got r_min={ring['r_min']}, r_max={ring['r_max']}")
-        if self.alpha != 0 and self.cell != "elman":
-            raise ValueError(f"alpha (Ω's gradient, SPEC §2.5) is fused into the Elman backward only; cell={self.cell!r} needs alpha=0")
+        for name in OPTION_FIELDS:
+            if name in cell.options:
+                if getattr(self, name) is None:
+                    setattr(self, name, cell.options_for_init(self.init)[name])
+            elif getattr(self, name) is not None:
+                raise ValueError(f"{name} is an {_titles(lambda c: name in c.options)} option; cell={self.cell!r} needs "
+                                 f"{name}=None, got {getattr(self, name)!r}")
+        cell.complete_options(self.forward_options())
+        cell.complete_init_options(self.cell_kwargs)
+        if self.alpha != 0 and not cell.omega:
+            raise ValueError(f"alpha (Ω's gradient, SPEC §2.5) is fused into the {_titles(lambda c: c.omega)} backward only; "
+                             f"cell={self.cell!r} needs alpha=0")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -132,9 +140,9 @@ class RunConfig:
 
     def forward_options(self) -> dict:
         """The cell's options for :func:`rnnlab.nn.population.population_forward`."""
-        if self.cell == "elman":
-            return {"nonlinearity": self.nonlinearity}
-        return {k: v for k, v in self.cell_kwargs.items() if k in CELL_OPTIONS[self.cell]}
+        options = get_cell(self.cell).options
+        own = {name: getattr(self, name) for name in OPTION_FIELDS if name in options}
+        return {**{k: v for k, v in self.cell_kwargs.items() if k in options}, **own}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -171,7 +179,8 @@ class RunResult:
         grad_norm_mean, grad_norm_max: pre-clipping global gradient norm over all updates
             (non-finite norms excluded from the mean, counted in fallbacks).
         clip_fraction: the fraction of updates that were clipped; fallbacks: safeguard count.
-        rho_final: ρ(W_hh) at the end (max|λ| for the diagonal cell, NaN for the LSTM).
+        rho_final: the cell's recurrent radius at the end (ρ(W_hh), max|λ| for the diagonal
+            cell, NaN for the LSTM and the GRU).
         wall_time_s: population time until this run finished.
         veg_steps, vanishing_steps, exploding_steps: updates checked and flagged vanishing /
             exploding by the per-update VEG test (:mod:`rnnlab.train.veg`).

@@ -1,7 +1,7 @@
 """Population trainer: M runs in lockstep, one fused kernel call per update (DESIGN.md §5).
 
-The models are Elman RNNs, LSTMs, GRUs or diagonal linear recurrences (``RunConfig.cell``; one cell per
-population), see :mod:`rnnlab.nn.population`.
+The models are of one cell of the registry per population (``RunConfig.cell``: Elman RNNs, LSTMs,
+GRUs or diagonal linear recurrences), see :mod:`rnnlab.cells` and :mod:`rnnlab.nn.population`.
 
 One update of the population (SPEC §2.3–2.5):
 
@@ -28,6 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..cells import get_cell
 from ..nn.population import make_sink, population_forward, recurrent_radius
 from ..tasks import rng
 from .clipping import clip_gradients_
@@ -144,6 +145,8 @@ def train_population(
     params = init_population(keys, [c.init for c in configs], task.n_in, cfg.hidden, task.n_out,
                              [c.init_gain for c in configs], dtype, cfg.cell, cfg.cell_kwargs)
     model_kw = {"cell": cfg.cell, **cfg.forward_options()}
+    # the weight the clipping safeguard decays; None: it skips the update instead (SPEC §2.4)
+    recurrent = get_cell(cfg.cell).recurrent_weight
     state = init_state(cfg.optimizer, params)
     h = {n: _hyper(configs, n, device).to(dtype) for n in ("lr", "lr_min", "momentum", "beta1", "beta2", "clip", "alpha", "alpha_decay")}
     any_clip = any(c.clip is not None for c in configs)
@@ -184,7 +187,8 @@ def train_population(
 
             grads = {n: v.grad for n, v in p.items()}
             weights = {n: v.detach() for n, v in p.items()}
-            stats = clip_gradients_(grads, weights.get("weight_hh"), sub(h["clip"]) if any_clip else None, cfg.safeguard)
+            stats = clip_gradients_(grads, weights[recurrent] if recurrent else None, sub(h["clip"]) if any_clip else None,
+                                    cfg.safeguard, weight_hh_name=recurrent)
             lr = sub(h["lr"]) if cfg.lr_schedule == "constant" else cosine_lr(sub(h["lr"]), sub(h["lr_min"]), k, cfg.max_updates)
             opt_state = {n: sub(v) for n, v in state.items()}
             update_(cfg.optimizer, weights, grads, opt_state, lr, momentum=sub(h["momentum"]), beta1=sub(h["beta1"]),

@@ -1,0 +1,131 @@
+"""The record of one recurrent cell (:class:`Cell`): what the population model, the trainer,
+config validation, initialisation, packing, the sweep spec and the analyses need to know about
+it, so that none of them branches on the cell's name.
+
+Shapes follow :mod:`rnnlab.nn.population`: M models, I inputs, H hidden units, O outputs;
+parameters carry the model dimension M first.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+Shapes = dict[str, tuple[int, ...]]
+Params = Mapping[str, Tensor]
+#: an initialisation: (model keys [M, 2] int64, the cell's shapes at M, completed options) ->
+#: float64 values of the parameters it draws; the others (the biases) start at 0.
+InitFn = Callable[[Tensor, Shapes, Mapping], dict[str, Tensor]]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One recurrent cell. Adding a cell to rnnlab = one such record (and its kernels).
+
+    Attributes:
+        name: the ``cell=`` string of configs, specs, the CLI and the result store.
+        title: the cell in words, for messages ("LSTM", "diagonal (LRU)").
+        options: the forward options (keywords of ``population_forward``) -> default.
+        choices: option -> its allowed values (every option has a finite set).
+        init_options: options that only the initialisation reads (in ``RunConfig.cell_kwargs``)
+            -> default; ``check_init_options`` validates them.
+        inits: init name -> :data:`InitFn`, in the order documented (and listed in messages).
+        default_init: the init a config gets when it names none.
+        init_implies: init name -> options whose default that init changes (Elman's ``sigmoid``
+            init is meant for the logistic φ).
+        gates: H-row blocks of the recurrent matrix (gate order as PyTorch's), or 0 for a cell
+            without one.
+        recurrent_weight: the parameter that ``init_gain`` scales and the clipping safeguard
+            decays (SPEC §2.4), or None: then the gain must be 1 and the safeguard skips the update.
+        state_width: per-step values of one sample per hidden unit that a training step keeps
+            (projected inputs, saved gates, states): the memory estimate of packing.
+        omega: whether Ω's gradient (``reg_weight``, ``RunConfig.alpha``) is fused into this
+            cell's backward kernel.
+        system: the dynamical-system class of :mod:`rnnlab.analysis` that its trained
+            populations convert to (fixed points, latching), or None.
+        shapes: (M, I, H, O, options) -> name -> shape, in the order used for global norms,
+            run records and saved weights.
+        sizes: params -> (M, I, H, O), read from the cell's own parameter names.
+        forward: (params, x [M, T, B, I], K, options, reg_weight, sink) -> y [M, K, B, O], the
+            outputs at the last K steps, one fused recurrence call.
+        radius: (params, options) -> [M] a stability measure of each model's recurrence (ρ(W_hh),
+            max|λ|), or None where none is meaningful (gated cells: NaN).
+        torch_init: (M, I, H, O, options, device, dtype) -> params drawn from torch's global
+            generator, like the matching torch.nn module (``PopulationModel``'s default).
+        check_init_options: raises ValueError on bad ``init_options`` (given completed).
+    """
+
+    name: str
+    title: str
+    options: Mapping[str, object]
+    choices: Mapping[str, tuple]
+    init_options: Mapping[str, object]
+    inits: Mapping[str, InitFn]
+    default_init: str
+    init_implies: Mapping[str, Mapping[str, object]]
+    gates: int
+    recurrent_weight: str | None
+    state_width: int
+    omega: bool
+    system: type | None
+    shapes: Callable[[int, int, int, int, Mapping], Shapes]
+    sizes: Callable[[Params], tuple[int, int, int, int]]
+    forward: Callable[..., Tensor]
+    radius: Callable[[Params, Mapping], Tensor] | None
+    torch_init: Callable[..., dict[str, Tensor]]
+    check_init_options: Callable[[Mapping], None] = lambda options: None
+
+    # ---- options ------------------------------------------------------------------------------
+    def complete_options(self, options: Mapping) -> dict:
+        """``options`` completed with the defaults; unknown options or values raise ValueError."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(f"cell {self.name!r} takes the options {sorted(self.options)}, got unknown {unknown}")
+        out = {**self.options, **options}
+        for name, value in out.items():
+            if value not in self.choices[name]:
+                raise ValueError(f"{name} must be one of {self.choices[name]}, got {value!r}")
+        return out
+
+    def complete_init_options(self, options: Mapping) -> dict:
+        """The init options among ``options`` completed with their defaults, checked."""
+        out = {**self.init_options, **{k: v for k, v in options.items() if k in self.init_options}}
+        self.check_init_options(out)
+        return out
+
+    def options_for_init(self, init: str) -> dict:
+        """The option defaults under ``init`` (:attr:`init_implies` over :attr:`options`)."""
+        return {**self.options, **self.init_implies.get(init, {})}
+
+    # ---- parameters ---------------------------------------------------------------------------
+    def param_shapes(self, M: int, I: int, H: int, O: int, **options) -> Shapes:
+        """Name -> shape of every parameter of M models (options as :meth:`complete_options`)."""
+        return self.shapes(M, I, H, O, self.complete_options(options))
+
+    def holds(self, params: Params) -> bool:
+        """Whether ``params`` are exactly this cell's parameters (names and shapes) under some
+        choice of its options."""
+        try:
+            M, I, H, O = self.sizes(params)
+        except (KeyError, IndexError, ValueError):  # another cell's names, or shapes of other ranks
+            return False
+        have = {n: tuple(v.shape) for n, v in params.items()}
+        variants = itertools.product(*self.choices.values())
+        return any(have == self.shapes(M, I, H, O, dict(zip(self.choices, v))) for v in variants)
+
+    def recurrent_radius(self, params: Params, options: Mapping) -> Tensor:
+        """[M] :attr:`radius` of each model, NaN for a cell without a meaningful one."""
+        if self.radius is not None:
+            return self.radius(params, options)
+        first = next(iter(params.values()))
+        return torch.full(first.shape[:1], math.nan, dtype=first.dtype, device=first.device)
+
+    # ---- initialisations ----------------------------------------------------------------------
+    def check_init(self, init: str) -> None:
+        """Raise ValueError unless this cell defines ``init``."""
+        if init not in self.inits:
+            raise ValueError(f"init {init!r} is not defined for cell={self.name!r}; allowed: {tuple(self.inits)}")

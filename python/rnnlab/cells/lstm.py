@@ -1,0 +1,27 @@
+"""The LSTM cell: PyTorch's (gates i, f, g, o) with one bias per gate row (b_ih + b_hh folded):
+weight_ih [M, 4H, I], weight_hh [M, 4H, H], bias [M, 4H], weight_out [M, O, H], bias_out [M, O].
+"""
+from __future__ import annotations
+
+from ..functional import lstm
+from . import weight_inits
+from .projected import projected_cell
+
+LSTM = projected_cell(
+    name="lstm",
+    title="LSTM",
+    gates=4,
+    recurrence=lambda p, xp, options, reg_weight, sink: lstm(xp, p["weight_hh"], sink=sink)[0],
+    options={},
+    choices={},
+    init_options={},
+    inits={"orthogonal": weight_inits.orthogonal, "basic_tanh": weight_inits.gaussian(0.1), "normal": weight_inits.normal},
+    default_init="orthogonal",
+    init_implies={},
+    # xp and the saved gates (4H each), h and c.
+    state_width=10,
+    omega=False,
+    system=None,
+    # ρ of the stacked [4H, H] matrix says nothing about the gated recurrence.
+    radius=None,
+)
