@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rnnlab import reference
-from rnnlab.nn.population import PopulationElman, population_forward
+from rnnlab.nn.population import PopulationModel, population_forward
 from rnnlab.tasks import rng
 from rnnlab.train import RunConfig, train_population
 from rnnlab.train.init import init_population
@@ -59,7 +59,7 @@ def test_forward_matches_reference(nonlinearity):
 
 def test_module_select_and_errors():
     params = random_params(torch.float32)
-    model = PopulationElman.from_params(params, "tanh")
+    model = PopulationModel.from_params(params, "elman", nonlinearity="tanh")
     assert model.num_models == M and "hidden_size=7" in repr(model)
     x = torch.randn(M, T, B, I)
     y = model(x, readout_steps=2)
@@ -74,7 +74,7 @@ def test_module_select_and_errors():
     with pytest.raises(ValueError, match="weight_hh"):
         model.load_params({**params, "weight_hh": torch.zeros(M, H + 1, H + 1)})
     with pytest.raises(ValueError, match="hidden_size"):
-        PopulationElman(2, 3, 0, 1)
+        PopulationModel(2, 3, 0, 1)
 
 
 def _configs(**shared):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rnnlab import LRU
-from rnnlab.nn.population import Population, population_forward, recurrent_radius
+from rnnlab.nn.population import PopulationModel, population_forward, recurrent_radius
 from rnnlab.tasks import rng
 from rnnlab.train import RunConfig, train_population
 from rnnlab.train.init import init_population
@@ -53,17 +53,17 @@ def test_initialisation_depends_only_on_the_seed(cell, init):
 def test_population_module_for_every_cell():
     x = torch.randn(M, T, B, I)
     for cell, options in (("elman", {"nonlinearity": "relu"}), ("lstm", {}), ("diag", {"gamma": "none"})):
-        model = Population(M, I, H, O, cell, **options)
+        model = PopulationModel(M, I, H, O, cell, **options)
         assert model(x, readout_steps=2).shape == (M, 2, B, O)
         sub = model.select([2, 0])
         assert sub.num_models == 2 and sub.cell == cell and sub.options == model.options
         torch.testing.assert_close(sub(x[[2, 0]]), model(x)[[2, 0]])
     with pytest.raises(ValueError, match="cell must be one of"):
-        Population(M, I, H, O, "rwkv")
+        PopulationModel(M, I, H, O, "rwkv")
     with pytest.raises(ValueError, match="cell 'lstm' takes the options"):
-        Population(M, I, H, O, "lstm", nonlinearity="relu")
+        PopulationModel(M, I, H, O, "lstm", nonlinearity="relu")
     with pytest.raises(ValueError, match="reg_weight .* cell='elman' only"):
-        population_forward(Population(M, I, H, O, "lstm").params(), x, cell="lstm", reg_weight=1.0)
+        population_forward(PopulationModel(M, I, H, O, "lstm").params(), x, cell="lstm", reg_weight=1.0)
 
 
 @pytest.mark.parametrize("cell,optimizer", [("lstm", "sgd"), ("lstm", "adam"), ("diag", "adam"), ("diag", "momentum")])

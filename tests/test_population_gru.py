@@ -3,7 +3,7 @@ per-seed inits, and a model trained inside a population equal to the same model 
 import pytest
 import torch
 
-from rnnlab.nn.population import Population, recurrent_radius
+from rnnlab.nn.population import PopulationModel, recurrent_radius
 from rnnlab.train import RunConfig
 
 from helpers_population import (check_init_depends_only_on_the_seed, check_orthogonal_init_per_gate,
@@ -26,7 +26,7 @@ def test_gru_orthogonal_init_is_three_orthogonal_blocks_times_the_gain():
 
 def test_gru_population_module():
     x = torch.randn(M, T, B, I)
-    model = Population(M, I, H, O, "gru")
+    model = PopulationModel(M, I, H, O, "gru")
     assert model(x, readout_steps=2).shape == (M, 2, B, O)
     torch.testing.assert_close(model.select([2, 0])(x[[2, 0]]), model(x)[[2, 0]])
     assert RunConfig(cell="gru").init == "orthogonal"

@@ -35,9 +35,9 @@ def _run(args) -> int:
             from ..sweep.pack import pack
 
             runs = spec.expand()
-            pops = pack(runs, args.device or spec.engine.get("device", "cpu"), args.max_population)
-            print(f"{spec.name}: {len(runs)} runs in {len(pops)} populations "
-                  f"(sizes {sorted({p.size for p in pops})}); factors: "
+            groups = pack(runs, args.device or spec.engine.get("device", "cpu"), args.max_population)
+            print(f"{spec.name}: {len(runs)} runs in {len(groups)} populations "
+                  f"(sizes {sorted({g.size for g in groups})}); factors: "
                   + ", ".join(f"{k} ({len(v)})" for k, v in spec.factors().items()))
             return 0
     except SpecError as e:

@@ -91,7 +91,7 @@ def population_forward(
     return record.forward(params, x, readout_steps, options, reg_weight, sink)
 
 
-class Population(nn.Module):
+class PopulationModel(nn.Module):
     """M independent RNNs of one ``cell`` with read-outs, trained as one module.
 
     Parameters are initialised from torch's global generator like the matching torch module
@@ -122,7 +122,7 @@ class Population(nn.Module):
             self.register_parameter(name, nn.Parameter(init[name]))
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Tensor], cell: str = "elman", **options) -> "Population":
+    def from_params(cls, params: Mapping[str, Tensor], cell: str = "elman", **options) -> "PopulationModel":
         """A population holding copies of ``params`` (names and shapes of :func:`param_shapes`)."""
         M, I, H, O = get_cell(cell).sizes(params)
         first = next(iter(params.values()))
@@ -148,11 +148,11 @@ class Population(nn.Module):
                 raise ValueError(f"params[{n!r}] must have shape {list(p.shape)}, got {list(params[n].shape)}")
             p.copy_(params[n])
 
-    def select(self, idx: Tensor | list[int]) -> "Population":
+    def select(self, idx: Tensor | list[int]) -> "PopulationModel":
         """A new population made of the models ``idx`` (copies): compaction of a population,
         e.g. to drop models that have finished training."""
         idx = torch.as_tensor(idx, dtype=torch.int64, device=next(iter(self.parameters())).device)
-        return Population.from_params({n: p.detach()[idx] for n, p in self.named_parameters()}, self.cell,
+        return PopulationModel.from_params({n: p.detach()[idx] for n, p in self.named_parameters()}, self.cell,
                                            **self.options)
 
     def forward(self, x: Tensor, readout_steps: int = 1, reg_weight: float | Tensor | None = None,
@@ -166,17 +166,3 @@ class Population(nn.Module):
         return (f"num_models={self.num_models}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
                 f"output_size={self.output_size}, cell={self.cell!r}{opts}")
 
-
-class PopulationElman(Population):
-    """:class:`Population` of Elman RNNs: ``PopulationElman(M, I, H, O, nonlinearity)``."""
-
-    def __init__(self, num_models: int, input_size: int, hidden_size: int, output_size: int,
-                 nonlinearity: str = "tanh", device=None, dtype=None):
-        super().__init__(num_models, input_size, hidden_size, output_size, "elman", device, dtype, nonlinearity=nonlinearity)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Tensor], nonlinearity: str = "tanh") -> "PopulationElman":
-        M, H, I = params["weight_ih"].shape
-        model = cls(M, I, H, params["weight_out"].shape[1], nonlinearity, params["weight_ih"].device, params["weight_ih"].dtype)
-        model.load_params(params)
-        return model

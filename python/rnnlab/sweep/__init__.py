@@ -5,11 +5,11 @@
     spec = SweepSpec.from_file("examples/sweeps/quick.toml")
     run_sweep(spec, "runs/quick/quick.sqlite")
 """
-from .pack import Population, pack
+from .pack import RunGroup, pack
 from .record import VegRule
 from .runner import run_sweep
 from .spec import Run, SpecError, SweepSpec, grid, logspace, run_id
 from .store import ResultStore
 
-__all__ = ["Population", "ResultStore", "Run", "SpecError", "SweepSpec", "VegRule", "grid", "logspace", "pack",
+__all__ = ["ResultStore", "Run", "RunGroup", "SpecError", "SweepSpec", "VegRule", "grid", "logspace", "pack",
            "run_id", "run_sweep"]

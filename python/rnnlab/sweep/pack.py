@@ -30,8 +30,9 @@ _ACTIVATION_COPIES = 4
 
 
 @dataclass
-class Population:
-    """Runs trained together: ``key`` is the shared-field key, ``runs`` the members (M of them)."""
+class RunGroup:
+    """Runs packed to train together as one population: ``key`` is the shared-field key,
+    ``runs`` the members (M of them)."""
 
     key: str
     runs: list[Run]
@@ -107,7 +108,7 @@ def group_key(run: Run) -> str:
 
 
 def pack(runs: list[Run], device: torch.device | str = "cpu", max_population: int | None = None,
-         memory_fraction: float = 0.5) -> list[Population]:
+         memory_fraction: float = 0.5) -> list[RunGroup]:
     """Group ``runs`` by :func:`group_key` (groups in order of first appearance, runs in their
     given order) and cut each group into ⌈n / max_models⌉ populations of near-equal size."""
     groups: dict[str, list[Run]] = {}
@@ -121,6 +122,6 @@ def pack(runs: list[Run], device: torch.device | str = "cpu", max_population: in
         start = 0
         for i in range(n_pop):
             size = base + (1 if i < extra else 0)
-            out.append(Population(key, members[start : start + size]))
+            out.append(RunGroup(key, members[start : start + size]))
             start += size
     return out

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 
 from ..train import train_population
-from .pack import Population, pack
+from .pack import RunGroup, pack
 from .record import VegRule, make_row
 from .spec import Run, SweepSpec
 from .store import ResultStore
@@ -129,12 +129,12 @@ def train_rows(runs: list[Run], population_id: str, device: str, backend: str,
     return rows
 
 
-def _run_embedded(pops: list[Population], device: str, commit: Callable[..., None], progress: Progress,
+def _run_embedded(groups: list[RunGroup], device: str, commit: Callable[..., None], progress: Progress,
                   veg_rule: VegRule, save_params: bool) -> None:
     """Populations one after the other in this process; each run's row is committed as soon as
     the run is final (progress.on_update counts the model-updates as they happen)."""
-    for pop in pops:
-        train_rows(pop.runs, pop.population_id, device, "embedded", progress.on_update, veg_rule, on_rows=commit,
+    for group in groups:
+        train_rows(group.runs, group.population_id, device, "embedded", progress.on_update, veg_rule, on_rows=commit,
                    save_params=save_params)
 
 
@@ -156,7 +156,7 @@ class RowMailbox:
         return rows
 
 
-def _run_ray(pops: list[Population], device: str, commit: Callable[..., None], veg_rule: VegRule,
+def _run_ray(groups: list[RunGroup], device: str, commit: Callable[..., None], veg_rule: VegRule,
              ray_address: str | None, cpus_per_task: int, num_cpus: int | None, save_params: bool) -> None:
     """Populations as Ray tasks. Each worker hands its rows to a :class:`RowMailbox` as the runs
     become final; the driver commits them with ``commit(rows, count_updates=True)`` while it
@@ -186,8 +186,8 @@ def _run_ray(pops: list[Population], device: str, commit: Callable[..., None], v
     mailbox = ray.remote(num_cpus=0)(RowMailbox).remote()
     try:
         # longest first: with fewer workers than populations this bounds the idle tail
-        ordered = sorted(pops, key=lambda p: -p.cost)
-        pending = [population_task.remote(p.runs, p.population_id, mailbox) for p in ordered]
+        ordered = sorted(groups, key=lambda g: -g.cost)
+        pending = [population_task.remote(g.runs, g.population_id, mailbox) for g in ordered]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=RAY_POLL_S)
             # taken after the wait: the mailbox holds every row of the tasks in ``ready``
@@ -253,7 +253,7 @@ def run_sweep(
         store.set_meta("veg_rule", veg_rule.to_dict())
         done = store.done_ids()
         todo = [r for r in runs if r.run_id not in done]
-        pops = pack(todo, device, max_population, memory_fraction)
+        groups = pack(todo, device, max_population, memory_fraction)
         bar = Progress(len(todo), enabled=progress)
 
         def commit(rows: list[dict], count_updates: bool = False) -> None:
@@ -263,14 +263,14 @@ def run_sweep(
             bar.on_runs(len(added), sum(r["updates"] for r in added) if count_updates else 0)
 
         try:  # with nothing left to train, no backend is started
-            if pops and backend == "embedded":
+            if groups and backend == "embedded":
                 if threads:
                     torch.set_num_threads(threads)
-                _run_embedded(pops, device, commit, bar, veg_rule, save_params)
-            elif pops:
-                _run_ray(pops, device, commit, veg_rule, ray_address or os.environ.get("RAY_ADDRESS"),
+                _run_embedded(groups, device, commit, bar, veg_rule, save_params)
+            elif groups:
+                _run_ray(groups, device, commit, veg_rule, ray_address or os.environ.get("RAY_ADDRESS"),
                          cpus_per_task, num_cpus, save_params)
         finally:
             bar.close()
         return {"planned": len(runs), "skipped": len(runs) - len(todo), "trained": bar.done,
-                "populations": len(pops), **bar.rates()}
+                "populations": len(groups), **bar.rates()}
