@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -21,14 +22,31 @@ def parse_config(text: str):
     return Config(*sizes)
 
 
-def run(args) -> int:
-    import torch
+def parse_threads(text: str) -> int:
+    """A CPU count between 1 and the number of CPUs this process may use."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= available:
+        raise argparse.ArgumentTypeError(f"must be an integer in [1, {available}] (the CPUs this process may use), got {text!r}")
+    return n
 
+
+def run(args) -> int:
+    from ..bench.harness import confined
+
+    # JAX sizes its thread pool from the CPUs it may use, not from torch's thread count, so a
+    # thread limit must confine the whole process for the peers to be compared on equal cores.
+    with confined(args.threads):
+        return _measure(args)
+
+
+def _measure(args) -> int:
     from ..bench import report, suite, workload
     from ..bench.harness import FULL, QUICK
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     if args.configs is None:
         configs = list(workload.QUICK_SINGLE if args.quick else workload.SINGLE)
         population = workload.QUICK_POPULATION if args.quick else workload.POPULATION
@@ -62,8 +80,10 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="shorter sequences and fewer repeats (about a minute)")
     p.add_argument("--no-jax", action="store_true", help="skip the JAX peer even when jax is installed")
     p.add_argument("--configs", nargs="+", type=parse_config, metavar="HxBxT[xI]|pop",
-                   help="configs to run (default: the five of issue 2 and the population case)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice); JAX uses its own pool")
+                   help="configs to run (default: five single layers, H=32 B=32 T=256 to H=512 B=128 T=100, "
+                        "and the population of 256 models at H=32)")
+    p.add_argument("--threads", type=parse_threads,
+                   help="run on this many of the process's CPUs: torch's threads and JAX's pool (default: all)")
     p.add_argument("--json", metavar="PATH", help="also write the raw results (seconds, per case) as JSON")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
     p.add_argument("--breakdown", action="store_true", help="also time each part of rnnlab's pass alone")

@@ -1,11 +1,23 @@
-"""The speed targets of issue 2 (forward+backward, float32), checked against one run's results.
+"""The Elman RNN's CPU speed targets (forward+backward, float32), checked against one run of
+``rnnlab bench --json results.json``:
+
+* ≥ 10× nn.RNN at H ≤ 64, ≥ 3× at H = 128–256, never slower at H = 512;
+* faster than JAX's jit(grad(lax.scan)) at every config, ≥ 2× JAX at H ≤ 128;
+* the population of M models: ≥ 50 % of the sgemm rate, ≥ 5× the bmm/unbind baseline.
+
+    python benchmarks/elman_targets.py results.json
 
 Each verdict compares medians measured in the same run; a target whose peer or config was not
-measured (``--no-jax``, ``--configs``) is left out rather than reported as met.
+measured (``--no-jax``, ``--configs``) is left out rather than reported as met. Verdicts and
+their reasons are in docs/performance.md.
 """
 from __future__ import annotations
 
+import argparse
+import json
 from dataclasses import dataclass
+
+from rnnlab.bench.report import sgemm_reference
 
 
 @dataclass(frozen=True)
@@ -13,11 +25,6 @@ class Verdict:
     target: str
     met: bool
     detail: str
-
-
-def sgemm_reference(results: dict) -> float:
-    """The sgemm rate fractions are taken against: the higher of the two measurements."""
-    return max(results["sgemm_gflops"].values())
 
 
 def _speedups(results: dict, peer: str) -> list[tuple[int, str, float]]:
@@ -61,3 +68,18 @@ def verdicts(results: dict) -> list[Verdict]:
         ratio = t["bmm/unbind"]["median"] / fused
         out.append(Verdict("population ≥ 5× the bmm/unbind baseline", ratio >= 5, f"{ratio:.2f}×"))
     return [v for v in out if v is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", help="the JSON file of rnnlab bench --json")
+    with open(parser.parse_args(argv).results) as f:
+        results = json.load(f)
+    print("Targets (forward+backward):")
+    for v in verdicts(results):
+        print(f"- [{'met' if v.met else 'MISSED'}] {v.target}: {v.detail}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
