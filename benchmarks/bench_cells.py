@@ -9,8 +9,8 @@ Tables (median wall-clock ms of one call; ratio = peer / rnnlab, > 1 means rnnla
 * LSTM and GRU, forward+backward float32: ``rnnlab.LSTM`` / ``rnnlab.GRU`` against ``nn.LSTM``
   (oneDNN) / ``nn.GRU`` (ATen's step-by-step path: on the CPU PyTorch hands only the LSTM to
   oneDNN) and, when jax is installed, ``jax.jit(jax.grad(L))`` of a ``lax.scan`` of
-  the same cell (projection hoisted out of the scan, as rnnlab does), at the foundation's
-  single-model configs, I = H. The job is the foundation's (rnnlab/bench/workload.py): from zero
+  the same cell (projection hoisted out of the scan, as rnnlab does), at the Elman benchmark's
+  single-model configs, I = H. The job is the Elman benchmark's (rnnlab/bench/workload.py): from zero
   initial states, loss ``L = Σ output ⊙ G`` with a fixed random G, back-propagated to every
   parameter (not to x). Before a cell's table the JAX cell is checked against torch's on values.
 * Population (with each cell): M = 256 independent models (H = 32, B = 32, T = 100, I = 2) in one

@@ -1,5 +1,6 @@
 """Sweep throughput: model-updates per second of rnnlab's population trainer against the ways a
-PyTorch or JAX user trains the same runs (issue 6, item 7). Results are reported, not asserted.
+PyTorch or JAX user trains the same runs, against the sweep speed targets (≥ 50× a loop over
+nn.RNN, ≥ 5× jax.vmap; docs/sweeps.md). Results are reported, not asserted.
 
     python benchmarks/bench_sweep.py [--quick] [--threads 1] [--json out.json]
 

@@ -1,4 +1,4 @@
-"""rnnlab's CUDA kernels against cuDNN and torch.func on one GPU: one table (issue 4, item 4).
+"""rnnlab's CUDA kernels against cuDNN and torch.func on one GPU: one table, each row with its speed target.
 
     python benchmarks/gpu_suite.py [--quick] [--only elman,lstm,population,diag] [--json PATH]
 
@@ -22,7 +22,10 @@ Columns: peer and rnnlab median ms of one call (CUDA events, after warm-up), rat
 rnnlab (> 1: rnnlab faster), µs per step of rnnlab, rnnlab's achieved TFLOP/s of useful
 recurrent work (Elman 2·B·H² per step forward, ×3 with backward; LSTM 4× that) or GB/s, its
 fraction of the peak measured in this run (an 8192³ fp32 matmul with TF32 off; a 2 GiB device
-copy, bytes read + written), which CUDA path rnnlab took, and issue 4's target for the row.
+copy, bytes read + written), which CUDA path rnnlab took, and the row's CUDA speed target
+(docs/cuda.md): forward and forward+backward ≥ 1× cuDNN, ≥ 2× forward+backward and < 0.5 µs per
+forward step at H ≤ 128, B ≤ 64; the population of 4096 models at H = 64 ≥ 20 TFLOP/s; the diagonal
+recurrence ≥ 70 % of the device-copy bandwidth at large M·B·N.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU half of rnnlab, on a fresh GPU machine (issue 4): build with CUDA, test, sanitize, time.
+# The GPU half of rnnlab, on a fresh GPU machine: build with CUDA, test, sanitize, time against cuDNN.
 #
 #   bash benchmarks/gpu_suite.sh [all|build|test|sanitize|bench] [gpu_suite.py options, e.g. --quick]
 #

@@ -1,4 +1,6 @@
-"""What is benchmarked: the Elman configurations of issue 2, their data, and their flop counts.
+"""What ``rnnlab bench`` times: the Elman configurations (five single layers from small and
+latency-bound to large and GEMM-bound, and a population of 256 small models), their data, and
+their flop counts.
 
 Every implementation runs the same job on the same numbers: a one-layer tanh Elman RNN
 ``h_t = tanh(x_t W_ihᵀ + b_ih + b_hh + h_{t-1} W_hhᵀ)`` from h_0 = 0 over x [T, B, I] (float32),
@@ -45,11 +47,6 @@ class Config:
         (∂L/∂W_hh), 2·B·H² each, so forward+backward is 6·M·T·B·H². The input projection, bias,
         activation and loss are not counted (see docs/performance.md)."""
         return (6 if backward else 2) * self.M * self.T * self.B * self.H**2
-
-    def projection_flops(self, backward: bool) -> float:
-        """Flops of the input projection ``x W_ihᵀ`` (2·T·B·I·H per model) and, with backward,
-        of ∂L/∂W_ih (as many again); ∂L/∂x is not needed."""
-        return (4 if backward else 2) * self.M * self.T * self.B * self.input_size * self.H
 
 
 SINGLE = (Config(32, 32, 256), Config(64, 1, 1000), Config(128, 32, 200), Config(256, 64, 200), Config(512, 128, 100))
