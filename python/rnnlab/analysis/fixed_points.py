@@ -56,11 +56,6 @@ class Rollout:
     period: Tensor
     steps: Tensor
 
-    @property
-    def converged(self) -> Tensor:
-        """[M, N] the states that reached a fixed point."""
-        return self.period == 1
-
 
 def _expand_drive(system: ElmanSystem, drive: Tensor, h: Tensor) -> Tensor:
     return system.broadcast_drive(h, drive).expand_as(h)

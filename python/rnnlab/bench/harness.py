@@ -24,11 +24,6 @@ class Timing:
     q3: float
     n: int
 
-    @property
-    def spread(self) -> float:
-        """Interquartile range relative to the median: a noise indicator (0.05 = ±2.5 %)."""
-        return (self.q3 - self.q1) / self.median if self.median > 0 else 0.0
-
     def as_dict(self) -> dict:
         return asdict(self)
 

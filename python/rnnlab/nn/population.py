@@ -18,11 +18,6 @@ from ..cells import get_cell, names
 from ..functional import GradientSink
 
 
-def cell_options(cell: str, options: Mapping) -> dict:
-    """``options`` completed with the cell's defaults; unknown or bad options raise ValueError."""
-    return get_cell(cell).complete_options(options)
-
-
 def param_shapes(M: int, input_size: int, hidden_size: int, output_size: int, cell: str = "elman",
                  **options) -> dict[str, tuple[int, ...]]:
     """The shape of each parameter of a population of M models of ``cell``, by name, in the order
