@@ -1,4 +1,5 @@
-"""What the population tests (test_population.py, test_population_cells.py, test_population_gru.py) share."""
+"""What the population tests of each cell (test_population_elman.py, test_population_lstm_diag.py,
+test_population_gru.py) share."""
 from __future__ import annotations
 
 import pytest

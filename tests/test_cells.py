@@ -1,7 +1,8 @@
 """The cell registry (rnnlab.cells): each record agrees with itself (inits, shapes, sizes, the
 population module, the forward), the registry recognises a cell from its parameters, bad names
-and options are errors that name the argument, and a new cell is one record: registered, it
-validates, initialises, trains and packs like the others."""
+and options are errors that name the argument, every cell runs through the population module
+and a sweep, and a new cell is one record: registered, it validates, initialises, trains and
+packs like the others."""
 import pytest
 import torch
 
@@ -9,13 +10,14 @@ from rnnlab import elman
 from rnnlab.cells import CELLS, REGISTRY, cell_of, draws, get_cell
 from rnnlab.cells.projected import projected_cell
 from rnnlab.nn.population import PopulationModel, param_shapes, population_forward
+from rnnlab.sweep import ResultStore, SweepSpec, run_sweep
 from rnnlab.sweep.pack import bytes_per_model
 from rnnlab.sweep.spec import Run
 from rnnlab.tasks import rng
 from rnnlab.train import RunConfig, train_population
 from rnnlab.train.init import init_population
 
-M, I, H, O, T, B = 2, 3, 5, 2, 6, 4
+M, I, H, O, T, B = 3, 3, 5, 2, 6, 4
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -27,7 +29,7 @@ def test_every_init_of_a_record_gives_its_shapes_and_runs_forward(name):
     assert cell.recurrent_weight is None or cell.recurrent_weight in shapes
     x = torch.randn(M, T, B, I, dtype=torch.float64)
     for init in cell.inits:
-        params = init_population(rng.seed_keys([1, 2]), init, I, H, O, dtype=torch.float64, cell=name)
+        params = init_population(rng.seed_keys([1, 2, 3]), init, I, H, O, dtype=torch.float64, cell=name)
         assert [(n, tuple(v.shape)) for n, v in params.items()] == list(shapes.items()), init
         assert cell.sizes(params) == (M, I, H, O) and cell_of(params) is cell
         assert population_forward(params, x, cell=name, readout_steps=2).shape == (M, 2, B, O)
@@ -52,6 +54,36 @@ def test_bad_cells_options_and_init_arguments_are_named():
     with pytest.raises(ValueError, match="init 'ring' is not defined for cell='gru'"):
         init_population(rng.seed_keys([1]), "ring", I, H, O, cell="gru")
     assert cell_of({"w": torch.zeros(1, 2)}) is None
+
+
+def test_population_module_selects_models_of_every_cell():
+    x = torch.randn(M, T, B, I)
+    for cell, options in (("elman", {"nonlinearity": "relu"}), ("lstm", {}), ("diag", {"gamma": "none"})):
+        model = PopulationModel(M, I, H, O, cell, **options)
+        assert model(x, readout_steps=2).shape == (M, 2, B, O)
+        sub = model.select([2, 0])
+        assert sub.num_models == 2 and sub.cell == cell and sub.options == model.options
+        torch.testing.assert_close(sub(x[[2, 0]]), model(x)[[2, 0]])
+    with pytest.raises(ValueError, match="cell must be one of"):
+        PopulationModel(M, I, H, O, "rwkv")
+    with pytest.raises(ValueError, match="cell 'lstm' takes the options"):
+        PopulationModel(M, I, H, O, "lstm", nonlinearity="relu")
+    with pytest.raises(ValueError, match="reg_weight .* cell='elman' only"):
+        population_forward(PopulationModel(M, I, H, O, "lstm").params(), x, cell="lstm", reg_weight=1.0)
+
+
+def test_a_sweep_over_cells_stores_one_row_per_run(tmp_path):
+    spec = SweepSpec.from_dict({"name": "cells", "fixed": {"task": "torder", "length": 6, "hidden": 6, "optimizer": "adam",
+                                                           "max_updates": 20, "val_every": 10, "val_size": 100},
+                                "grid": {"model": [{"name": "rnn", "cell": "elman"}, {"name": "lstm", "cell": "lstm"},
+                                                   {"name": "lru", "cell": "diag", "cell_kwargs.r_min": 0.5}],
+                                         "seed": [0, 1]}})
+    run_sweep(spec, tmp_path / "s.sqlite", threads=1)
+    rows = ResultStore(tmp_path / "s.sqlite").rows("ORDER BY cell, seed")
+    assert [(r["cell"], r["labels"]["model"]) for r in rows] == [("diag", "lru")] * 2 + [("elman", "rnn")] * 2 + [("lstm", "lstm")] * 2
+    assert all(r["updates"] == 20 and r["veg_steps"] == 20 for r in rows)
+    assert [r["rho_final"] is None for r in rows] == [False, False, False, False, True, True]  # NaN -> NULL for the LSTM
+    assert rows[0]["config"]["config"]["cell_kwargs"] == {"r_min": 0.5}
 
 
 def _identity_init(keys, shapes, options):

@@ -24,7 +24,7 @@ def test_gru_orthogonal_init_is_three_orthogonal_blocks_times_the_gain():
     check_init_depends_only_on_the_seed("gru", "normal", I, H, O)
 
 
-def test_gru_population_module():
+def test_gru_population_module_and_config_validation():
     x = torch.randn(M, T, B, I)
     model = PopulationModel(M, I, H, O, "gru")
     assert model(x, readout_steps=2).shape == (M, 2, B, O)
@@ -37,5 +37,5 @@ def test_gru_population_module():
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_gru_trained_in_population_equals_trained_alone(optimizer):
+def test_gru_trained_in_population_equals_trained_alone_in_float64(optimizer):
     check_trained_in_population_equals_trained_alone(trained_alone_configs("gru", optimizer=optimizer))

@@ -1,5 +1,7 @@
-"""The population Elman model against nn.RNN / the reference, and population training against
-training each model alone (DESIGN.md §5: a model's run does not depend on its population)."""
+"""Elman populations: the forward and its gradients against nn.RNN and the reference, the
+population module, and training: a model trained in a population against the same model trained
+alone (DESIGN.md §5: a model's run does not depend on its population; float64 to ~1e-12, float32
+within a derived rounding bound), and finished models freezing without disturbing the others."""
 import pytest
 import torch
 
@@ -23,7 +25,7 @@ def random_params(dtype=torch.float64):
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_forward_and_gradients_match_nn_rnn(nonlinearity):
+def test_elman_population_forward_and_gradients_match_nn_rnn_per_model(nonlinearity):
     params = {n: v.requires_grad_(True) for n, v in random_params().items()}
     x = torch.randn(M, T, B, I, dtype=torch.float64)
     y = population_forward(params, x, nonlinearity=nonlinearity, readout_steps=3)
@@ -47,7 +49,7 @@ def test_forward_and_gradients_match_nn_rnn(nonlinearity):
 
 
 @pytest.mark.parametrize("nonlinearity", ["sigmoid", "identity"])
-def test_forward_matches_reference(nonlinearity):
+def test_elman_population_forward_matches_the_reference(nonlinearity):
     params = random_params()
     x = torch.randn(M, T, B, I, dtype=torch.float64)
     xp = torch.einsum("mtbi,mhi->mtbh", x, params["weight_ih"]) + params["bias"][:, None, None]
@@ -57,7 +59,7 @@ def test_forward_matches_reference(nonlinearity):
     assert torch.allclose(y[:, 0], expected, atol=1e-12)
 
 
-def test_module_select_and_errors():
+def test_elman_population_module_selects_models_and_rejects_bad_shapes():
     params = random_params(torch.float32)
     model = PopulationModel.from_params(params, "elman", nonlinearity="tanh")
     assert model.num_models == M and "hidden_size=7" in repr(model)
@@ -89,7 +91,7 @@ def _configs(**shared):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-def test_model_trained_in_population_equals_model_trained_alone(optimizer):
+def test_elman_trained_in_population_equals_trained_alone_in_float64(optimizer):
     """Population ≡ alone, in float64: after 60 updates (clipping, Ω, Adam's cosine schedule) a
     model ends with the weights, validation errors and gradient norms it has when trained alone,
     to ~1e-12. The batched GEMMs of a population and the single-model ones of a model alone may
@@ -140,7 +142,7 @@ def _gemm_in_float64(original):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
-def test_float32_population_and_alone_agree_within_the_rounding_bound(optimizer, monkeypatch):
+def test_elman_trained_in_population_and_alone_agree_in_float32_within_the_rounding_bound(optimizer, monkeypatch):
     """What float32 guarantees: for a few clipped SGD or momentum updates, a model in a
     population and alone stay within :func:`float32_rounding_bound` (not bit for bit: the
     batched and single-model GEMMs may round differently). The model alone runs its projection
@@ -163,7 +165,7 @@ def test_float32_population_and_alone_agree_within_the_rounding_bound(optimizer,
             torch.testing.assert_close(together[m].params[n], v, rtol=0, atol=bound, msg=f"model {m} {n}")
 
 
-def test_finished_models_freeze_and_the_others_are_unaffected():
+def test_finished_models_freeze_and_the_models_still_training_are_unaffected():
     """Adam at lr 0.05 solves temporal order at these lengths within a few validations, at
     different updates for different seeds: the population shrinks while it trains, and the model
     still training ends as it does alone (float64: see the test above for why)."""
