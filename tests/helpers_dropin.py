@@ -25,6 +25,8 @@ from torch import nn
 from torch.nn.utils import parametrizations, prune
 from torch.nn.utils.rnn import pack_sequence
 
+import rnnlab
+
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
@@ -69,6 +71,13 @@ class Family:
         if states is None:
             return None
         return states[0] if len(self.state_names) == 1 else tuple(states)
+
+
+FAMILIES = {
+    "rnn": Family(rnnlab.RNN, nn.RNN, rnnlab.nn.rnn.fallback_counts, state_names=("h",)),
+    "lstm": Family(rnnlab.LSTM, nn.LSTM, rnnlab.nn.lstm.fallback_counts, state_names=("h", "c")),
+    "gru": Family(rnnlab.GRU, nn.GRU, rnnlab.nn.gru.fallback_counts, state_names=("h",)),
+}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -120,25 +120,33 @@ def drop_in_forward(
         unbatched states out.
     """
     module._update_flat_weights()
+    if isinstance(input, (Tensor, PackedSequence)):
+        device_type = (input.data if isinstance(input, PackedSequence) else input).device.type
+        if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+            # The kernels run in float32 or float64 only, so under autocast the drop-in runs in
+            # its weights' dtype, autocast off, as autocast runs the ops it keeps in float32.
+            dtype = module._flat_weights[0].dtype
+            with torch.autocast(device_type, enabled=False):
+                return drop_in_forward(
+                    module, input.to(dtype), None if hx is None else tuple(h.to(dtype) for h in hx), name=name,
+                    state_sizes=state_sizes, run=run, fallback_counts=fallback_counts,
+                )
     check = partial(_check_forward_args, module, name, state_sizes)
     if isinstance(input, PackedSequence):
         return _forward_packed(input, hx, check, run, fallback_counts)
     if not isinstance(input, Tensor):
         raise TypeError(f"input must be a Tensor or a PackedSequence, got {type(input).__name__}")
     if input.dim() not in (2, 3):
-        raise ValueError(f"{name}: Expected input to be 2D or 3D, got {input.dim()}D tensor instead")
+        raise ValueError(module._input_dims_message.format(name=name, dim=input.dim()))
     batched = input.dim() == 3
-    if hx is not None:
-        want, kind = (3, "batched 3-D") if batched else (2, "unbatched 2-D")
-        for h, suffix in zip(hx, _state_suffixes(len(hx))):
-            if h.dim() != want:
-                raise RuntimeError(f"For {kind} input, hx{suffix} should also be {want}-D but got {h.dim()}-D tensor")
+    if hx is not None and any(h.dim() != input.dim() for h in hx):
+        raise RuntimeError(_state_dims_message(batched, [h.dim() for h in hx]))
     batch_dim = 0 if module.batch_first else 1
     if not batched:
         input = input.unsqueeze(batch_dim)
         hx = None if hx is None else tuple(h.unsqueeze(1) for h in hx)
     x = input.transpose(0, 1) if module.batch_first else input
-    check(x, hx)
+    check(x, x.size(1), hx, packed=False)
     output, finals = run(x, hx, lengths=None, batch_order=None)
     if module.batch_first:
         output = output.transpose(0, 1)
@@ -168,17 +176,25 @@ def single_state_forward(module: nn.Module, input, hx, fallback_counts: Counter)
 def _forward_packed(packed: PackedSequence, hx, check: Callable, run: Callable, fallback_counts: Counter):
     """A ``PackedSequence`` forward, run on the padded batch (the padded steps are computed and discarded)."""
     data, batch_sizes, sorted_indices, unsorted_indices = packed
-    if data.dim() != 2:
-        raise RuntimeError(f"input must have 2 dimensions, got {data.dim()}")
+    # the kernel sees the batch in sorted order; nn sorts hx before its checks (so an hx with extra
+    # rows passes, one with too few fails in index_select)
+    if hx is not None and sorted_indices is not None:
+        hx = tuple(h.index_select(1, sorted_indices) for h in hx)
+    check(data, int(batch_sizes[0]), hx, packed=True)
     fallback_counts["packed_padded"] += 1
     x, lengths, t_idx, b_idx = padded_from_packed(data, batch_sizes)
-    check(x, hx)
-    if hx is not None and sorted_indices is not None:  # the kernel sees the batch in sorted order
-        hx = tuple(h.index_select(1, sorted_indices) for h in hx)
     output, finals = run(x, hx, lengths=lengths, batch_order=unsorted_indices)
     if unsorted_indices is not None:
         finals = tuple(h.index_select(1, unsorted_indices) for h in finals)
     return PackedSequence(output[t_idx, b_idx], batch_sizes, sorted_indices, unsorted_indices), finals
+
+
+def _state_dims_message(batched: bool, dims: list[int]) -> str:
+    """nn's message for states whose number of dimensions does not match the input's."""
+    kind, want = ("batched 3-D", 3) if batched else ("unbatched 2-D", 2)
+    if len(dims) == 1:
+        return f"For {kind} input, hx should also be {want}-D but got {dims[0]}-D tensor"
+    return f"For {kind} input, hx and cx should also be {want}-D but got ({dims[0]}-D, {dims[1]}-D) tensors"
 
 
 def _state_suffixes(n: int) -> list[str]:
@@ -187,9 +203,20 @@ def _state_suffixes(n: int) -> list[str]:
 
 
 def _check_forward_args(
-    module: nn.Module, name: str, state_sizes: tuple[int, ...], x: Tensor, hx: tuple[Tensor, ...] | None
+    module: nn.Module,
+    name: str,
+    state_sizes: tuple[int, ...],
+    x: Tensor,
+    batch: int,
+    hx: tuple[Tensor, ...] | None,
+    *,
+    packed: bool,
 ) -> None:
-    """x: [T, B, I] time-major; hx: states [L·D, B, size] or None. nn.RNNBase's checks, plus the kernels'."""
+    """nn.RNNBase's checks in its order (the input, then the states' sizes), plus the kernels'.
+
+    x: time-major [T, B, I], or a ``PackedSequence``'s data [N, I] (packed); batch: B;
+    hx: states [L·D, B, size] or None.
+    """
     w = module._flat_weights[0]
     if x.dtype != w.dtype:
         raise ValueError(
@@ -198,6 +225,9 @@ def _check_forward_args(
         )
     if w.dtype not in KERNEL_DTYPES:
         raise TypeError(f"rnnlab.{name} runs in float32 or float64, but its parameters are {w.dtype}")
+    expected_dim = 2 if packed else 3
+    if x.dim() != expected_dim:
+        raise RuntimeError(f"input must have {expected_dim} dimensions, got {x.dim()}")
     if x.size(-1) != module.input_size:
         raise RuntimeError(
             f"input.size(-1) must be equal to input_size. Expected {module.input_size}, got {x.size(-1)}"
@@ -208,10 +238,10 @@ def _check_forward_args(
             f"found input tensor at {x.device} and parameter tensor at {w.device}"
         )
     if hx is not None:
-        LD, B = module.num_layers * module._num_directions, x.size(1)
+        LD = module.num_layers * module._num_directions
         for h, size, suffix in zip(hx, state_sizes, _state_suffixes(len(hx))):
-            if tuple(h.shape) != (LD, B, size):
-                raise RuntimeError(f"Expected hidden{suffix} size {(LD, B, size)}, got {list(h.shape)}")
+            if tuple(h.shape) != (LD, batch, size):
+                raise RuntimeError(f"Expected hidden{suffix} size {(LD, batch, size)}, got {list(h.shape)}")
             if h.device != x.device:
                 raise RuntimeError(
                     "Input and hidden tensors are not at the same device, "
@@ -219,7 +249,7 @@ def _check_forward_args(
                 )
             if h.dtype != x.dtype:
                 raise RuntimeError(f"hx{suffix} dtype ({h.dtype}) does not match input dtype ({x.dtype})")
-    if x.size(0) == 0:
+    if not packed and x.size(0) == 0:
         raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
 
 
@@ -272,6 +302,8 @@ class DropIn(nn.Module):
     """
 
     _name: str
+    #: nn's message for an input that is neither 2-D nor 3-D (nn.RNN's words it differently)
+    _input_dims_message = "{name}: Expected input to be 2D or 3D, got {dim}D instead"
     #: (attribute, default) pairs that :meth:`extra_repr` shows when they differ from the default,
     #: in nn.RNNBase's order (bias, batch_first, dropout and bidirectional follow).
     _repr_options: tuple[tuple[str, object], ...] = (("proj_size", 0), ("num_layers", 1))

@@ -64,6 +64,7 @@ class RNN(DropIn):
 
     _name = "RNN"
     _repr_options = DropIn._repr_options + (("nonlinearity", "tanh"),)
+    _input_dims_message = "{name}: Expected input to be 2D or 3D, got {dim}D tensor instead"
 
     def __init__(
         self,
