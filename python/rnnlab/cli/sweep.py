@@ -1,4 +1,5 @@
-"""``rnnlab sweep run | status | report | attractors``: factorial sweeps of RNN training runs (docs/sweeps.md)."""
+"""``rnnlab sweep run | status | report | export | attractors``: factorial sweeps of RNN training runs
+(docs/sweeps.md)."""
 from __future__ import annotations
 
 import sys
@@ -54,29 +55,30 @@ def _run(args) -> int:
     if not args.no_report:
         report_dir = Path(args.report) if args.report else out_dir or db.with_name(db.stem + "_report")
         rep = write_report(db, report_dir)
-        section = rep["markdown"].split("## VEG")[0]
-        print(section.split("## Success rate over learning rate × length", 1)[-1].strip())
+        print(rep["success"])
         print(f"\nreport: {report_dir / 'report.md'} (+ {len(rep['files']) - 1} PNG plots)")
     return 0
+
+
+def _missing(command: str, db: str) -> bool:
+    """Say so on stderr when the SQLite file ``db`` does not exist."""
+    if Path(db).is_file():
+        return False
+    print(f"rnnlab sweep {command}: no such file {db}", file=sys.stderr)
+    return True
 
 
 def _status(args) -> int:
     from ..sweep import ResultStore
 
-    if not Path(args.db).is_file():
-        print(f"rnnlab sweep status: no such file {args.db}", file=sys.stderr)
+    if _missing("status", args.db):
         return 2
     with ResultStore(args.db) as store:
-        planned = dict(store.db.execute("SELECT sweep, COUNT(*) FROM plan GROUP BY sweep").fetchall())
-        done = store.db.execute(
-            "SELECT sweep, COUNT(*), SUM(success), SUM(updates), MIN(finished_at), MAX(finished_at) FROM runs GROUP BY sweep"
-        ).fetchall()
-    stats = {s: rest for s, *rest in done}
-    for sweep in sorted(set(planned) | set(stats)):
-        n, learned, updates, first, last = stats.get(sweep, (0, 0, 0, None, None))
-        p = planned.get(sweep, n)
-        print(f"{sweep}: {n}/{p} runs done ({100 * n / max(p, 1):.1f}%), {learned or 0} learned, "
-              f"{updates or 0:,} model-updates; first row {first or '-'}, last row {last or '-'}{_pace(n, p, first, last)}")
+        progress = store.progress()
+    for p in progress:
+        print(f"{p.sweep}: {p.done}/{p.planned} runs done ({100 * p.done / max(p.planned, 1):.1f}%), {p.learned} learned, "
+              f"{p.model_updates:,} model-updates; first row {p.first_finished or '-'}, last row {p.last_finished or '-'}"
+              f"{_pace(p.done, p.planned, p.first_finished, p.last_finished)}")
     return 0
 
 
@@ -94,10 +96,12 @@ def _pace(n: int, planned: int, first: str | None, last: str | None) -> str:
 
 
 def _report(args) -> int:
+    from ..sweep import VegRule
+    from ..sweep.query import QueryError
     from ..sweep.report import write_report
 
-    from ..sweep import VegRule
-
+    if _missing("report", args.db):
+        return 2
     by = tuple(f for f in (args.by or "").split(",") if f)
     out = Path(args.out or Path(args.db).with_name(Path(args.db).stem + "_report"))
     rule = None
@@ -108,30 +112,62 @@ def _report(args) -> int:
             print(f"rnnlab sweep report: --veg-rule expects e.g. eps_vanish=1e-4,fraction=0.2 "
                   f"(fields eps_vanish, eps_explode, jump, fraction): {e}", file=sys.stderr)
             return 2
-    rep = write_report(args.db, out, by, args.where or "", veg_rule=rule)
+    try:
+        rep = write_report(args.db, out, by, args.where or "", veg_rule=rule)
+    except QueryError as e:
+        print(f"rnnlab sweep report: --where: {e}", file=sys.stderr)
+        return 2
     print(rep["markdown"])
     print(f"\nwritten: {', '.join(str(p) for p in rep['files'])}")
     return 0
 
 
+def _export(args) -> int:
+    from ..sweep import ResultStore
+    from ..sweep.export import write
+    from ..sweep.query import QueryError
+
+    if _missing("export", args.db):
+        return 2
+    out = args.out or str(Path(args.db).with_suffix(f".{args.format}"))
+    try:
+        with ResultStore(args.db) as store:
+            rows = store.rows(args.where or "")
+        write(rows, out, args.format)
+    except QueryError as e:
+        print(f"rnnlab sweep export: --where: {e}", file=sys.stderr)
+        return 2
+    except (ImportError, ValueError) as e:  # pyarrow missing; Parquet to stdout
+        print(f"rnnlab sweep export: {e}", file=sys.stderr)
+        return 2
+    if out != "-":
+        print(f"{len(rows)} runs written to {out}", file=sys.stderr)
+    return 0
+
+
 def _attractors(args) -> int:
     from ..sweep.analyze import analyze_sweep, latching_table
+    from ..sweep.query import QueryError
 
-    if not Path(args.db).is_file():
-        print(f"rnnlab sweep attractors: no such file {args.db}", file=sys.stderr)
+    if _missing("attractors", args.db):
         return 2
-    where = (args.where or "").strip()
-    if where.upper().startswith("WHERE "):
-        where = where[6:]
     options = {"n_sequences": args.sequences, "max_steps": args.max_steps}
-    out = analyze_sweep(args.db, where, learned_only=not args.all, batch=args.batch, redo=args.redo,
-                        progress=not args.quiet, **options)
+    try:
+        out = analyze_sweep(args.db, args.where or "", learned_only=not args.all, batch=args.batch, redo=args.redo,
+                            progress=not args.quiet, **options)
+    except QueryError as e:
+        print(f"rnnlab sweep attractors: --where: {e}", file=sys.stderr)
+        return 2
     print(f"analysed {out['analysed']} runs now, {out['already']} already had a record, "
           f"{out['no_params']} matching runs have no saved weights (sweep run --save-params)")
     for group, why in out["skipped_groups"].items():
         print(f"skipped {group}: {why}")
     print(latching_table(args.db, tuple(f for f in args.by.split(",") if f)))
     return 0
+
+
+WHERE_HELP = ("filter (and order) the runs, e.g. \"task = 'latch' AND length >= 25 AND labels.method = 'MSGD-C'\" "
+              "or \"success = 1 ORDER BY lr\": conditions on columns joined by AND (see docs/sweeps.md)")
 
 
 def register(sub) -> None:
@@ -167,14 +203,22 @@ def register(sub) -> None:
     rep.add_argument("db")
     rep.add_argument("--out", help="output directory (default: <db>_report)")
     rep.add_argument("--by", help="comma-separated extra factors to split tables and plots by, e.g. optimizer,hidden")
-    rep.add_argument("--where", help="SQL filter of the runs, e.g. \"WHERE task = 'latch'\"")
+    rep.add_argument("--where", help=WHERE_HELP)
     rep.add_argument("--veg-rule", help="recompute the VEG flags with other thresholds, e.g. eps_vanish=1e-4,fraction=0.2")
     rep.set_defaults(func=_report)
+
+    e = cmds.add_parser("export", help="a sweep's runs as one CSV or Parquet table (one row per run) for pandas, R, "
+                                       "spreadsheets")
+    e.add_argument("db")
+    e.add_argument("--format", choices=("csv", "parquet"), default="csv", help="csv (default) or parquet (needs pyarrow)")
+    e.add_argument("--out", help="output file (default: the db file with the format's suffix; '-': CSV on stdout)")
+    e.add_argument("--where", help=WHERE_HELP)
+    e.set_defaults(func=_export)
 
     a = cmds.add_parser("attractors", help="the latching / hyperbolic-attractor analysis (SPEC 3.3) of a sweep's "
                                            "learned Elman runs (needs saved weights)")
     a.add_argument("db")
-    a.add_argument("--where", help="SQL filter of the runs, e.g. \"task = 'latch' AND length = 25\"")
+    a.add_argument("--where", help=WHERE_HELP)
     a.add_argument("--all", action="store_true", help="also analyse runs that did not learn")
     a.add_argument("--by", default="task,length,hidden", help="columns of the summary table (default task,length,hidden)")
     a.add_argument("--batch", type=int, default=64, help="models per analysis call (default 64)")

@@ -23,6 +23,8 @@ from pathlib import Path
 from ..cells import get_cell, names
 from ..tasks import make_task
 from ..train import RunConfig
+from .query import Condition, RunFilter
+from .schema import NAMES
 from .store import ResultStore
 
 #: the name of the latching analysis in the ``analyses`` table.
@@ -35,13 +37,14 @@ def _group_key(row: dict) -> tuple:
             json.dumps(config.forward_options(), sort_keys=True))
 
 
-def analyze_sweep(db_path: str | Path, where: str = "", *, learned_only: bool = True, batch: int = 64,
+def analyze_sweep(db_path: str | Path, where: str | RunFilter = "", *, learned_only: bool = True, batch: int = 64,
                   redo: bool = False, progress: bool = True, **analysis_options) -> dict:
     """Run the latching analysis on the stored runs of ``db_path`` whose cell has an analysis
     system (``Cell.system``).
 
     Args:
-        where: an extra SQL condition on the runs table, e.g. ``"task = 'latch' AND length = 25"``.
+        where: a filter of the runs (:mod:`rnnlab.sweep.query`), e.g. ``"task = 'latch' AND length = 25"``;
+            runs are analysed in ``run_id`` order unless it has its own ORDER BY.
         learned_only: analyse only runs that learned (SPEC §3.3 step 6 is about those).
         batch: models per analysis call (memory: ~``n_sequences``·T·H float64 values per model).
         redo: analyse runs that already have a record again.
@@ -56,11 +59,12 @@ def analyze_sweep(db_path: str | Path, where: str = "", *, learned_only: bool = 
 
     if not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive int, got {batch!r}")
-    analysable = names(lambda c: c.system is not None)
-    cond = [f"cell IN ({', '.join('?' * len(analysable))})"] + (["success = 1"] if learned_only else []) + \
-        ([f"({where})"] if where else [])
+    required = [Condition("cell", "in", names(lambda c: c.system is not None))]
+    required += [Condition("success", "=", 1)] if learned_only else []
+    query = (where if isinstance(where, RunFilter) else RunFilter.parse(where)).and_(
+        RunFilter(tuple(required), (("run_id", False),)))
     with ResultStore(db_path) as store:
-        rows = store.rows("WHERE " + " AND ".join(cond) + " ORDER BY run_id", analysable)
+        rows = store.rows(query)
         have = store.params_ids()
         done = set() if redo else store.analysis_ids(LATCHING)
         todo = [r for r in rows if r["run_id"] in have and r["run_id"] not in done]
@@ -102,6 +106,9 @@ def latching_table(db_path: str | Path, by: tuple[str, ...] = ("task", "length",
     exponent along the trajectories."""
     from ..analysis import STORAGE
 
+    unknown = [c for c in by if c not in NAMES]
+    if unknown:
+        raise ValueError(f"by names unknown columns {unknown}; the runs table has {list(NAMES)}")
     with ResultStore(db_path) as store:
         records = store.analyses(LATCHING)
         rows = [r for r in store.rows("WHERE success = 1") if r["run_id"] in records]

@@ -113,7 +113,7 @@ def veg_from_series(r1: list[float], norms: list[float], fallbacks: int, rule: V
 
 def make_row(run: Run, result: RunResult, *, population_id: str, population_size: int, backend: str,
              device: str, rule: VegRule = VegRule()) -> dict:
-    """The store row of a finished run (column names of :data:`rnnlab.sweep.store.COLUMNS`), plus
+    """The store row of a finished run (column names of :data:`rnnlab.sweep.schema.COLUMNS`), plus
     the run's trained weights under :data:`rnnlab.sweep.store.PARAMS_KEY` when the result kept them."""
     c = run.config
     kw = c.task_kwargs

@@ -17,6 +17,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from .query import RunFilter
 from .record import VegRule, veg_from_counts, veg_from_series
 from .store import ResultStore
 
@@ -296,16 +297,18 @@ def reflag(rows: list[dict], rule: VegRule, trained: dict | None = None) -> None
         r.update({k: flags[k] for k in ("veg", "veg_vanishing", "veg_exploding", "vanishing_frac", "exploding_frac")})
 
 
-def write_report(db_path: str | Path, out_dir: str | Path, by: tuple[str, ...] = (), where: str = "",
+def write_report(db_path: str | Path, out_dir: str | Path, by: tuple[str, ...] = (), where: str | RunFilter = "",
                  params: tuple = (), veg_rule: VegRule | None = None) -> dict:
     """Write ``report.md`` and the PNG plots of the runs in ``db_path`` into ``out_dir``.
 
     Args:
         by: extra factors to split the success tables and plots by (e.g. ``("optimizer",)``).
-        where, params: an SQL filter of the runs, e.g. ``("WHERE task = ?", ("latch",))``.
+        where, params: a filter of the runs (:mod:`rnnlab.sweep.query`), e.g. ``"task = 'latch'"``
+            or ``("task = ?", ("latch",))``.
         veg_rule: recompute the VEG flags with these thresholds (default: the stored flags).
     Returns:
-        dict with ``markdown`` (the report text) and ``files`` (paths written).
+        dict with ``markdown`` (the report text), ``success`` (its success tables alone) and
+        ``files`` (paths written).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -318,6 +321,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, by: tuple[str, ...] =
     if veg_rule is not None:
         reflag(rows, veg_rule, rule)
         rule = veg_rule.to_dict()
+    success = success_tables(rows, by)
     files = [
         plot_success_heatmaps(rows, out_dir / "success_lr_length.png", by),
         plot_success_vs_length(rows, out_dir / "success_vs_length.png", by),
@@ -327,7 +331,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, by: tuple[str, ...] =
         f"# Sweep report: {db_path}",
         summary(rows) + f" ({planned} runs planned in this file.)",
         "## Success rate over learning rate × length",
-        success_tables(rows, by),
+        success,
         "## VEG × learned (SPEC §3.3), by learning rate",
         "VEG rule: " + ", ".join(f"{k} = {v:g}" for k, v in rule.items())
         + " (rnnlab.sweep.record and docs/sweeps.md say how the flags are sampled).",
@@ -336,4 +340,4 @@ def write_report(db_path: str | Path, out_dir: str | Path, by: tuple[str, ...] =
         *[f"![{p.stem}]({p.name})" for p in files],
     ])
     (out_dir / "report.md").write_text(text + "\n")
-    return {"markdown": text, "files": [*files, out_dir / "report.md"]}
+    return {"markdown": text, "success": success, "files": [*files, out_dir / "report.md"]}

@@ -16,6 +16,11 @@ Tables:
 * ``analyses``: (name, run_id) -> a JSON record of a post-training analysis of that run (e.g.
   ``"latching"``: :class:`rnnlab.analysis.LatchingRecord`), see :mod:`rnnlab.sweep.analyze`.
 
+Runs are read back with :meth:`ResultStore.rows` (dicts), :meth:`ResultStore.to_pandas` (a
+DataFrame) or exported as CSV / Parquet (:mod:`rnnlab.sweep.export`), filtered by the condition
+language of :mod:`rnnlab.sweep.query` (checked columns, bound values);
+:meth:`ResultStore.progress` sums up each sweep of the file.
+
 The database is in WAL mode: a row is durable once :meth:`ResultStore.add` returns, readers
 (``rnnlab sweep status`` while a sweep runs) never block the writer, and a process killed at any
 point leaves every committed row intact and no partial one. Resuming a sweep = skipping the ids in
@@ -28,29 +33,16 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-#: (column, SQLite type) of the runs table, in order; JSON columns hold text.
-COLUMNS = (
-    ("run_id", "TEXT PRIMARY KEY"), ("sweep", "TEXT"), ("config", "JSON"), ("labels", "JSON"),
-    ("task", "TEXT"), ("length", "INTEGER"), ("min_length", "INTEGER"), ("cell", "TEXT"), ("hidden", "INTEGER"),
-    ("nonlinearity", "TEXT"), ("init", "TEXT"), ("init_gain", "REAL"), ("optimizer", "TEXT"), ("lr", "REAL"),
-    ("clip", "REAL"), ("alpha", "REAL"), ("seed", "INTEGER"), ("batch_size", "INTEGER"), ("max_updates", "INTEGER"),
-    ("success", "INTEGER"), ("updates", "INTEGER"), ("updates_to_success", "INTEGER"), ("final_loss", "REAL"),
-    ("final_error", "REAL"), ("best_error", "REAL"), ("train_loss", "REAL"), ("grad_norm_mean", "REAL"),
-    ("grad_norm_max", "REAL"), ("clip_fraction", "REAL"), ("fallbacks", "INTEGER"), ("rho_final", "REAL"),
-    ("veg_steps", "INTEGER"), ("vanishing_steps", "INTEGER"), ("exploding_steps", "INTEGER"),
-    ("veg_checks", "INTEGER"), ("vanishing_frac", "REAL"), ("exploding_frac", "REAL"), ("veg_vanishing", "INTEGER"),
-    ("veg_exploding", "INTEGER"), ("veg", "INTEGER"), ("log10_r1_min", "REAL"), ("log10_r1_median", "REAL"),
-    ("log10_r1_max", "REAL"), ("log10_r1", "JSON"), ("wall_time_s", "REAL"), ("population_id", "TEXT"), ("population_size", "INTEGER"),
-    ("backend", "TEXT"), ("device", "TEXT"), ("host", "TEXT"), ("finished_at", "TEXT"),
-    ("history", "JSON"), ("profile_first", "JSON"), ("profile_last", "JSON"),
-)
-_NAMES = tuple(c for c, _ in COLUMNS)
-_JSON = {c for c, t in COLUMNS if t == "JSON"}
+from . import export
+from .query import RunFilter
+from .schema import COLUMNS, JSON_COLUMNS, NAMES
+
 _INDEXED = ("task", "length", "cell", "hidden", "init", "optimizer", "lr", "seed", "success", "veg")
 #: the key of a row dict that carries the run's trained weights (name -> tensor) to the store;
 #: it is not a column: :meth:`ResultStore.add` writes it to the ``params`` table.
@@ -81,6 +73,21 @@ def _encode(v):
     if isinstance(v, float) and math.isnan(v):
         return None
     return v
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Where one sweep of a file stands: runs ``planned`` and ``done`` (rows), how many
+    ``learned``, the ``model_updates`` they took, and the ``first_finished`` / ``last_finished``
+    row times (ISO 8601, None without rows)."""
+
+    sweep: str
+    planned: int
+    done: int
+    learned: int
+    model_updates: int
+    first_finished: str | None
+    last_finished: str | None
 
 
 class ResultStore:
@@ -146,11 +153,11 @@ class ResultStore:
         :data:`PARAMS_KEY` entry (name -> tensor), if any, goes to the ``params`` table in the
         same transaction."""
         params = row.get(PARAMS_KEY)
-        extra = set(row) - set(_NAMES) - {PARAMS_KEY}
+        extra = set(row) - set(NAMES) - {PARAMS_KEY}
         if extra:
-            raise KeyError(f"row has unknown columns {sorted(extra)}; expected a subset of {list(_NAMES)}")
+            raise KeyError(f"row has unknown columns {sorted(extra)}; expected a subset of {list(NAMES)}")
         values = {**row, "sweep": row.get("sweep", sweep)}
-        names = [c for c in _NAMES if c in values]
+        names = [c for c in NAMES if c in values]
         sql = f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) ON CONFLICT(run_id) DO NOTHING"
         if params is None:
             return self.db.execute(sql, [_encode(values[c]) for c in names]).rowcount == 1
@@ -219,19 +226,47 @@ class ResultStore:
             return self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
         return self.db.execute("SELECT COUNT(*) FROM runs WHERE sweep = ?", (sweep,)).fetchone()[0]
 
-    def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
-        """Stored runs as dicts (JSON columns decoded, NULL as None), e.g.
-        ``rows("WHERE task = ? AND success = 1", ("torder",))``."""
-        cur = self.db.execute(f"SELECT * FROM runs {where}", params)
+    def progress(self) -> list[SweepProgress]:
+        """One :class:`SweepProgress` per sweep of the file (planned or with rows), by name."""
+        planned = dict(self.db.execute("SELECT sweep, COUNT(*) FROM plan GROUP BY sweep"))
+        done = {sweep: rest for sweep, *rest in self.db.execute(
+            "SELECT sweep, COUNT(*), SUM(success), SUM(updates), MIN(finished_at), MAX(finished_at) FROM runs GROUP BY sweep")}
+        out = []
+        for sweep in sorted(set(planned) | set(done)):
+            n, learned, updates, first, last = done.get(sweep, (0, 0, 0, None, None))
+            out.append(SweepProgress(sweep, planned.get(sweep, n), n, learned or 0, updates or 0, first, last))
+        return out
+
+    def rows(self, where: str | RunFilter = "", params: Sequence = ()) -> list[dict]:
+        """Stored runs as dicts (JSON columns decoded, NULL as None), filtered and ordered by
+        ``where``: a :class:`rnnlab.sweep.query.RunFilter` or its text, e.g.
+        ``"task = 'latch' AND length >= 25 ORDER BY lr"`` or ``("WHERE lr = ?", (0.2,))``.
+        Column names are checked against the table and values bound (never pasted into SQL);
+        a bad filter raises :class:`rnnlab.sweep.query.QueryError` naming what is wrong."""
+        if isinstance(where, RunFilter):
+            if params:
+                raise ValueError("params bind the ? of a filter string; a RunFilter holds its values already")
+            query = where
+        else:
+            query = RunFilter.parse(where, params)
+        clause, bound = query.sql()
+        cur = self.db.execute(f"SELECT * FROM runs {clause}", bound)
         names = [d[0] for d in cur.description]
         out = []
         for values in cur:
             row = dict(zip(names, values))
-            for c in _JSON & row.keys():
+            for c in JSON_COLUMNS & row.keys():
                 if row[c] is not None:
                     row[c] = json.loads(row[c])
             out.append(row)
         return out
+
+    def to_pandas(self, where: str | RunFilter = "", params: Sequence = ()):
+        """The runs of :meth:`rows` as a pandas DataFrame, one row per run: every column of the
+        runs table (JSON columns decoded; integers as nullable Int64, NULL as NA / NaN), then
+        ``labels.<factor>`` per bundle factor. Needs pandas (ImportError naming
+        ``pip install pandas`` otherwise)."""
+        return export.to_pandas(self.rows(where, params))
 
     def close(self) -> None:
         self.db.close()
