@@ -41,11 +41,24 @@ def save_figure(fig, path: str) -> None:
     pyplot().close(fig)
 
 
+def _rounded(value, digits: int = 5):
+    """``value`` with every float rounded to ``digits`` significant digits (the docs commit these
+    files: measurements carry no more, and the JSON stays small)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    return value
+
+
 def write_json(path: str, record: dict) -> None:
-    """Write atomically (a crash mid-write leaves the previous file intact)."""
+    """Write compactly, floats to 5 significant digits, atomically (a crash mid-write leaves the
+    previous file intact)."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(record, f, indent=1, default=float)
+        json.dump(_rounded(record), f, separators=(",", ":"), default=float)
     os.replace(tmp, path)
 
 
