@@ -83,8 +83,8 @@ def check_same_behaviour(family, scenario) -> None:
 # ---------------------------------------------------------------------------------------------
 # scenarios: (family, cls) -> (module, result), run on nn's class and on rnnlab's
 # ---------------------------------------------------------------------------------------------
-def _states(family, *lead: int, dtype=F64, hidden: int = 4):
-    return family.hx([torch.randn(*lead, size, dtype=dtype) for size in family.state_sizes(hidden)])
+def _states(family, *lead: int, dtype=F64, hidden: int = 4, proj_size: int = 0):
+    return family.hx([torch.randn(*lead, size, dtype=dtype) for size in family.state_sizes(hidden, proj_size)])
 
 
 def _forward(family, cls, *inputs, construct=(3, 4, 2), change=lambda m: m, **kwargs):
@@ -191,6 +191,11 @@ SCENARIOS = {
     "packed, hx with too few rows": lambda f, c: _forward(f, c, _packed([5, 3, 2], True), lambda: _states(f, 2, 2)),
     "packed, input size": lambda f, c: _forward(f, c, lambda: pack_sequence([torch.randn(3, 2, dtype=F64)])),
     "packed, float32 data": lambda f, c: _forward(f, c, lambda: pack_sequence([torch.randn(3, 3)])),
+    # LSTM projections (nn.RNN and nn.GRU refuse proj_size)
+    "projections with hx": lambda f, c: _forward(f, c, X, lambda: _states(f, 2, 2, proj_size=2), proj_size=2),
+    "projections, bidirectional, packed": lambda f, c: _forward(f, c, _packed([3, 5], False), proj_size=3,
+                                                               bidirectional=True),
+    "projections, hx of hidden size": lambda f, c: _forward(f, c, X, lambda: _states(f, 2, 2), proj_size=2),
     # bad inputs
     "input 4-D": lambda f, c: _forward(f, c, _x(5, 2, 3, 1)),
     "input 1-D": lambda f, c: _forward(f, c, _x(5)),
