@@ -1,7 +1,7 @@
-"""Helpers shared by the drop-in recurrent modules: nn.RNNBase's constructor checks, the forward
-plumbing around a module's fused layers (input layouts, nn.RNNBase's forward checks,
-``PackedSequence`` → padded batch and back), and :class:`DropIn`, the base class that holds
-nn.RNNBase's parameters and runs the layer loop around a cell's fused call (DESIGN.md §4)."""
+"""What the drop-in recurrent modules share: nn.RNNBase's constructor checks, and :class:`DropIn`,
+the base class that holds nn.RNNBase's parameters and private surface and runs nn's forward
+(input layouts and their checks, ``PackedSequence`` → padded batch and back) around the layer
+loop and a cell's fused call (DESIGN.md §4)."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,8 @@ import numbers
 import warnings
 import weakref
 from collections import Counter
+from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -89,104 +89,37 @@ def padded_from_packed(data: Tensor, batch_sizes: Tensor) -> tuple[Tensor, Tenso
     return x, lengths, t_idx, b_idx
 
 
-def drop_in_forward(
-    module: nn.Module,
-    input,
-    hx: tuple[Tensor, ...] | None,
-    *,
-    name: str,
-    state_sizes: tuple[int, ...],
-    run: Callable,
-    fallback_counts: Counter,
-):
-    """nn.RNNBase's forward around a drop-in's fused layers: every input layout, its checks, its errors.
+@dataclass
+class _Batch:
+    """A forward's input as the layers take it, and what it takes to hand their result back in
+    the input's layout."""
 
-    Args:
-        module: the drop-in (its ``batch_first``, ``input_size``, ``num_layers``,
-            ``_num_directions`` and ``_flat_weights`` are read).
-        input: [T, B, I], or [B, T, I] with ``module.batch_first``, or unbatched [T, I], or a
-            ``PackedSequence``.
-        hx: the initial states as a tuple (``(h0,)`` for an RNN, ``(h0, c0)`` for an LSTM), each
-            [L·D, B, size] (unbatched: [L·D, size]), or None for zeros.
-        name: the module's name in messages (``"RNN"``, ``"LSTM"``).
-        state_sizes: the last dimension of each state.
-        run: the module's layers, ``run(x, hx, lengths=…, batch_order=…) -> (output, final
-            states)`` on a time-major x [T, B, I] (output [T, B, ·], states [L·D, B, size]);
-            lengths [B] (padded packed input) and batch_order (the caller's order of the batch
-            rows) are None for a Tensor input.
-        fallback_counts: the module's counter; a ``PackedSequence`` forward counts ``"packed_padded"``.
-    Returns:
-        (output, final states) in the input's layout: packed in, packed out; unbatched in,
-        unbatched states out.
-    """
-    module._update_flat_weights()
-    if isinstance(input, (Tensor, PackedSequence)):
-        device_type = (input.data if isinstance(input, PackedSequence) else input).device.type
-        if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
-            # The kernels run in float32 or float64 only, so under autocast the drop-in runs in
-            # its weights' dtype, autocast off, as autocast runs the ops it keeps in float32.
-            dtype = module._flat_weights[0].dtype
-            with torch.autocast(device_type, enabled=False):
-                return drop_in_forward(
-                    module, input.to(dtype), None if hx is None else tuple(h.to(dtype) for h in hx), name=name,
-                    state_sizes=state_sizes, run=run, fallback_counts=fallback_counts,
-                )
-    check = partial(_check_forward_args, module, name, state_sizes)
-    if isinstance(input, PackedSequence):
-        return _forward_packed(input, hx, check, run, fallback_counts)
-    if not isinstance(input, Tensor):
-        raise TypeError(f"input must be a Tensor or a PackedSequence, got {type(input).__name__}")
-    if input.dim() not in (2, 3):
-        raise ValueError(module._input_dims_message.format(name=name, dim=input.dim()))
-    batched = input.dim() == 3
-    if hx is not None and any(h.dim() != input.dim() for h in hx):
-        raise RuntimeError(_state_dims_message(batched, [h.dim() for h in hx]))
-    batch_dim = 0 if module.batch_first else 1
-    if not batched:
-        input = input.unsqueeze(batch_dim)
-        hx = None if hx is None else tuple(h.unsqueeze(1) for h in hx)
-    x = input.transpose(0, 1) if module.batch_first else input
-    check(x, x.size(1), hx, packed=False)
-    output, finals = run(x, hx, lengths=None, batch_order=None)
-    if module.batch_first:
-        output = output.transpose(0, 1)
-    if not batched:
-        output, finals = output.squeeze(batch_dim), tuple(h.squeeze(1) for h in finals)
-    return output, finals
+    x: Tensor  # [T, B, I], time-major, the batch in the kernels' order
+    states: tuple[Tensor, ...] | None  # the initial states, each [L·D, B, size], or None for zeros
+    lengths: Tensor | None = None  # [B] valid steps per column of a padded PackedSequence
+    packed: PackedSequence | None = None  # the packed input: its batch sizes and orders
+    rows: tuple[Tensor, Tensor] | None = None  # (step, column) in x of each packed row
+    batch_first: bool = False
+    unbatched: bool = False
 
+    @property
+    def order(self) -> Tensor | None:
+        """Maps the kernels' batch rows to the caller's order (a packed input's), or None."""
+        return None if self.packed is None else self.packed.unsorted_indices
 
-def single_state_forward(module: nn.Module, input, hx, fallback_counts: Counter):
-    """:func:`drop_in_forward` of a drop-in whose only state is h (``rnnlab.RNN``, ``rnnlab.GRU``):
-    hx is one Tensor [L·D, B, H] (unbatched: [L·D, H]) or None, and the result is (output, h_n)
-    as nn.RNN's and nn.GRU's forward return it."""
-    if hx is not None and not isinstance(hx, Tensor):
-        raise TypeError(f"hx must be a Tensor or None, got {type(hx).__name__}")
-    output, (h_n,) = drop_in_forward(
-        module,
-        input,
-        None if hx is None else (hx,),
-        name=module._name,
-        state_sizes=(module.hidden_size,),
-        run=module._run,
-        fallback_counts=fallback_counts,
-    )
-    return output, h_n
-
-
-def _forward_packed(packed: PackedSequence, hx, check: Callable, run: Callable, fallback_counts: Counter):
-    """A ``PackedSequence`` forward, run on the padded batch (the padded steps are computed and discarded)."""
-    data, batch_sizes, sorted_indices, unsorted_indices = packed
-    # the kernel sees the batch in sorted order; nn sorts hx before its checks (so an hx with extra
-    # rows passes, one with too few fails in index_select)
-    if hx is not None and sorted_indices is not None:
-        hx = tuple(h.index_select(1, sorted_indices) for h in hx)
-    check(data, int(batch_sizes[0]), hx, packed=True)
-    fallback_counts["packed_padded"] += 1
-    x, lengths, t_idx, b_idx = padded_from_packed(data, batch_sizes)
-    output, finals = run(x, hx, lengths=lengths, batch_order=unsorted_indices)
-    if unsorted_indices is not None:
-        finals = tuple(h.index_select(1, unsorted_indices) for h in finals)
-    return PackedSequence(output[t_idx, b_idx], batch_sizes, sorted_indices, unsorted_indices), finals
+    def restore(self, output: Tensor, finals: tuple[Tensor, ...]) -> tuple:
+        """The layers' output [T, B, ·] and final states [L·D, B, size] in the input's layout:
+        packed in, packed out; unbatched in, unbatched states out."""
+        if self.packed is not None:
+            _, batch_sizes, sorted_indices, unsorted_indices = self.packed
+            if unsorted_indices is not None:
+                finals = tuple(h.index_select(1, unsorted_indices) for h in finals)
+            return PackedSequence(output[self.rows], batch_sizes, sorted_indices, unsorted_indices), finals
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        if self.unbatched:
+            output, finals = output.squeeze(0 if self.batch_first else 1), tuple(h.squeeze(1) for h in finals)
+        return output, finals
 
 
 def _state_dims_message(batched: bool, dims: list[int]) -> str:
@@ -200,57 +133,6 @@ def _state_dims_message(batched: bool, dims: list[int]) -> str:
 def _state_suffixes(n: int) -> list[str]:
     """How messages index the states: a lone state is ``hx``, several are ``hx[0]``, ``hx[1]``, … (as nn.LSTM)."""
     return [""] if n == 1 else [f"[{i}]" for i in range(n)]
-
-
-def _check_forward_args(
-    module: nn.Module,
-    name: str,
-    state_sizes: tuple[int, ...],
-    x: Tensor,
-    batch: int,
-    hx: tuple[Tensor, ...] | None,
-    *,
-    packed: bool,
-) -> None:
-    """nn.RNNBase's checks in its order (the input, then the states' sizes), plus the kernels'.
-
-    x: time-major [T, B, I], or a ``PackedSequence``'s data [N, I] (packed); batch: B;
-    hx: states [L·D, B, size] or None.
-    """
-    w = module._flat_weights[0]
-    if x.dtype != w.dtype:
-        raise ValueError(
-            f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
-            f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})"
-        )
-    if w.dtype not in KERNEL_DTYPES:
-        raise TypeError(f"rnnlab.{name} runs in float32 or float64, but its parameters are {w.dtype}")
-    expected_dim = 2 if packed else 3
-    if x.dim() != expected_dim:
-        raise RuntimeError(f"input must have {expected_dim} dimensions, got {x.dim()}")
-    if x.size(-1) != module.input_size:
-        raise RuntimeError(
-            f"input.size(-1) must be equal to input_size. Expected {module.input_size}, got {x.size(-1)}"
-        )
-    if x.device != w.device:
-        raise RuntimeError(
-            "Input and parameter tensors are not at the same device, "
-            f"found input tensor at {x.device} and parameter tensor at {w.device}"
-        )
-    if hx is not None:
-        LD = module.num_layers * module._num_directions
-        for h, size, suffix in zip(hx, state_sizes, _state_suffixes(len(hx))):
-            if tuple(h.shape) != (LD, batch, size):
-                raise RuntimeError(f"Expected hidden{suffix} size {(LD, batch, size)}, got {list(h.shape)}")
-            if h.device != x.device:
-                raise RuntimeError(
-                    "Input and hidden tensors are not at the same device, "
-                    f"found input tensor at {x.device} and hidden tensor at {h.device}"
-                )
-            if h.dtype != x.dtype:
-                raise RuntimeError(f"hx{suffix} dtype ({h.dtype}) does not match input dtype ({x.dtype})")
-    if not packed and x.size(0) == 0:
-        raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
 
 
 def _flip_time(t: Tensor) -> Tensor:
@@ -288,20 +170,27 @@ def _cat(tensors: list[Tensor]) -> Tensor:
 
 
 class DropIn(nn.Module):
-    """The part of a drop-in (``rnnlab.RNN``, ``rnnlab.LSTM``) that does not depend on its cell.
+    """The part of a drop-in (``rnnlab.RNN``, ``rnnlab.LSTM``, ``rnnlab.GRU``) that does not
+    depend on its cell.
 
-    It holds nn.RNNBase's attributes and parameters — same names, shapes, registration order and
-    U(−1/√H, 1/√H) initialization, so the same seed gives the same weights — and runs the layers
-    (:meth:`_run`): per layer one input-projection GEMM over all steps and both directions, the
-    reverse direction on the time-flipped input (flipped within each sequence's length for a
-    padded ``PackedSequence``), one call of the cell's fused op with M = D models
-    (:meth:`_recurrence`), dropout between layers, and the gradient sinks of ``diagnostics``.
-    It is not an ``nn.RNNBase`` (Dynamo graph-breaks on those).
+    It holds nn.RNNBase's attributes, parameters — same names, shapes, registration order and
+    U(−1/√H, 1/√H) initialization, so the same seed gives the same weights — and private surface
+    (``_flat_weights`` …), and runs nn's forward: :meth:`forward` brings every input layout to a
+    time-major batch with nn's checks (:meth:`_tensor_batch`, :meth:`_packed_batch`), runs the
+    layers (:meth:`_layers`: per layer one input-projection GEMM over all steps and both
+    directions, the reverse direction on the time-flipped input — flipped within each sequence's
+    length for a padded ``PackedSequence`` —, one call of the cell's fused op with M = D models
+    (:meth:`_recurrence`), dropout between layers, the gradient sinks of ``diagnostics``) and
+    hands the result back in the input's layout. It is not an ``nn.RNNBase`` (Dynamo
+    graph-breaks on those).
 
-    A subclass sets ``_name`` (its name in messages) and implements :meth:`_recurrence`.
+    A subclass sets ``_name`` (its name in messages) and ``_fallback_counts`` (its module's
+    counter) and implements :meth:`_recurrence`; one whose states are not a lone h (the LSTM's
+    (h, c)) also overrides :meth:`_states`, :meth:`_result` and :attr:`_state_sizes`.
     """
 
     _name: str
+    _fallback_counts: Counter
     #: nn's message for an input that is neither 2-D nor 3-D (nn.RNN's words it differently)
     _input_dims_message = "{name}: Expected input to be 2D or 3D, got {dim}D instead"
     #: (attribute, default) pairs that :meth:`extra_repr` shows when they differ from the default,
@@ -380,6 +269,29 @@ class DropIn(nn.Module):
     def flatten_parameters(self) -> None:
         """No-op, for compatibility: the parameters are used as they are, never flattened."""
 
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """The parameters per (layer, direction), in nn.RNNBase's order."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    @property
+    def gradient_stats(self) -> GradientStats:
+        """Gradient statistics of the latest forward pass run with ``diagnostics = True``."""
+        if self._gradient_stats is None:
+            raise RuntimeError(
+                f"no gradient statistics: set {self._name.lower()}.diagnostics = True before the forward pass, "
+                "then call loss.backward()"
+            )
+        return self._gradient_stats
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        tail = (("bias", True), ("batch_first", False), ("dropout", 0), ("bidirectional", False))
+        for name, default in self._repr_options + tail:
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
+        return s
+
     # nn.RNNBase's private surface, with its semantics, because code written for torch.nn uses it
     # (AWD-LSTM's weight drop, weight norm, pruning, torch.func): the forward reads the weights
     # from ``_flat_weights`` (names in ``_flat_weights_names``), which assigning a weight
@@ -432,34 +344,121 @@ class DropIn(nn.Module):
         replica._flat_weights_names = replica._flat_weights_names[:]
         return replica
 
-    @property
-    def all_weights(self) -> list[list[nn.Parameter]]:
-        """The parameters per (layer, direction), in nn.RNNBase's order."""
-        return [[getattr(self, name) for name in names] for names in self._all_weights]
+    # nn's forward ---------------------------------------------------------------------------
 
-    def _layer_params(self, layer: int) -> list[dict[str, Tensor]]:
-        """{kind: weight} of each direction of one layer from ``_flat_weights``, kind = "weight_ih", "bias_hh", …"""
-        weights = dict(zip(self._flat_weights_names, self._flat_weights))
-        suffixes = ["", "_reverse"][: self._num_directions]
-        return [{kind: weights[f"{kind}_l{layer}{suffix}"] for kind in self._kinds} for suffix in suffixes]
+    def forward(self, input, hx=None):
+        """input: [T, B, I], or [B, T, I] with ``batch_first``, or unbatched [T, I], or a
+        ``PackedSequence``; hx: the initial states (see the subclass), or None for zeros.
+        Returns (output, final states) in the input's layout: packed in, packed out; unbatched
+        in, unbatched states out."""
+        states = self._states(hx)
+        self._update_flat_weights()
+        if not isinstance(input, (Tensor, PackedSequence)):
+            raise TypeError(f"input must be a Tensor or a PackedSequence, got {type(input).__name__}")
+        device_type = (input.data if isinstance(input, PackedSequence) else input).device.type
+        if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+            # The kernels run in float32 or float64 only, so under autocast the drop-in runs in
+            # its weights' dtype, autocast off, as autocast runs the ops it keeps in float32.
+            dtype = self._flat_weights[0].dtype
+            with torch.autocast(device_type, enabled=False):
+                return self._result(*self._forward(
+                    input.to(dtype), None if states is None else tuple(h.to(dtype) for h in states)
+                ))
+        return self._result(*self._forward(input, states))
+
+    def _forward(self, input, states: tuple[Tensor, ...] | None) -> tuple:
+        """(output, final states as a tuple) in the input's layout."""
+        if isinstance(input, PackedSequence):
+            batch = self._packed_batch(input, states)
+        else:
+            batch = self._tensor_batch(input, states)
+        output, finals = self._layers(batch.x, batch.states, batch.lengths, batch.order)
+        return batch.restore(output, finals)
+
+    def _states(self, hx) -> tuple[Tensor, ...] | None:
+        """The forward's hx as a tuple of states: nn.RNN's and nn.GRU's hx is one Tensor or None."""
+        if hx is not None and not isinstance(hx, Tensor):
+            raise TypeError(f"hx must be a Tensor or None, got {type(hx).__name__}")
+        return None if hx is None else (hx,)
+
+    def _result(self, output, finals: tuple[Tensor, ...]) -> tuple:
+        """(output, h_n), as nn.RNN's and nn.GRU's forward return it."""
+        return output, finals[0]
 
     @property
-    def gradient_stats(self) -> GradientStats:
-        """Gradient statistics of the latest forward pass run with ``diagnostics = True``."""
-        if self._gradient_stats is None:
-            raise RuntimeError(
-                f"no gradient statistics: set {self._name.lower()}.diagnostics = True before the forward pass, "
-                "then call loss.backward()"
+    def _state_sizes(self) -> tuple[int, ...]:
+        """The last dimension of each state."""
+        return (self.hidden_size,)
+
+    def _tensor_batch(self, input: Tensor, states: tuple[Tensor, ...] | None) -> _Batch:
+        """A Tensor input (batched or not, ``batch_first`` or not) as a time-major batch, checked."""
+        if input.dim() not in (2, 3):
+            raise ValueError(self._input_dims_message.format(name=self._name, dim=input.dim()))
+        batched = input.dim() == 3
+        if states is not None and any(h.dim() != input.dim() for h in states):
+            raise RuntimeError(_state_dims_message(batched, [h.dim() for h in states]))
+        if not batched:
+            input = input.unsqueeze(0 if self.batch_first else 1)
+            states = None if states is None else tuple(h.unsqueeze(1) for h in states)
+        x = input.transpose(0, 1) if self.batch_first else input
+        self._check_forward_args(x, x.size(1), states, packed=False)
+        return _Batch(x, states, batch_first=self.batch_first, unbatched=not batched)
+
+    def _packed_batch(self, packed: PackedSequence, states: tuple[Tensor, ...] | None) -> _Batch:
+        """A ``PackedSequence`` as its padded batch, checked (the padded steps are computed and
+        discarded; counted in ``_fallback_counts["packed_padded"]``)."""
+        data, batch_sizes, sorted_indices, _ = packed
+        # the kernels see the batch in sorted order; nn sorts hx before its checks (so an hx
+        # with extra rows passes, one with too few fails in index_select)
+        if states is not None and sorted_indices is not None:
+            states = tuple(h.index_select(1, sorted_indices) for h in states)
+        self._check_forward_args(data, int(batch_sizes[0]), states, packed=True)
+        self._fallback_counts["packed_padded"] += 1
+        x, lengths, t_idx, b_idx = padded_from_packed(data, batch_sizes)
+        return _Batch(x, states, lengths=lengths, packed=packed, rows=(t_idx, b_idx))
+
+    def _check_forward_args(self, x: Tensor, batch: int, states: tuple[Tensor, ...] | None, *, packed: bool) -> None:
+        """nn.RNNBase's checks in its order (the input, then the states' sizes) with its exception
+        types and messages, once per forward, plus the kernels' dtypes.
+
+        x: time-major [T, B, I], or a ``PackedSequence``'s data [N, I] (packed); batch: B;
+        states: each [L·D, B, size], or None.
+        """
+        w = self._flat_weights[0]
+        if x.dtype != w.dtype:
+            raise ValueError(
+                f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
+                f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})"
             )
-        return self._gradient_stats
+        if w.dtype not in KERNEL_DTYPES:
+            raise TypeError(f"rnnlab.{self._name} runs in float32 or float64, but its parameters are {w.dtype}")
+        if packed and x.dim() != 2:  # a Tensor input is 3-D by now
+            raise RuntimeError(f"input must have 2 dimensions, got {x.dim()}")
+        if x.size(-1) != self.input_size:
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.size(-1)}"
+            )
+        if x.device != w.device:
+            raise RuntimeError(
+                "Input and parameter tensors are not at the same device, "
+                f"found input tensor at {x.device} and parameter tensor at {w.device}"
+            )
+        if states is not None:
+            LD = self.num_layers * self._num_directions
+            for h, size, suffix in zip(states, self._state_sizes, _state_suffixes(len(states))):
+                if tuple(h.shape) != (LD, batch, size):
+                    raise RuntimeError(f"Expected hidden{suffix} size {(LD, batch, size)}, got {list(h.shape)}")
+                if h.device != x.device:
+                    raise RuntimeError(
+                        "Input and hidden tensors are not at the same device, "
+                        f"found input tensor at {x.device} and hidden tensor at {h.device}"
+                    )
+                if h.dtype != x.dtype:
+                    raise RuntimeError(f"hx{suffix} dtype ({h.dtype}) does not match input dtype ({x.dtype})")
+        if not packed and x.size(0) == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
 
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        tail = (("bias", True), ("batch_first", False), ("dropout", 0), ("bidirectional", False))
-        for name, default in self._repr_options + tail:
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)!r}"
-        return s
+    # the layers ------------------------------------------------------------------------------
 
     def _recurrence(
         self, xp: Tensor, w_hh: Tensor, states: tuple[Tensor, ...] | None, sink: GradientSink | None, params
@@ -476,9 +475,9 @@ class DropIn(nn.Module):
         """
         raise NotImplementedError
 
-    def _run(self, x: Tensor, hx: tuple[Tensor, ...] | None, lengths: Tensor | None, batch_order: Tensor | None):
+    def _layers(self, x: Tensor, hx: tuple[Tensor, ...] | None, lengths: Tensor | None, batch_order: Tensor | None):
         """All layers on time-major x [T, B, I] and hx (states [L·D, B, size] or None) ->
-        (output [T, B, D·H_out], final states [L·D, B, size]), as ``drop_in_forward``'s ``run``.
+        (output [T, B, D·H_out], final states [L·D, B, size]).
 
         lengths: [B] valid steps per column of a padded batch (packed input), or None.
         batch_order: maps kernel batch rows to the caller's order (for the diagnostics only).
@@ -514,3 +513,9 @@ class DropIn(nn.Module):
         if sinks is not None:
             self._gradient_stats = GradientStats(sinks, reverse, batch_order)
         return x, tuple(torch.cat(layers) for layers in zip(*finals))
+
+    def _layer_params(self, layer: int) -> list[dict[str, Tensor]]:
+        """{kind: weight} of each direction of one layer from ``_flat_weights``, kind = "weight_ih", "bias_hh", …"""
+        weights = dict(zip(self._flat_weights_names, self._flat_weights))
+        suffixes = ["", "_reverse"][: self._num_directions]
+        return [{kind: weights[f"{kind}_l{layer}{suffix}"] for kind in self._kinds} for suffix in suffixes]

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..functional import gru
-from ._common import PROJ_SIZE_NOT_GIVEN, DropIn, _stack, refuse_proj_size, single_state_forward
+from ._common import PROJ_SIZE_NOT_GIVEN, DropIn, _stack, refuse_proj_size
 
 #: How often each path that is not one fused call per layer ran (DESIGN.md §4: fallbacks are
 #: visible and countable). ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded batch.
@@ -55,6 +55,7 @@ class GRU(DropIn):
     """
 
     _name = "GRU"
+    _fallback_counts = fallback_counts
 
     def __init__(
         self,
@@ -74,10 +75,6 @@ class GRU(DropIn):
         super().__init__(
             "GRU", 3, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, device, dtype
         )
-
-    def forward(self, input, hx: Tensor | None = None):
-        """See the class docstring for shapes."""
-        return single_state_forward(self, input, hx, fallback_counts)
 
     def _layer_params(self, layer: int) -> list[dict[str, Tensor]]:
         """DropIn's {kind: parameter} per direction, with the b_hn split off: ``"bias_hh"`` (what the

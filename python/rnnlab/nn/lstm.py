@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .. import reference
 from ..functional import lstm
-from ._common import DropIn, _stack, drop_in_forward
+from ._common import DropIn, _stack
 
 #: How often each path that is not one fused call per layer ran (DESIGN.md §4: fallbacks are
 #: visible and countable). ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded
@@ -60,6 +60,7 @@ class LSTM(DropIn):
     """
 
     _name = "LSTM"
+    _fallback_counts = fallback_counts
 
     def __init__(
         self,
@@ -79,33 +80,29 @@ class LSTM(DropIn):
             device, dtype,
         )
 
-    def forward(self, input, hx: tuple[Tensor, Tensor] | None = None):
-        """See the class docstring for shapes."""
+    def _states(self, hx) -> tuple[Tensor, Tensor] | None:
+        """The forward's hx: a pair (h0, c0) of Tensors, or None."""
         if hx is not None and not (
             isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(h, Tensor) for h in hx)
         ):
             raise TypeError(f"hx must be a tuple (h0, c0) of two Tensors or None, got {type(hx).__name__}")
-        output, (h_n, c_n) = drop_in_forward(
-            self,
-            input,
-            None if hx is None else tuple(hx),
-            name=self._name,
-            state_sizes=(self._output_size, self.hidden_size),
-            run=self._run,
-            fallback_counts=fallback_counts,
-        )
-        return output, (h_n, c_n)
+        return None if hx is None else tuple(hx)
 
-    def _run(self, x, hx, lengths, batch_order):
-        if self.diagnostics and self.proj_size > 0:
-            raise NotImplementedError("rnnlab.LSTM diagnostics are not available with proj_size > 0 (reference fallback)")
-        return super()._run(x, hx, lengths, batch_order)
+    def _result(self, output, finals: tuple[Tensor, Tensor]):
+        """(output, (h_n, c_n)), as nn.LSTM's forward returns it."""
+        return output, finals
+
+    @property
+    def _state_sizes(self) -> tuple[int, int]:
+        return self._output_size, self.hidden_size
 
     def _recurrence(self, xp, w_hh, states, sink, params):
         """(hs [D, T, B, H_out], cs [D, T, B, H]) of the layer's D directions: the fused op, or with
         ``proj_size > 0`` the reference (counted in ``fallback_counts["proj_size"]``)."""
         if self.proj_size == 0:
             return lstm(xp, w_hh, *(states or (None, None)), sink=sink)
+        if sink is not None:
+            raise NotImplementedError("rnnlab.LSTM diagnostics are not available with proj_size > 0 (reference fallback)")
         fallback_counts["proj_size"] += 1
         if states is None:
             D, B = xp.shape[0], xp.shape[2]

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from torch import Tensor
-
 from ..functional import elman
-from ._common import PROJ_SIZE_NOT_GIVEN, DropIn, refuse_proj_size, single_state_forward
+from ._common import PROJ_SIZE_NOT_GIVEN, DropIn, refuse_proj_size
 
 #: How often each non-rectangular path ran (DESIGN.md §4: fallbacks are visible and countable).
 #: ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded batch (see :class:`RNN`).
@@ -63,6 +61,7 @@ class RNN(DropIn):
     """
 
     _name = "RNN"
+    _fallback_counts = fallback_counts
     _repr_options = DropIn._repr_options + (("nonlinearity", "tanh"),)
     _input_dims_message = "{name}: Expected input to be 2D or 3D, got {dim}D tensor instead"
 
@@ -90,10 +89,6 @@ class RNN(DropIn):
         )
         self.nonlinearity = nonlinearity
         self.regularizer = 0.0
-
-    def forward(self, input, hx: Tensor | None = None):
-        """See the class docstring for shapes."""
-        return single_state_forward(self, input, hx, fallback_counts)
 
     def _recurrence(self, xp, w_hh, states, sink, params):
         """h = elman(xp, w_hh, h0) of the layer's D directions: ([D, T, B, H],)."""
