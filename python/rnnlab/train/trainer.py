@@ -18,6 +18,9 @@ Every ``val_every`` updates the active models are validated on fresh sequences; 
 error is under the success threshold is frozen (it is no longer computed at all: the active
 models are gathered into a compact population for each update, so finished models cost
 nothing). Validation is chunked and stops early once no active model can still succeed.
+
+With a :class:`rnnlab.train.checkpoint.Checkpointing` the population is saved every few minutes
+and at its time limit, and a later call resumes it bit for bit (:mod:`rnnlab.train.checkpoint`).
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ from torch import Tensor
 from ..cells import get_cell
 from ..nn.population import make_sink, population_forward, recurrent_radius
 from ..tasks import rng
+from . import checkpoint as ckpt
+from .checkpoint import Checkpointing, TrainingPaused
 from .clipping import clip_gradients_
 from .config import RunConfig, RunResult, check_compatible
 from .init import init_population
@@ -110,6 +115,7 @@ def train_population(
     keep_params: bool = True,
     time_limit_s: float | None = None,
     veg_rule: VegRule = VegRule(),
+    checkpoint: Checkpointing | None = None,
 ) -> list[RunResult]:
     """Train the runs ``configs`` as one population of M = len(configs) models.
 
@@ -126,11 +132,20 @@ def train_population(
             results are final, so a sweep can store them at once); and after every update with
             ``update`` and ``active`` only (for progress bars).
         keep_params: store each model's final weights in ``RunResult.params`` (on the CPU).
-        time_limit_s: wall-clock budget; when it is exceeded the population is validated once
-            more and training stops (results then depend on the machine's speed).
+        time_limit_s: wall-clock budget of this call. With ``checkpoint``, training saves a
+            checkpoint and raises :class:`TrainingPaused` once it is exceeded (the validation
+            schedule is untouched, so the resumed runs end exactly as uninterrupted ones).
+            Without, the population is validated once more and training stops (results then
+            depend on the machine's speed).
         veg_rule: thresholds of the per-update VEG flags (:class:`rnnlab.train.veg.VegRule`).
+        checkpoint: where and how often to save the population; training resumes from the
+            checkpoint if it exists (ValueError if it was written for other runs, VEG rule or
+            ``keep_params``). The caller deletes it once the results are safe
+            (:func:`rnnlab.train.checkpoint.remove`).
     Returns:
         one :class:`RunResult` per config, in order.
+    Raises:
+        TrainingPaused: ``checkpoint`` given and the time limit reached before the end.
     """
     check_compatible(configs)
     cfg = configs[0]
@@ -157,16 +172,32 @@ def train_population(
     veg = VegCounter(M, veg_rule, device)
     active = torch.ones(M, dtype=torch.bool, device=device)
     last_delta_sq = None  # [M_active, T, B] ‖δ_t‖² of the latest update, profiled at validations
-    start = time.perf_counter()
     updates = torch.zeros(M, dtype=torch.int64, device=device)
     finalized: set[int] = set()  # runs whose results are final (frozen at success)
+    first_update, elapsed_before = 0, 0.0
+    if checkpoint is not None:
+        identity = ckpt.fingerprint(configs, veg_rule=veg_rule.to_dict(), keep_params=keep_params)
+        if checkpoint.path.is_file():
+            saved = ckpt.load(checkpoint.path, device)
+            if saved["fingerprint"] != identity:
+                raise ValueError(f"checkpoint {checkpoint.path} was saved by other runs (or another veg_rule or "
+                                 f"keep_params): delete it or train these runs elsewhere")
+            first_update, elapsed_before = saved["update"], saved["elapsed_s"]
+            params, state, active, updates = saved["params"], saved["optimizer"], saved["active"], saved["updates"]
+            ckpt.restore_fields(acc, saved["accumulator"])
+            ckpt.restore_fields(veg, saved["veg"])
+            for r, fields in zip(results, saved["results"]):
+                ckpt.restore_fields(r, fields)
+            finalized = set(saved["finalized"])
+    session_start = last_save = time.perf_counter()
+    start = session_start - elapsed_before  # a resumed run's wall time continues its own
     # Gradients through long products of small Jacobians underflow into denormals, which run
     # ~10x slower on x86 CPUs (measured on the Elman backward at T=200): flush them to zero
     # while training (torch has no getter for the previous mode; it is switched off after).
     torch.set_flush_denormal(True)
 
     try:
-        for k in range(cfg.max_updates):
+        for k in range(first_update, cfg.max_updates):
             idx = active.nonzero()[:, 0]
             if idx.numel() == 0:
                 break
@@ -204,8 +235,8 @@ def train_population(
             last_delta_sq = delta_sq
             updates[idx] = k + 1
 
-            out_of_time = time_limit_s is not None and time.perf_counter() - start > time_limit_s
-            if (k + 1) % cfg.val_every == 0 or k + 1 == cfg.max_updates or out_of_time:
+            out_of_time = time_limit_s is not None and time.perf_counter() - session_start > time_limit_s
+            if (k + 1) % cfg.val_every == 0 or k + 1 == cfg.max_updates or (out_of_time and checkpoint is None):
                 newly_done = _validation_step(task, params, keys, ctx, cfg, idx, k + 1, acc, last_delta_sq, results,
                                               active, success_error, time.perf_counter() - start, model_kw)
                 _finalize(newly_done, results, params, acc, veg, updates, keep_params, model_kw)
@@ -216,6 +247,19 @@ def train_population(
                               "finished": [(m, results[m]) for m in newly_done]})
             elif callback is not None:
                 callback({"update": k + 1, "active": int(active.sum())})
+            now = time.perf_counter()
+            if (checkpoint is not None and (out_of_time or now - last_save >= checkpoint.every_s)
+                    and k + 1 < cfg.max_updates and bool(active.any())):
+                ckpt.save(checkpoint, {
+                    "fingerprint": identity, "update": k + 1, "elapsed_s": now - start, "params": params,
+                    "optimizer": state, "accumulator": ckpt.tensor_fields(acc), "veg": ckpt.tensor_fields(veg),
+                    "active": active, "updates": updates, "finalized": sorted(finalized),
+                    "results": [ckpt.result_fields(r) for r in results],
+                }, {"update": k + 1, "max_updates": cfg.max_updates, "models": M, "active": int(active.sum()),
+                    "elapsed_s": now - start, "updates_per_s": (k + 1 - first_update) / max(now - session_start, 1e-9)})
+                last_save = time.perf_counter()
+                if out_of_time:
+                    raise TrainingPaused(k + 1, checkpoint.path)
             if out_of_time:
                 break
     finally:
@@ -279,6 +323,6 @@ def _validation_step(task, params, keys, ctx, cfg, idx, update, acc, last_delta_
 
 
 def train(config: RunConfig, device: torch.device | str | None = None, callback=None, keep_params: bool = True,
-          time_limit_s: float | None = None) -> RunResult:
+          time_limit_s: float | None = None, checkpoint: Checkpointing | None = None) -> RunResult:
     """Train one run (a population of one); see :func:`train_population`."""
-    return train_population([config], device, callback, keep_params, time_limit_s)[0]
+    return train_population([config], device, callback, keep_params, time_limit_s, checkpoint=checkpoint)[0]
