@@ -8,7 +8,6 @@ import torch
 
 import helpers_dropin as dropin
 from helpers_dropin import FAMILIES
-from test_dropin_nn_parity import _gradcheck_function, build, module_info_samples
 
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 F64 = torch.float64
@@ -85,6 +84,6 @@ def test_second_derivatives_match_nn(cell, config):
 @pytest.mark.parametrize("cell", list(FAMILIES))
 def test_module_info_gradgradcheck(cell):
     """test_modules' test_gradgrad: the total second derivative of each ModuleInfo sample."""
-    for sample in module_info_samples(cell, requires_grad=True):
-        f, inputs = _gradcheck_function(build(FAMILIES[cell].module, sample), sample)
+    for sample in dropin.module_info_samples(cell, requires_grad=True):
+        f, inputs = dropin.gradcheck_function(dropin.build(FAMILIES[cell].module, sample), sample)
         assert torch.autograd.gradgradcheck(f, inputs, fast_mode=True)

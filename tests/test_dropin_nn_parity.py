@@ -14,8 +14,8 @@ import io
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pack_sequence
-from torch.testing._internal.common_modules import ModuleErrorEnum, module_db
+from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence
+from torch.testing._internal.common_modules import ModuleErrorEnum
 
 import helpers_dropin as dropin
 from helpers_dropin import FAMILIES
@@ -58,7 +58,7 @@ def _floating_tensors(result) -> list[torch.Tensor]:
 
 
 def run_scenario(family, cls: type, scenario):
-    """scenario(family, build) with build(*args, **kwargs) constructing ``cls`` (seeded the same for
+    """scenario(family, cls) building ``cls`` (nn's or rnnlab's, seeded the same for
     both classes): the forward's result and, where it has a graph, the parameters' gradients of
     a fixed function of it."""
     torch.manual_seed(0)
@@ -283,24 +283,6 @@ def test_deliberate_difference_from_nn(cell, scenario):
 # ---------------------------------------------------------------------------------------------
 # torch's ModuleInfo samples for nn.RNN, nn.LSTM, nn.GRU, as test_modules.py runs them
 # ---------------------------------------------------------------------------------------------
-MODULE_INFOS = {info.module_cls: info for info in module_db if info.module_cls in (nn.RNN, nn.LSTM, nn.GRU)}
-
-
-def module_info_samples(cell: str, dtype=F64, requires_grad: bool = False, training: bool = True):
-    info = MODULE_INFOS[FAMILIES[cell].peer]
-    return info.module_inputs_func(info, device="cpu", dtype=dtype, requires_grad=requires_grad, training=training)
-
-
-def build(cls: type, sample, dtype=F64, training: bool = True) -> nn.Module:
-    torch.manual_seed(0)
-    module = cls(*sample.constructor_input.args, **sample.constructor_input.kwargs).to(dtype)
-    return module.train(training)
-
-
-def forward(module: nn.Module, sample):
-    return module(*sample.forward_input.args, **sample.forward_input.kwargs)
-
-
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("cell", list(FAMILIES))
@@ -308,14 +290,14 @@ def test_module_info_forward_matches_nn_and_reference(cell, dtype, training):
     """test_modules' test_forward: the sample's reference (the batched forward of unbatched input)
     and nn's result; then .float() / .double() and another forward."""
     family = FAMILIES[cell]
-    for sample in module_info_samples(cell, dtype, training=training):
-        module = build(family.module, sample, dtype, training)
-        result = forward(module, sample)
-        assert_same_results(result, forward(build(family.peer, sample, dtype, training), sample))
+    for sample in dropin.module_info_samples(cell, dtype, training=training):
+        module = dropin.build(family.module, sample, dtype, training)
+        result = dropin.forward(module, sample)
+        assert_same_results(result, dropin.forward(dropin.build(family.peer, sample, dtype, training), sample))
         assert_same_results(result, sample.reference_fn(module, *sample.forward_input.args,
                                                         **sample.forward_input.kwargs))
         (module.double if dtype == F64 else module.float)()
-        forward(module, sample)
+        dropin.forward(module, sample)
         assert all(p.dtype == dtype for p in module.parameters())
 
 
@@ -323,7 +305,7 @@ def test_module_info_forward_matches_nn_and_reference(cell, dtype, training):
 def test_module_info_errors_match_nn(cell):
     """test_modules' test_errors: the expected exception, and nn's type and message."""
     family = FAMILIES[cell]
-    info = MODULE_INFOS[family.peer]
+    info = dropin.module_info(cell)
     for error in info.module_error_inputs_func(info, device="cpu", dtype=torch.float32, requires_grad=False,
                                                training=True):
         sample = error.module_error_input
@@ -332,7 +314,7 @@ def test_module_info_errors_match_nn(cell):
             def call(cls=cls):
                 module = cls(*sample.constructor_input.args, **sample.constructor_input.kwargs)
                 if error.error_on == ModuleErrorEnum.FORWARD_ERROR:
-                    forward(module, sample)
+                    dropin.forward(module, sample)
 
             with pytest.raises(error.error_type, match=error.error_regex):
                 call()
@@ -340,27 +322,14 @@ def test_module_info_errors_match_nn(cell):
         assert results[1] == results[0]
 
 
-def _gradcheck_function(module: nn.Module, sample):
-    """(f, inputs) for gradcheck: f(*inputs) is the sample's forward, flattened, where inputs are
-    the sample's tensors then the parameters (which the module uses as they are)."""
-    args = sample.forward_input.args
-    flat, spec = torch.utils._pytree.tree_flatten(args)
-
-    def f(*inputs):
-        out = module(*torch.utils._pytree.tree_unflatten(list(inputs[: len(flat)]), spec))
-        return tuple(torch.utils._pytree.tree_flatten(out)[0])
-
-    return f, (*flat, *module.parameters())
-
-
 @pytest.mark.parametrize("cell", list(FAMILIES))
 def test_module_info_gradcheck(cell):
     """test_modules' test_grad: the total derivative, and each parameter's alone (on the
     bidirectional samples with biases only, which have every kind of parameter: 2 cores)."""
     family = FAMILIES[cell]
-    for sample in module_info_samples(cell, requires_grad=True):
-        module = build(family.module, sample)
-        f, inputs = _gradcheck_function(module, sample)
+    for sample in dropin.module_info_samples(cell, requires_grad=True):
+        module = dropin.build(family.module, sample)
+        f, inputs = dropin.gradcheck_function(module, sample)
         assert torch.autograd.gradcheck(f, inputs, fast_mode=True)
         if not (module.bidirectional and module.bias):
             continue
@@ -401,8 +370,8 @@ def test_module_info_non_contiguous_inputs(cell, training):
     """test_modules' test_non_contiguous_tensors: strided inputs and output gradients give the
     same outputs and gradients (up to rounding: the strides may change torch's GEMM kernel)."""
     family = FAMILIES[cell]
-    for sample in module_info_samples(cell, requires_grad=True, training=training):
-        module = build(family.module, sample, training=training)
+    for sample in dropin.module_info_samples(cell, requires_grad=True, training=training):
+        module = dropin.build(family.module, sample, training=training)
         args = sample.forward_input.args
         outputs = torch.utils._pytree.tree_flatten(module(*args))[0]
         grad_outputs = [torch.randn_like(o) for o in outputs]
@@ -416,11 +385,11 @@ def test_module_info_outputs_and_gradients_as_contiguous_as_nn(cell):
     """test_modules' test_memory_format: outputs and input and parameter gradients are contiguous
     where nn's are."""
     family = FAMILIES[cell]
-    for sample in module_info_samples(cell, requires_grad=True):
+    for sample in dropin.module_info_samples(cell, requires_grad=True):
         layouts = []
         for cls in (family.peer, family.module):
-            module = build(cls, sample)
-            outputs = torch.utils._pytree.tree_flatten(forward(module, sample))[0]
+            module = dropin.build(cls, sample)
+            outputs = torch.utils._pytree.tree_flatten(dropin.forward(module, sample))[0]
             wrt = args_tensors(sample.forward_input.args) + list(module.parameters())
             grads = torch.autograd.grad(outputs, wrt, [torch.ones_like(o) for o in outputs])
             layouts.append([t.is_contiguous() for t in (*outputs, *grads)])
@@ -433,9 +402,9 @@ def test_module_info_pickle_and_construction(cell):
     torch.load gives the same output; device and dtype reach every parameter; under
     torch.device("meta") the parameters are meta tensors with the CPU ones' metadata."""
     family = FAMILIES[cell]
-    for sample in module_info_samples(cell):
-        module = build(family.module, sample)
-        assert_same_results(forward(_pickled(module), sample), forward(module, sample))
+    for sample in dropin.module_info_samples(cell):
+        module = dropin.build(family.module, sample)
+        assert_same_results(dropin.forward(_pickled(module), sample), dropin.forward(module, sample))
         args, kwargs = sample.constructor_input.args, sample.constructor_input.kwargs
         assert all(p.dtype == F64 and p.device.type == "cpu"
                    for p in family.module(*args, **kwargs, device="cpu", dtype=F64).parameters())
