@@ -2,8 +2,24 @@
 (docs/sweeps.md)."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
+
+from ..train.checkpoint import DEFAULT_EVERY_S
+
+
+def _positive_seconds(text: str) -> float:
+    """A --time-limit / --checkpoint-every value: seconds > 0."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -49,9 +65,13 @@ def _run(args) -> int:
     out = run_sweep(spec, str(db), backend=args.backend, device=args.device, max_population=args.max_population,
                     progress=not args.quiet, threads=args.threads, ray_address=args.ray_address,
                     cpus_per_task=args.cpus_per_task, num_cpus=args.num_cpus,
-                    save_params=True if args.save_params else None)
+                    save_params=True if args.save_params else None, time_limit_s=args.time_limit,
+                    checkpoint_every_s=args.checkpoint_every)
     print(f"{spec.name}: {out['trained']} runs trained, {out['skipped']} already in {db}, "
           f"{out['model_updates_per_s']:,.0f} model-updates/s over {out['elapsed_s']:.0f} s")
+    if out["paused"]:
+        print(f"{out['paused']} population(s) left at the time limit (checkpointed); continue with the same command. "
+              f"rnnlab sweep status {db} shows where they stand", file=sys.stderr)
     if not args.no_report:
         report_dir = Path(args.report) if args.report else out_dir or db.with_name(db.stem + "_report")
         rep = write_report(db, report_dir)
@@ -75,11 +95,25 @@ def _status(args) -> int:
         return 2
     with ResultStore(args.db) as store:
         progress = store.progress()
+        checkpoints = store.checkpoints()
     for p in progress:
         print(f"{p.sweep}: {p.done}/{p.planned} runs done ({100 * p.done / max(p.planned, 1):.1f}%), {p.learned} learned, "
               f"{p.model_updates:,} model-updates; first row {p.first_finished or '-'}, last row {p.last_finished or '-'}"
               f"{_pace(p.done, p.planned, p.first_finished, p.last_finished)}")
+    for path, c in checkpoints:
+        print(_checkpoint_line(c))
     return 0
+
+
+def _checkpoint_line(summary: dict) -> str:
+    """One population still training, from its checkpoint summary: updates done, models still
+    training, and the time to its budget at the pace of its last sitting (an upper estimate:
+    models that succeed stop costing anything)."""
+    update, budget, rate = summary["update"], summary["max_updates"], summary["updates_per_s"]
+    left = f"about {(budget - update) / rate / 3600:.1f} h to the budget at {rate:.1f} updates/s" if rate > 0 else "pace unknown"
+    return (f"  population {summary['info'].get('population_id', '?')}: update {update:,} of {budget:,} "
+            f"({100 * update / budget:.1f}%), {summary['active']} of {summary['models']} models still training, "
+            f"{summary['elapsed_s'] / 3600:.2f} h trained, {left}; checkpoint saved {summary['saved_at']}")
 
 
 def _pace(n: int, planned: int, first: str | None, last: str | None) -> str:
@@ -191,11 +225,18 @@ def register(sub) -> None:
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument("--save-params", action="store_true",
                    help="also store each run's trained weights (for rnnlab.analysis; default: the spec's engine.save_params)")
+    r.add_argument("--time-limit", type=_positive_seconds, metavar="SECONDS",
+                   help="stop after this long, checkpointing the populations still training (each gets an equal "
+                        "share of the time left); run the same command again to continue")
+    r.add_argument("--checkpoint-every", type=_positive_seconds, default=DEFAULT_EVERY_S, metavar="SECONDS",
+                   help=f"seconds between checkpoints of a training population (default {DEFAULT_EVERY_S:.0f}); they go "
+                        f"to <db stem>_checkpoints/ beside the SQLite file and a rerun resumes from them")
     r.add_argument("--dry-run", action="store_true", help="validate and count runs and populations only")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_run)
 
-    s = cmds.add_parser("status", help="runs planned, done and learned in a sweep's SQLite file")
+    s = cmds.add_parser("status", help="runs planned, done and learned in a sweep's SQLite file, and the populations "
+                                       "still training (checkpointed)")
     s.add_argument("db")
     s.set_defaults(func=_status)
 

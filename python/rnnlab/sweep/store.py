@@ -21,6 +21,13 @@ DataFrame) or exported as CSV / Parquet (:mod:`rnnlab.sweep.export`), filtered b
 language of :mod:`rnnlab.sweep.query` (checked columns, bound values);
 :meth:`ResultStore.progress` sums up each sweep of the file.
 
+Populations still training are checkpointed into a folder beside the file,
+``<stem>_checkpoints/<population id>.pt`` (+ ``.json`` summary, :mod:`rnnlab.train.checkpoint`),
+not into a table: a checkpoint is rewritten every few minutes and can be megabytes, which would
+bloat the file and its WAL, and on Ray it is written by the worker training the population while
+the driver stays the file's only writer. :attr:`ResultStore.checkpoint_dir` and
+:meth:`ResultStore.checkpoints` find them; the runner deletes one once all its rows are stored.
+
 The database is in WAL mode: a row is durable once :meth:`ResultStore.add` returns, readers
 (``rnnlab sweep status`` while a sweep runs) never block the writer, and a process killed at any
 point leaves every committed row intact and no partial one. Resuming a sweep = skipping the ids in
@@ -39,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..train import checkpoint as ckpt
 from . import export
 from .query import RunFilter
 from .schema import COLUMNS, JSON_COLUMNS, NAMES
@@ -202,6 +210,17 @@ class ResultStore:
     def params_ids(self) -> set[str]:
         """The ids of the runs with saved weights."""
         return {r[0] for r in self.db.execute("SELECT run_id FROM params")}
+
+    # ---- checkpoints of populations still training -----------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        """The folder of this file's population checkpoints (``<stem>_checkpoints`` beside it)."""
+        return self.path.with_name(f"{self.path.stem}_checkpoints")
+
+    def checkpoints(self) -> list[tuple[Path, dict]]:
+        """(state file, summary) of every population checkpoint beside this file, by population id."""
+        found = ((p, ckpt.read_summary(p)) for p in sorted(self.checkpoint_dir.glob("*.pt")))
+        return [(p, summary) for p, summary in found if summary is not None]
 
     # ---- post-training analyses -------------------------------------------------------------------
     def add_analyses(self, name: str, records: Mapping[str, dict]) -> None:

@@ -74,8 +74,15 @@ class TrainingPaused(Exception):
 
 def fingerprint(configs: list, **options) -> str:
     """A hash of the runs and of the trainer options that shape their results, stored in a
-    checkpoint so that it is never resumed by another population."""
-    text = json.dumps([dataclasses.asdict(c) for c in configs] + [options], sort_keys=True, default=str)
+    checkpoint so that it is never resumed by another population. Fields at their default value
+    are left out, so a field added to RunConfig later (with a default that keeps the old
+    behaviour) does not orphan the checkpoints of a study in progress."""
+    def set_fields(config) -> dict:
+        defaults = type(config)()
+        return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                if getattr(config, f.name) != getattr(defaults, f.name)}
+
+    text = json.dumps([set_fields(c) for c in configs] + [options], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
