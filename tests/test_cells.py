@@ -98,7 +98,8 @@ def _identity_init(keys, shapes, options):
 #: Elman kernel.
 IRNN = projected_cell(
     name="irnn", title="IRNN", gates=1,
-    recurrence=lambda p, xp, options, reg_weight, sink: elman(xp, p["weight_hh"], nonlinearity="relu", sink=sink),
+    recurrence=lambda p, xp, state, options, reg_weight, sink: (elman(xp, p["weight_hh"], *(state or ()), nonlinearity="relu",
+                                                                      sink=sink),),
     options={}, choices={}, init_options={}, inits={"identity": _identity_init}, default_init="identity",
     init_implies={}, state_width=2, omega=False, system=None,
     radius=lambda params, options: draws.spectral_radius(params["weight_hh"]))

@@ -87,6 +87,10 @@ class ElmanSystem:
         reason = _not_elman_reason(params)
         if reason is not None:
             raise ValueError(f"params must be an Elman population's (cell='elman'), but {reason}")
+        stacked = sorted(set(params) - {"weight_ih", "weight_hh", "bias", "weight_out", "bias_out"})
+        if stacked:
+            raise ValueError(f"params must be a one-layer Elman population's; {stacked} are parameters of a stack "
+                             "(num_layers > 1) or of another cell")
         missing = [n for n in ("weight_ih", "bias", "weight_out", "bias_out") if n not in params]
         if missing:
             raise ValueError(f"params is missing {missing}; an Elman population has weight_ih, weight_hh, bias, weight_out, bias_out")

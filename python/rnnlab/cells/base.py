@@ -57,6 +57,11 @@ class Cell:
         torch_init: (M, I, H, O, options, device, dtype) -> params drawn from torch's global
             generator, like the matching torch.nn module (``PopulationModel``'s default).
         check_init_options: raises ValueError on bad ``init_options`` (given completed).
+        state_names: the state a step carries, e.g. ``("h",)`` or the LSTM's ``("h", "c")``.
+        layer: (params, l, x [M, T, B, I_l], state, options, reg_weight=None, sink=None) -> one
+            [M, T, B, H] sequence per name of ``state_names``: layer ``l`` of the stack run by
+            one fused call from ``state`` (a tuple of [M, B, H], or None for zeros). What the
+            VAA and the warm-up roll (SPEC §6.1); None for a cell without layers (diag).
     """
 
     name: str
@@ -78,6 +83,8 @@ class Cell:
     radius: Callable[[Params, Mapping], Tensor] | None
     torch_init: Callable[..., dict[str, Tensor]]
     check_init_options: Callable[[Mapping], None] = lambda options: None
+    state_names: tuple[str, ...] = ("h",)
+    layer: Callable[..., tuple[Tensor, ...]] | None = None
 
     # ---- options ------------------------------------------------------------------------------
     def complete_options(self, options: Mapping) -> dict:
@@ -114,8 +121,27 @@ class Cell:
         except (KeyError, IndexError, ValueError):  # another cell's names, or shapes of other ranks
             return False
         have = {n: tuple(v.shape) for n, v in params.items()}
-        variants = itertools.product(*self.choices.values())
-        return any(have == self.shapes(M, I, H, O, dict(zip(self.choices, v))) for v in variants)
+        for variant in itertools.product(*self.choices.values()):
+            try:
+                if have == self.shapes(M, I, H, O, dict(zip(self.choices, variant))):
+                    return True
+            except ValueError:  # a layout these sizes cannot have (an odd H split in two)
+                continue
+        return False
+
+    # ---- layers -------------------------------------------------------------------------------
+    def run_layers(self, params: Params, x: Tensor, options: Mapping,
+                   states: list[tuple[Tensor, ...]] | None = None) -> list[tuple[Tensor, ...]]:
+        """Every layer's state sequences (one [M, T, B, H] per :attr:`state_names`), layer by
+        layer, each driven by the one below's h; ``states``: per layer, the initial state tuple
+        (None: zeros). ``options`` completed (:meth:`complete_options`)."""
+        if self.layer is None:
+            raise ValueError(f"cell={self.name!r} ({self.title}) has no layer map to roll out")
+        out = []
+        for depth in range(options.get("num_layers", 1)):
+            out.append(self.layer(params, depth, x, None if states is None else states[depth], options))
+            x = out[-1][0]
+        return out
 
     def recurrent_radius(self, params: Params, options: Mapping) -> Tensor:
         """[M] :attr:`radius` of each model, NaN for a cell without a meaningful one."""

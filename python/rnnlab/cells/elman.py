@@ -17,8 +17,8 @@ ELMAN = projected_cell(
     name="elman",
     title="Elman",
     gates=1,
-    recurrence=lambda p, xp, options, reg_weight, sink: elman(xp, p["weight_hh"], nonlinearity=options["nonlinearity"],
-                                                              reg_weight=reg_weight, sink=sink),
+    recurrence=lambda p, xp, state, options, reg_weight, sink: (elman(
+        xp, p["weight_hh"], *(state or ()), nonlinearity=options["nonlinearity"], reg_weight=reg_weight, sink=sink),),
     options={"nonlinearity": "tanh"},
     choices={"nonlinearity": ACTIVATIONS},
     init_options={},

@@ -3,7 +3,9 @@
 Every cell of the registry (:mod:`rnnlab.cells`; ``cell=``: ``"elman"``, ``"lstm"``, ``"gru"``,
 ``"diag"``) defines its parameters, its recurrence and its read-out there: Elman, LSTM and GRU in
 PyTorch's column layout with ŷ_t = W_out[m] h_t + b_out[m] (:mod:`rnnlab.cells.projected`), the
-diagonal cell as the LRU of :mod:`rnnlab.nn.lru`. h_0 = 0 everywhere.
+diagonal cell as the LRU of :mod:`rnnlab.nn.lru`. h_0 = 0 everywhere. The projected cells also
+stack: options ``num_layers`` (layer l > 0 driven by layer l − 1's h, one fused call per layer)
+and ``double`` (each layer two parallel cells of H/2 units), see :mod:`rnnlab.cells.projected`.
 
 Shapes: x [M, T, B, I]; outputs y [M, K, B, O] at the last K steps.
 """
@@ -64,13 +66,15 @@ def population_forward(
         reg_weight: α of SPEC §2.5 (float or [M]); for the cells whose backward fuses Ω's
             gradient (Elman).
         options: the cell's options (``Cell.options``): ``nonlinearity`` (Elman: tanh, relu,
-            sigmoid, identity); ``parametrization``, ``gamma`` (diag: see :class:`rnnlab.LRU`).
+            sigmoid, identity); ``num_layers``, ``double`` (Elman, LSTM, GRU: the stack,
+            :mod:`rnnlab.cells.projected`; α and the sink act on the first layer);
+            ``parametrization``, ``gamma`` (diag: see :class:`rnnlab.LRU`).
     Returns:
         y: [M, K, B, O].
     """
     record = get_cell(cell)
     options = record.complete_options(options)
-    expected = list(record.shapes(1, 1, 1, 1, options))
+    expected = list(record.shapes(1, 1, 2, 1, options))  # the names (H = 2 fits every layout)
     missing = [n for n in expected if n not in params]
     if missing:
         raise KeyError(f"params is missing {missing}; a {cell!r} population has {expected}")

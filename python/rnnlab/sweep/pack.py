@@ -45,7 +45,8 @@ class RunGroup:
     def cost(self) -> float:
         """Relative work of the population if no model stops early: M·T·(state width)·H²·updates."""
         c = self.runs[0].config
-        return self.size * c.make_task().max_length * get_cell(c.cell).state_width * c.hidden**2 * c.max_updates
+        layers = c.forward_options().get("num_layers", 1)
+        return self.size * c.make_task().max_length * get_cell(c.cell).state_width * layers * c.hidden**2 * c.max_updates
 
     @property
     def population_id(self) -> str:
@@ -67,7 +68,8 @@ def bytes_per_model(run: Run) -> int:
     T = task.sequence_length(task.max_length, 1.0 - 1e-9)
     I, H, O = task.n_in, c.hidden, task.n_out
     cell = get_cell(c.cell)
-    width = cell.state_width * H  # per-step state values of one sample (Cell.state_width)
+    # per-step state values of one sample (Cell.state_width), every layer of a stack
+    width = cell.state_width * H * c.forward_options().get("num_layers", 1)
     train = T * c.batch_size * (s * (_ACTIVATION_COPIES * (I + width) + 2 * 2) + 8 * 4)
     valid = T * c.val_chunk * (s * (I + width) + 8 * 4)
     n_params = sum(math.prod(shape) for shape in cell.param_shapes(1, I, H, O, **c.forward_options()).values())
