@@ -1,5 +1,5 @@
 """Dynamics of trained Elman populations: fixed points, hyperbolic attractors, Jacobians along
-trajectories, Lyapunov exponents (Johnston et al., SPEC §3.3) and the VAA (Lambrechts et al.,
+trajectories, Lyapunov exponents (Johnston et al., SPEC §3.3) and the VAA and VAA* of every cell with layers (Lambrechts et al.,
 SPEC §6.1).
 
 Everything is population-first and runs all M models of an Elman population batched, in
@@ -33,12 +33,12 @@ from .orbits import canonical_orbit_points
 from .stability import KINDS, classify, spectra
 from .system import NONLINEARITIES, ElmanSystem, as_system, require_system, stack_params
 from .trajectory import lyapunov_exponents, max_singular_values
-from .vaa import stabilize, vaa, variability_amongst_attractors
+from .vaa import reachable_states, soft_vaa, stabilize, vaa, vaa_star, variability_amongst_attractors
 
 __all__ = [
     "ElmanSystem", "as_system", "require_system", "NONLINEARITIES", "stack_params",
     "MAX_PERIOD", "Rollout", "iterate_map", "canonical_orbit_points", "minimize_speed", "deduplicate", "FixedPoints", "find_fixed_points",
     "KINDS", "classify", "spectra", "max_singular_values", "lyapunov_exponents",
     "LatchingRecord", "STORAGE", "analyze_latching", "check_latching_task", "headline",
-    "stabilize", "variability_amongst_attractors", "vaa",
+    "reachable_states", "stabilize", "variability_amongst_attractors", "vaa", "soft_vaa", "vaa_star",
 ]
