@@ -6,7 +6,7 @@
 #include <mutex>
 #include <set>
 
-#include "kernels/cpu/elman.h"
+#include "kernels/cpu/isa.h"
 
 namespace {
 

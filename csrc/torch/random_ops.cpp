@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/cpu/elman.h"  // cpu::selected_isa
+#include "kernels/cpu/isa.h"
 
 namespace rnnlab {
 namespace {

@@ -23,15 +23,9 @@
 #pragma once
 
 #include "kernels/common.h"
+#include "kernels/cpu/isa.h"
 
 namespace rnnlab::cpu {
-
-// Instruction sets the kernels are compiled for, best first.
-enum class Isa : int { Avx512 = 0, Avx2 = 1, Portable = 2 };
-
-// The best ISA this CPU supports (cpuid), unless RNNLAB_ISA=avx512|avx2|portable overrides it.
-Isa selected_isa();
-const char* isa_name(Isa isa);
 
 template <typename T>
 struct ElmanKernels {

@@ -36,7 +36,7 @@
 #pragma once
 
 #include "kernels/common.h"
-#include "kernels/cpu/elman.h"  // Isa, selected_isa(): the run-time ISA choice shared by all cells
+#include "kernels/cpu/isa.h"
 
 namespace rnnlab::cpu {
 
