@@ -1,5 +1,6 @@
-// Parallel work split shared by the op glue: the unit of work is a tile of one model's batch
-// rows for the whole sequence (kernels/common.h BatchTile).
+// Parallel work split shared by the op glue: the unit of work is a tile that a kernel runs for the
+// whole sequence (kernels/common.h BatchTile: one model's batch rows; the diagonal recurrence's
+// cpu::DiagTile also splits columns), and every CPU kernel call goes through for_each_tile.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -44,8 +45,10 @@ class FlushDenormalsScope {
 #endif
 };
 
-template <typename F>
-void for_each_tile(const std::vector<BatchTile>& tiles, F f) {
+// Runs f(tile) for every tile in parallel, with denormals flushed: the one entry through which
+// every CPU kernel of every cell is called.
+template <typename Tile, typename F>
+void for_each_tile(const std::vector<Tile>& tiles, F f) {
   at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
     const FlushDenormalsScope ftz;
     for (int64_t i = begin; i < end; ++i) f(tiles[i]);
