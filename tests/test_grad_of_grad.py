@@ -139,3 +139,11 @@ def test_first_order_gradients_run_the_kernel_once(kernel_calls, op_name, name):
     torch.func.grad(lambda w: scalar(op(inputs[0], w, *inputs[2:])))(inputs[1])
     assert len(calls) == 3, calls
 
+
+def test_differentiating_a_raw_op_raises():
+    """The raw torch.ops.rnnlab ops have no derivative of their own (the Functions in _ops.py
+    provide it): differentiating one is an error, never a silent zero."""
+    xp, w, h0 = (t.requires_grad_(True) for t in make_case("elman-tanh")[0])
+    hs = torch.ops.rnnlab.elman_forward(xp, w, h0, "tanh")
+    with pytest.raises(RuntimeError, match="rnnlab::elman_forward"):
+        hs.sum().backward()

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/diag.h"
 #include "torch/checks.h"
+#include "torch/no_derivative.h"
 #include "torch/tiles.h"
 
 namespace rnnlab {
@@ -132,5 +133,7 @@ TORCH_LIBRARY_IMPL(rnnlab, CPU, m) {
   m.impl("diag_forward", &diag_forward_cpu);
   m.impl("diag_backward", &diag_backward_cpu);
 }
+
+TORCH_LIBRARY_IMPL(rnnlab, Autograd, m) { register_no_derivative(m, {"diag_forward", "diag_backward"}); }
 
 }  // namespace rnnlab

@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "kernels/cpu/elman.h"
+#include "torch/no_derivative.h"
 #include "torch/recurrence_glue.h"
 #include "torch/tiles.h"
 
@@ -59,5 +60,7 @@ TORCH_LIBRARY_IMPL(rnnlab, CPU, m) {
   m.impl("elman_forward", &elman_forward_cpu);
   m.impl("elman_backward", &elman_backward_cpu);
 }
+
+TORCH_LIBRARY_IMPL(rnnlab, Autograd, m) { register_no_derivative(m, {"elman_forward", "elman_backward"}); }
 
 }  // namespace rnnlab

@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "kernels/cpu/gru.h"
+#include "torch/no_derivative.h"
 #include "torch/recurrence_glue.h"
 #include "torch/tiles.h"
 
@@ -102,5 +103,7 @@ TORCH_LIBRARY_IMPL(rnnlab, CPU, m) {
   m.impl("gru_forward", &gru_forward_cpu);
   m.impl("gru_backward", &gru_backward_cpu);
 }
+
+TORCH_LIBRARY_IMPL(rnnlab, Autograd, m) { register_no_derivative(m, {"gru_forward", "gru_backward"}); }
 
 }  // namespace rnnlab

@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "kernels/cpu/lstm.h"
+#include "torch/no_derivative.h"
 #include "torch/recurrence_glue.h"
 #include "torch/tiles.h"
 
@@ -61,5 +62,7 @@ TORCH_LIBRARY_IMPL(rnnlab, CPU, m) {
   m.impl("lstm_forward", &lstm_forward_cpu);
   m.impl("lstm_backward", &lstm_backward_cpu);
 }
+
+TORCH_LIBRARY_IMPL(rnnlab, Autograd, m) { register_no_derivative(m, {"lstm_forward", "lstm_backward"}); }
 
 }  // namespace rnnlab
