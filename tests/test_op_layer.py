@@ -1,12 +1,57 @@
-"""What the ops share: the denormal flush of every kernel entry."""
+"""What the ops share: Ω's one implementation and bound, the denormal flush of every kernel entry."""
 import platform
 
 import pytest
 import torch
 
+import rnnlab
 from rnnlab import reference as ref
 
 ops = torch.ops.rnnlab
+
+
+def norms(M, T, B, dtype, seed=0):
+    """(‖δ_t‖², ‖v_t‖²) [M, T, B] with some steps below Ω's bound (masked) and one model all masked."""
+    g = torch.Generator().manual_seed(seed)
+    delta_sq = torch.rand(M, T, B, dtype=dtype, generator=g) + 0.1
+    delta_sq[:, ::3, 0] = 0
+    delta_sq[-1] = 1e-30
+    return delta_sq, torch.rand(M, T, B, dtype=dtype, generator=g) * 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_omega_op_matches_reference(dtype):
+    delta_sq, v_sq = norms(3, 7, 5, dtype)
+    omega, n_valid = ops.omega_from_norms(delta_sq, v_sq)
+    want = ref.omega_from_norms(delta_sq, v_sq)
+    torch.testing.assert_close(omega, want[0])
+    torch.testing.assert_close(n_valid, want[1])
+    assert omega[-1] == 0 and n_valid[-1] == 0
+
+
+def test_omega_op_is_the_one_in_the_elman_backward_op():
+    """Every cell's Ω (the Elman backward op's outputs, the others' sinks) is one C++ function."""
+    g = torch.Generator().manual_seed(0)
+    xp, w, h0 = torch.randn(2, 6, 3, 4, generator=g), torch.randn(2, 4, 4, generator=g), torch.randn(2, 3, 4, generator=g)
+    hs = ops.elman_forward(xp, w, h0, "tanh")
+    out = ops.elman_backward(torch.randn_like(hs), hs, h0, w, "tanh", None)
+    omega, n_valid = ops.omega_from_norms(out[3], out[4])
+    assert torch.equal(omega, out[5]) and torch.equal(n_valid, out[6])
+
+
+def test_omega_bound_is_the_kernels_constant():
+    assert ref.OMEGA_BOUND == rnnlab._C.omega_bound == 1e-20
+
+
+def test_omega_op_opcheck_and_bad_inputs():
+    torch.library.opcheck(ops.omega_from_norms.default, norms(2, 4, 3, torch.float32))
+    delta_sq, v_sq = norms(2, 4, 3, torch.float32)
+    with pytest.raises(ValueError, match=r"v_sq must have shape \[M, T, B\] like delta_sq"):
+        ops.omega_from_norms(delta_sq, v_sq[:, :-1].contiguous())
+    with pytest.raises(ValueError, match=r"delta_sq must have shape \[M, T, B\]"):
+        ops.omega_from_norms(delta_sq[0], v_sq[0])
+    with pytest.raises(TypeError, match="delta_sq must be float32 or float64"):
+        ops.omega_from_norms(delta_sq.int(), v_sq.int())
 
 
 SUBNORMAL = 1e-39  # below float32's smallest normal number (1.2e-38)

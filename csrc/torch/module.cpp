@@ -6,6 +6,7 @@
 #include <mutex>
 #include <set>
 
+#include "kernels/common.h"
 #include "kernels/cpu/isa.h"
 
 namespace {
@@ -31,6 +32,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_isa", [] { return std::string(rnnlab::cpu::isa_name(rnnlab::cpu::selected_isa())); },
         "Instruction set of the CPU kernels chosen at run time (avx512, avx2 or portable).");
   m.def("parallel_threads_used", &parallel_threads_used, "Distinct threads used by one at::parallel_for job.");
+  m.attr("omega_bound") = rnnlab::kOmegaBound;  // reference.OMEGA_BOUND: one constant, defined in kernels/common.h
 #ifdef RNNLAB_WITH_CUDA
   m.attr("with_cuda") = true;
 #else

@@ -1,8 +1,11 @@
 // Definitions of the shared glue declared in recurrence_glue.h: the activation names, Ω and N
-// from the per-step norms, and the backward ops' weight gradients.
+// from the per-step norms (and the omega_from_norms op), and the backward ops' weight gradients.
 #include "torch/recurrence_glue.h"
 
 #include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "torch/no_derivative.h"
 
 namespace rnnlab {
 
@@ -62,6 +65,21 @@ std::tuple<at::Tensor, at::Tensor> omega_from_norms(const at::Tensor& delta_sq, 
   return {omega, n_valid};
 }
 
+namespace {
+
+// The omega_from_norms op, for the sinks of the cells whose backward op does not return Ω (the
+// LSTM, GRU and diagonal recurrence). Ω has one implementation per device, the function above, for
+// every cell: the Elman backward op needs it in C++ anyway (N scales the regularizer's gradient),
+// and on the CPU its one pass is much cheaper than the same expression in torch ops.
+std::tuple<at::Tensor, at::Tensor> omega_from_norms_op(const at::Tensor& delta_sq, const at::Tensor& v_sq) {
+  check_float("delta_sq", delta_sq);
+  check_dim("delta_sq", delta_sq, 3, "[M, T, B]");
+  check_like("v_sq", v_sq, delta_sq, delta_sq.sizes(), "[M, T, B] like delta_sq");
+  return omega_from_norms(delta_sq, v_sq);
+}
+
+}  // namespace
+
 ElmanBackwardResult ElmanBackwardOutputs::finish(const RecurrenceShape& s, const at::Tensor& hs, const at::Tensor& h0,
                                                  const std::optional<at::Tensor>& reg_weight) const {
   auto [omega, n_valid] = omega_from_norms(delta_sq, v_sq);
@@ -81,5 +99,14 @@ LstmBackwardResult LstmBackwardOutputs::finish(const RecurrenceShape& s, const a
   add_recurrent_weight_grad(grad_w, s, grad_xp, hs, h0);
   return {grad_xp, grad_w, grad_h0, grad_c0, delta_sq, v_sq};
 }
+
+TORCH_LIBRARY_FRAGMENT(rnnlab, m) {
+  m.def("omega_from_norms(Tensor delta_sq, Tensor v_sq) -> (Tensor omega, Tensor n_valid)");
+}
+
+// The function runs on either device (a CPU loop, an ATen expression elsewhere).
+TORCH_LIBRARY_IMPL(rnnlab, CPU, m) { m.impl("omega_from_norms", &omega_from_norms_op); }
+TORCH_LIBRARY_IMPL(rnnlab, CUDA, m) { m.impl("omega_from_norms", &omega_from_norms_op); }
+TORCH_LIBRARY_IMPL(rnnlab, Autograd, m) { register_no_derivative(m, {"omega_from_norms"}); }
 
 }  // namespace rnnlab

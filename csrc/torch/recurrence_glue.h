@@ -74,12 +74,14 @@ struct BackwardOutputs {
         v_sq(kernel_output(s, {s.M, s.T, s.B}, options)) {}
 };
 
+// (Ω [M], N [M]) of SPEC §2.5 from the per-step squared norms delta_sq, v_sq [M, T, B], for every
+// cell: the Elman backward op calls it, and so does the omega_from_norms op, which gives the other
+// cells' sinks their Ω.
+std::tuple<at::Tensor, at::Tensor> omega_from_norms(const at::Tensor& delta_sq, const at::Tensor& v_sq);
+
 // ---- Elman --------------------------------------------------------------------------------------
 
 Activation parse_activation(c10::string_view name);
-
-// (Ω [M], N [M]) of SPEC §2.5 from the per-step squared norms delta_sq, v_sq [M, T, B].
-std::tuple<at::Tensor, at::Tensor> omega_from_norms(const at::Tensor& delta_sq, const at::Tensor& v_sq);
 
 // xp [M, T, B, H] (checked by check_first), w_hh [M, H, H], h0 [M, B, H]: the shape, or a clear error.
 inline RecurrenceShape check_elman(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0,

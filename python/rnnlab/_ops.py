@@ -10,8 +10,8 @@ Here each op gets
 and each forward/backward pair is wrapped in an ``autograd.Function`` with a separate
 ``setup_context`` and ``generate_vmap_rule = True`` (works with autograd, torch.func.grad,
 vmap(grad) and torch.compile; ``torch.library.register_autograd`` does not, pytorch#168393).
-The backward ops are differentiable functions themselves (:func:`_differentiable_backward`), so
-gradients of gradients are right.
+The ops that a backward pass calls are differentiable functions themselves
+(:func:`_differentiable`), so gradients of gradients are right.
 """
 from __future__ import annotations
 
@@ -61,12 +61,12 @@ def _folded_vmap(name: str):
 
 
 # ---------------------------------------------------------------------------------------------
-# Gradients of gradients: each backward op as a differentiable function.
+# Gradients of gradients: each op a backward pass calls, as a differentiable function.
 # ---------------------------------------------------------------------------------------------
-def _differentiable_backward(op_name: str, reference_backward: Callable) -> type[torch.autograd.Function]:
-    """The backward op ``torch.ops.rnnlab.<op_name>`` as an autograd.Function: its forward runs
-    the kernel, its backward is the vjp of ``reference_backward`` (the pure-PyTorch definition of
-    the same op: same arguments, same outputs) at the saved arguments.
+def _differentiable(op_name: str, reference_op: Callable) -> type[torch.autograd.Function]:
+    """The op ``torch.ops.rnnlab.<op_name>`` as an autograd.Function: its forward runs the
+    kernel, its backward is the vjp of ``reference_op`` (the pure-PyTorch definition of the same
+    op: same arguments, same outputs) at the saved arguments.
 
     The vjp runs the reference again under torch.func.vjp: a per-step loop, so a second
     derivative costs tens of times the kernel's first one (DESIGN.md §2); it is made of
@@ -75,7 +75,7 @@ def _differentiable_backward(op_name: str, reference_backward: Callable) -> type
     over reverse (jacrev(jacrev(f)), torch.autograd.functional.hessian) works.
     """
 
-    class DifferentiableBackward(torch.autograd.Function):
+    class Differentiable(torch.autograd.Function):
         generate_vmap_rule = True
 
         @staticmethod
@@ -94,7 +94,7 @@ def _differentiable_backward(op_name: str, reference_backward: Callable) -> type
                 args = list(ctx.options)
                 for i, t in zip(ctx.tensor_at, tensors):
                     args[i] = t
-                return reference_backward(*args)
+                return reference_op(*args)
 
             _, vjp = torch.func.vjp(reference, *ctx.saved_tensors)
             out = [None] * len(ctx.options)
@@ -102,25 +102,50 @@ def _differentiable_backward(op_name: str, reference_backward: Callable) -> type
                 out[i] = g
             return tuple(out)
 
-    DifferentiableBackward.__name__ = DifferentiableBackward.__qualname__ = f"{op_name}_differentiable"
-    return DifferentiableBackward
+    Differentiable.__name__ = Differentiable.__qualname__ = f"{op_name}_differentiable"
+    return Differentiable
 
 
-_DIFFERENTIABLE_BACKWARD = {
-    name: _differentiable_backward(name, getattr(reference, name))
-    for name in ("elman_backward", "lstm_backward", "gru_backward", "diag_backward")
+_DIFFERENTIABLE = {
+    **{
+        name: _differentiable(name, getattr(reference, name))
+        for name in ("elman_backward", "lstm_backward", "gru_backward", "diag_backward")
+    },
+    "omega_from_norms": _differentiable("omega_from_norms", lambda d, v: reference.omega_from_norms(d, v)[:2]),
 }
 
 
-def _run_backward(op_name: str, *args):
-    """The backward op of a cell's Function. Autograd records a backward pass only for a
+def _in_backward(op_name: str, *args):
+    """Calls an op from a Function's backward. Autograd records a backward pass only for a
     gradient of a gradient (create_graph=True; torch.func.grad always asks for it): then the op
     runs as its differentiable function, otherwise directly. (Always going through the Function
     would cost little, but Dynamo cannot trace a Function applied in another one's backward, and
     torch.compile traces the first-order backward.)"""
     if torch.is_grad_enabled():
-        return _DIFFERENTIABLE_BACKWARD[op_name].apply(*args)
+        return _DIFFERENTIABLE[op_name].apply(*args)
     return getattr(ops, op_name)(*args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sinks: the per-step statistics and Ω (SPEC §2.5), for every cell
+# ---------------------------------------------------------------------------------------------
+@torch.library.register_fake("rnnlab::omega_from_norms")
+def _omega_from_norms_fake(delta_sq, v_sq):
+    return delta_sq.new_empty(delta_sq.shape[0]), delta_sq.new_empty(delta_sq.shape[0])
+
+
+def _sink_grads(ctx, delta_sq: Tensor, v_sq: Tensor, omega_and_n: tuple[Tensor, Tensor] | None = None):
+    """The gradients of a GradientSink's two leaves: (‖δ_t‖², ‖v_t‖²) and (Ω, N) of SPEC §2.5.
+
+    Ω and N come from the op ``omega_from_norms``, the C++ function that the Elman backward op
+    also uses (it returns them, and passes them here as ``omega_and_n``): one Ω for every cell.
+    """
+    step_grad = torch.stack([delta_sq, v_sq], 1) if ctx.want_stats[0] else None
+    if not ctx.want_stats[1]:
+        return step_grad, None
+    if omega_and_n is None:
+        omega_and_n = _in_backward("omega_from_norms", delta_sq, v_sq)
+    return step_grad, torch.stack(omega_and_n, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,12 +201,10 @@ class ElmanFunction(torch.autograd.Function):
         hs, h0, w_hh, reg_weight, xp = ctx.saved_tensors
         if reg_weight is not None and torch.is_grad_enabled():
             hs = ElmanStates.apply(hs, xp, w_hh, h0, ctx.activation)
-        grad_xp, grad_w, grad_h0, delta_sq, v_sq, omega, n_valid = _run_backward(
+        grad_xp, grad_w, grad_h0, delta_sq, v_sq, omega, n_valid = _in_backward(
             "elman_backward", grad_hs.contiguous(), hs, h0, w_hh, ctx.activation, reg_weight
         )
-        step_grad = torch.stack([delta_sq, v_sq], 1) if ctx.want_stats[0] else None
-        reg_grad = torch.stack([omega, n_valid], 1) if ctx.want_stats[1] else None
-        return grad_xp, grad_w, grad_h0, step_grad, reg_grad, None, None
+        return grad_xp, grad_w, grad_h0, *_sink_grads(ctx, delta_sq, v_sq, (omega, n_valid)), None, None
 
 
 class ElmanStates(torch.autograd.Function):
@@ -204,7 +227,7 @@ class ElmanStates(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_hs):
         hs, h0, w_hh = ctx.saved_tensors
-        grad_xp, grad_w, grad_h0, *_ = _run_backward(
+        grad_xp, grad_w, grad_h0, *_ = _in_backward(
             "elman_backward", grad_hs.contiguous(), hs, h0, w_hh, ctx.activation, None
         )
         return None, grad_xp, grad_w, grad_h0, None
@@ -231,15 +254,6 @@ def _lstm_backward_fake(grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh):
         hs.new_empty(M, T, B),
         hs.new_empty(M, T, B),
     )
-
-
-def _sink_grads(ctx, delta_sq: Tensor, v_sq: Tensor) -> tuple[Tensor | None, Tensor | None]:
-    """The gradients of a GradientSink's two leaves: (‖δ_t‖², ‖v_t‖²) and (Ω, N) of SPEC §2.5."""
-    from .reference import omega_from_norms
-
-    step_grad = torch.stack([delta_sq, v_sq], 1) if ctx.want_stats[0] else None
-    reg_grad = torch.stack(omega_from_norms(delta_sq, v_sq)[:2], 1) if ctx.want_stats[1] else None
-    return step_grad, reg_grad
 
 
 class LstmFunction(torch.autograd.Function):
@@ -275,7 +289,7 @@ class LstmFunction(torch.autograd.Function):
         grad_hs = torch.zeros_like(hs) if grad_hs is None else grad_hs.contiguous()
         grad_cs = None if grad_cs is None else grad_cs.contiguous()
         if grad_gates is None:
-            out = _run_backward("lstm_backward", grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh)
+            out = _in_backward("lstm_backward", grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh)
         else:
             out = reference.lstm_backward(grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh, grad_gates)
         grad_xp, grad_w, grad_h0, grad_c0, delta_sq, v_sq = out
@@ -340,7 +354,7 @@ class GruFunction(torch.autograd.Function):
         hs, gates, h0, w_hh = ctx.saved_tensors
         grad_hs = torch.zeros_like(hs) if grad_hs is None else grad_hs.contiguous()
         if grad_gates is None:
-            out = _run_backward("gru_backward", grad_hs, hs, gates, h0, w_hh)
+            out = _in_backward("gru_backward", grad_hs, hs, gates, h0, w_hh)
         else:
             out = reference.gru_backward(grad_hs, hs, gates, h0, w_hh, grad_gates)
         grad_xp, grad_w, grad_b_hn, grad_h0, delta_sq, v_sq = out
@@ -395,10 +409,10 @@ class DiagFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_hs, _grad_h_sq, _grad_s_sq):
         hs, h0, lam = ctx.saved_tensors
-        grad_u, grad_lam, grad_h0, delta_sq, v_sq = _run_backward("diag_backward", grad_hs.contiguous(), hs, h0, lam)
+        grad_u, grad_lam, grad_h0, delta_sq, v_sq = _in_backward("diag_backward", grad_hs.contiguous(), hs, h0, lam)
         return (grad_u, grad_lam, grad_h0, *_sink_grads(ctx, delta_sq, v_sq), None)
 
 
 for _op in ("elman_forward", "elman_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
-            "diag_forward", "diag_backward"):
+            "diag_forward", "diag_backward", "omega_from_norms"):
     torch.library.register_vmap(f"rnnlab::{_op}", _folded_vmap(_op))

@@ -16,10 +16,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _C
+
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 
-#: SPEC §2.5: steps whose ‖δ_t‖² is below this bound are masked out of Ω.
-OMEGA_BOUND = 1e-20
+#: SPEC §2.5: steps whose ‖δ_t‖² is below this bound (1e-20) are masked out of Ω. The kernels
+#: compile it in (csrc/kernels/common.h kOmegaBound); the extension hands the same number here.
+OMEGA_BOUND: float = _C.omega_bound
 
 
 def activation(name: str, a: Tensor) -> Tensor:
