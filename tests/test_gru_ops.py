@@ -279,8 +279,10 @@ def test_cuda_runs_the_reference_with_sinks():
     cpu_args = [t.clone().requires_grad_(True) for t in (xp, w, b_hn, h0)]
     cuda_args = [t.cuda().requires_grad_(True) for t in (xp, w, b_hn, h0)]
     sinks = [rnnlab.GradientSink.like(a[0]) for a in (cpu_args, cuda_args)]
+    counted = [rnnlab._ops.fallbacks[(op, "cuda")] for op in ("gru_forward", "gru_backward")]
     for args, sink in zip((cpu_args, cuda_args), sinks):
         rnnlab.gru(*args, sink=sink).square().sum().backward()
     for a, b in zip(cpu_args, cuda_args):
         torch.testing.assert_close(b.grad.cpu(), a.grad)
     torch.testing.assert_close(sinks[1].v_sq.cpu(), sinks[0].v_sq)
+    assert [rnnlab._ops.fallbacks[(op, "cuda")] for op in ("gru_forward", "gru_backward")] == [n + 1 for n in counted]

@@ -1,10 +1,13 @@
-"""What the ops share: Ω's one implementation and bound, the denormal flush of every kernel entry."""
+"""What the ops share: Ω's one implementation and bound, the reference fallbacks, the denormal
+flush of every kernel entry."""
 import platform
 
 import pytest
 import torch
+from torch import nn
 
 import rnnlab
+from rnnlab import _ops
 from rnnlab import reference as ref
 
 ops = torch.ops.rnnlab
@@ -52,6 +55,37 @@ def test_omega_op_opcheck_and_bad_inputs():
         ops.omega_from_norms(delta_sq[0], v_sq[0])
     with pytest.raises(TypeError, match="delta_sq must be float32 or float64"):
         ops.omega_from_norms(delta_sq.int(), v_sq.int())
+
+
+def test_fallbacks_are_listed():
+    """Every op that runs its reference somewhere is registered through one mechanism and listed."""
+    import rnnlab.tasks.rng  # noqa: F401  (registers the random ops' CUDA kernels)
+
+    listed = set(_ops.fallbacks)
+    assert {("gru_forward", "cuda"), ("gru_backward", "cuda"), ("lstm_forward", "proj_size")} <= listed
+    for op in ("random_derive", "random_bits", "random_uniform", "random_randint", "random_normal"):
+        assert (op, "cuda") in listed
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lstm_projection_runs_the_reference_counted(dtype):
+    """rnnlab.lstm with w_hr (nn.LSTM's proj_size) is nn.LSTM's layer, through the counted fallback."""
+    T, B, I, H, P = 5, 3, 4, 6, 2
+    torch.manual_seed(0)
+    peer = nn.LSTM(I, H, proj_size=P, dtype=dtype)
+    x, h0, c0 = torch.randn(T, B, I, dtype=dtype), torch.randn(1, B, P, dtype=dtype), torch.randn(1, B, H, dtype=dtype)
+    xp = nn.functional.linear(x, peer.weight_ih_l0, peer.bias_ih_l0 + peer.bias_hh_l0)[None]
+    before = _ops.fallbacks[("lstm_forward", "proj_size")]
+    hs, cs = rnnlab.lstm(xp, peer.weight_hh_l0[None], h0, c0, w_hr=peer.weight_hr_l0[None])
+    assert _ops.fallbacks[("lstm_forward", "proj_size")] == before + 1
+    out, (h_n, c_n) = peer(x, (h0, c0))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else {}
+    torch.testing.assert_close(hs[0], out, **tol)
+    torch.testing.assert_close(cs[0, -1], c_n[0], **tol)
+    with pytest.raises(NotImplementedError, match="no gradient sink with a projection"):
+        rnnlab.lstm(xp, peer.weight_hh_l0[None], w_hr=peer.weight_hr_l0[None], sink=rnnlab.GradientSink.like(xp))
+    with pytest.raises(ValueError, match=r"w_hr must have shape \[1, 2, 6\]"):
+        rnnlab.lstm(xp, peer.weight_hh_l0[None], w_hr=peer.weight_hr_l0[None, :, :-1])
 
 
 SUBNORMAL = 1e-39  # below float32's smallest normal number (1.2e-38)

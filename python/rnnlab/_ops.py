@@ -15,6 +15,7 @@ The ops that a backward pass calls are differentiable functions themselves
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import torch
@@ -58,6 +59,36 @@ def _folded_vmap(name: str):
         return tuple(_unfold(o, V) for o in outs), (0,) * len(outs)
 
     return rule
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference fallbacks: where rnnlab has no native kernel, an op's definition in torch ops runs.
+# ---------------------------------------------------------------------------------------------
+#: Every place where a pure-PyTorch definition runs instead of a native kernel (DESIGN.md §4:
+#: fallbacks are documented and countable): (op, where) -> calls so far in this process. ``where``
+#: is a device type without a kernel for the op (:func:`register_reference_kernel`) or the name
+#: of a case that no kernel covers (:func:`reference_path`).
+fallbacks: Counter = Counter()
+
+
+def register_reference_kernel(op_name: str, device_type: str, definition: Callable) -> None:
+    """Makes ``definition`` (the op in torch ops: same arguments, same outputs) the kernel of
+    ``torch.ops.rnnlab.<op_name>`` on ``device_type``, which has no native one. Callers keep
+    calling the op, so autograd, vmap, torch.compile and the sinks work as on a native device;
+    each call counts in ``fallbacks[(op_name, device_type)]``."""
+    torch.library.register_kernel(f"rnnlab::{op_name}", device_type, reference_path(op_name, device_type, definition))
+
+
+def reference_path(op_name: str, case: str, definition: Callable) -> Callable:
+    """``definition`` counted in ``fallbacks[(op_name, case)]``: for a case of the op that no
+    kernel covers on any device (e.g. the LSTM's projection), called instead of the op."""
+    fallbacks[(op_name, case)] = 0
+
+    def counted(*args, **kwargs):
+        fallbacks[(op_name, case)] += 1
+        return definition(*args, **kwargs)
+
+    return counted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,10 +350,9 @@ def _gru_backward_fake(grad_hs, hs, gates, h0, w_hh):
     )
 
 
-# There is no CUDA GRU kernel: on CUDA tensors both ops run the pure-PyTorch reference (same
-# contract, per-step loop speed), so autograd, the sinks, vmap and torch.compile work unchanged.
-torch.library.register_kernel("rnnlab::gru_forward", "cuda", reference.gru_forward)
-torch.library.register_kernel("rnnlab::gru_backward", "cuda", reference.gru_backward)
+# There is no CUDA GRU kernel: on CUDA tensors both ops run the reference (per-step loop speed).
+register_reference_kernel("gru_forward", "cuda", reference.gru_forward)
+register_reference_kernel("gru_backward", "cuda", reference.gru_backward)
 
 
 class GruFunction(torch.autograd.Function):

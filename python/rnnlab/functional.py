@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from . import _ops
+from . import _ops, reference
 from .reference import ACTIVATIONS
 
 _FLOATS = (torch.float32, torch.float64)
@@ -118,9 +118,10 @@ class GradientSink:
         return self._grad(self.reg)[:, 1]
 
 
-def _check_projected(xp, w_hh, gates: tuple[str, ...] = ()) -> tuple[int, int, int, int]:
-    """Check the projected inputs xp [M, T, B, len(gates)·H] and w_hh [M, len(gates)·H, H] of a
-    recurrence with the named gate blocks (none: Elman); returns (M, T, B, H)."""
+def _check_projected(xp, w_hh, gates: tuple[str, ...] = (), state_size: int | None = None) -> tuple[int, int, int, int]:
+    """Check the projected inputs xp [M, T, B, len(gates)·H] and w_hh [M, len(gates)·H, S] of a
+    recurrence with the named gate blocks (none: Elman) and a state of S = state_size units (H
+    when None); returns (M, T, B, H)."""
     k = len(gates) or 1
     if not isinstance(xp, Tensor):
         raise TypeError(f"xp must be a Tensor, got {type(xp).__name__}")
@@ -130,7 +131,7 @@ def _check_projected(xp, w_hh, gates: tuple[str, ...] = ()) -> tuple[int, int, i
     if xp.dtype not in _FLOATS:
         raise TypeError(f"xp must be float32 or float64, got {xp.dtype}")
     M, T, B, G = xp.shape
-    _check("w_hh", w_hh, (M, G, G // k), xp.dtype, xp.device, like="xp")
+    _check("w_hh", w_hh, (M, G, state_size or G // k), xp.dtype, xp.device, like="xp")
     return M, T, B, G // k
 
 
@@ -181,6 +182,7 @@ def lstm(
     h0: Tensor | None = None,
     c0: Tensor | None = None,
     *,
+    w_hr: Tensor | None = None,
     sink: GradientSink | None = None,
 ) -> tuple[Tensor, Tensor]:
     """M independent LSTMs (PyTorch's cell, gate order i, f, g, o) in one fused call.
@@ -197,9 +199,17 @@ def lstm(
             backward, ‖δ_t‖² and ‖v_t‖² of the hidden state (SPEC.md §8.1 B1–B2; v_t is the
             part of ∂L/∂h_{t-1} that came through w_hh, the cell path excluded) and Ω, N computed
             from them.
+        w_hr: optional [M, P, H] projection weights (``weight_hr_l0`` of ``nn.LSTM(proj_size=P)``):
+            ``h_t = (o ⊙ tanh(c_t)) w_hrᵀ`` has P units, so w_hh is [M, 4H, P] and h0 [M, B, P].
+            No kernel covers it: it runs :func:`rnnlab.reference.lstm_forward` (a per-step loop
+            that autograd differentiates), counted in ``rnnlab._ops.fallbacks[("lstm_forward",
+            "proj_size")]``, without a sink.
     Returns:
-        hs: [M, T, B, H] the hidden states h_1 … h_T; cs: [M, T, B, H] the cell states.
+        hs: [M, T, B, H] (with w_hr: [M, T, B, P]) the hidden states h_1 … h_T; cs: [M, T, B, H]
+        the cell states.
     """
+    if w_hr is not None:
+        return _lstm_with_projection(xp, w_hh, h0, c0, w_hr, sink)
     M, T, B, H = _check_projected(xp, w_hh, ("i", "f", "g", "o"))
     states = [_or_zeros(name, st, (M, B, H), xp, "xp") for name, st in (("h0", h0), ("c0", c0))]
     if sink is not None:
@@ -211,6 +221,23 @@ def lstm(
         None if sink is None else sink.step,
         None if sink is None else sink.reg,
     )
+    return hs, cs
+
+
+_lstm_reference = _ops.reference_path("lstm_forward", "proj_size", reference.lstm_forward)
+
+
+def _lstm_with_projection(xp, w_hh, h0, c0, w_hr, sink) -> tuple[Tensor, Tensor]:
+    """:func:`lstm` with a projection w_hr [M, P, H]: checked, then run by the reference."""
+    if sink is not None:
+        raise NotImplementedError("rnnlab.lstm has no gradient sink with a projection (w_hr): it runs the reference")
+    if not isinstance(w_hr, Tensor) or w_hr.dim() != 3:
+        raise ValueError(f"w_hr must be a Tensor of shape [M, P, H], got {getattr(w_hr, 'shape', type(w_hr).__name__)}")
+    P = w_hr.shape[1]
+    M, T, B, H = _check_projected(xp, w_hh, ("i", "f", "g", "o"), state_size=P)
+    _check("w_hr", w_hr, (M, P, H), xp.dtype, xp.device, like="xp")
+    states = [_or_zeros(name, st, (M, B, n), xp, "xp") for name, st, n in (("h0", h0, P), ("c0", c0, H))]
+    hs, cs, _ = _lstm_reference(xp, w_hh, *states, w_hr=w_hr)
     return hs, cs
 
 
@@ -232,7 +259,7 @@ def gru(
 
     CUDA tensors run the pure-PyTorch :func:`rnnlab.reference.gru_forward` /
     :func:`~rnnlab.reference.gru_backward` (there is no CUDA GRU kernel yet): same results,
-    sinks included, at per-step-loop speed.
+    sinks included, at per-step-loop speed, counted in ``rnnlab._ops.fallbacks``.
 
     Args:
         xp: [M, T, B, 3H] projected inputs (float32 or float64), gate blocks r, z, n.

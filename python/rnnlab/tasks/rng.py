@@ -16,11 +16,11 @@ products are formed from 16-bit halves so that no int64 operation can overflow. 
 32-bit words (a 64-bit seed space: no key collisions in practice for populations of thousands).
 This is a statistical hash for generating training data, not a cryptographic generator.
 
-The ``*_torch`` functions are the definitions in torch ops, used on every device but the CPU. On
-the CPU the public functions call ops of rnnlab._C (csrc/torch/random_ops.cpp) that compute the
-same numbers bit for bit in one parallel pass instead of ~20 memory-bound elementwise passes
-(and ~25 small ops per :func:`derive` tag): in torch ops, data generation was a third of a small
-population's update on the CPU.
+The public functions call ops of rnnlab._C (csrc/torch/random_ops.cpp). On the CPU these compute
+the numbers in one parallel pass instead of ~20 memory-bound elementwise passes (and ~25 small ops
+per :func:`derive` tag): in torch ops, data generation was a third of a small population's update
+on the CPU. The ``*_torch`` functions are the definitions in torch ops, bit for bit the same
+numbers; on CUDA they are the ops' kernels (rnnlab._ops.register_reference_kernel).
 
 Shapes: ``keys`` is [M, 2] int64 (words in [0, 2³²)); draws are [M, *shape].
 """
@@ -110,22 +110,17 @@ def derive(keys: Tensor, *tags: int | str) -> Tensor:
     Returns:
         [M, 2] int64.
     """
-    if keys.device.type == "cpu":
-        return _native.random_derive(keys, [_tag_word(tag) for tag in tags])
-    return derive_torch(keys, *tags)
+    return _native.random_derive(keys, [_tag_word(tag) for tag in tags])
 
 
 def bits(keys: Tensor, shape: Sequence[int]) -> Tensor:
     """[M, *shape] int64 hash words in [0, 2³²), element i of model m a function of (keys[m], i)."""
-    n = _draw_size(shape)
-    if keys.device.type == "cpu":
-        return _native.random_bits(keys, n).view(len(keys), *shape)
-    return bits_torch(keys, shape)
+    return _native.random_bits(keys, _draw_size(shape)).view(len(keys), *shape)
 
 
 def uniform(keys: Tensor, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
     """[M, *shape] U[0, 1) with 24-bit resolution."""
-    if keys.device.type == "cpu" and dtype in (torch.float32, torch.float64):
+    if dtype in (torch.float32, torch.float64):
         return _native.random_uniform(keys, _draw_size(shape), dtype).view(len(keys), *shape)
     return _uniform_from_bits(bits(keys, shape), dtype)
 
@@ -134,21 +129,16 @@ def randint(keys: Tensor, high: int, shape: Sequence[int]) -> Tensor:
     """[M, *shape] int64 on {0, …, high−1}: ⌊u·high⌋ of a 24-bit u (relative bias ≤ high/2²⁴)."""
     if not 1 <= high <= 1 << 24:
         raise ValueError(f"randint needs 1 <= high <= 2**24, got {high}")
-    if keys.device.type == "cpu":
-        return _native.random_randint(keys, _draw_size(shape), high).view(len(keys), *shape)
-    return randint_torch(keys, high, shape)
+    return _native.random_randint(keys, _draw_size(shape), high).view(len(keys), *shape)
 
 
 def normal(keys: Tensor, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
     """[M, *shape] N(0, 1) by the Box–Muller transform of two independent uniform draws."""
-    if keys.device.type == "cpu":
-        n = _draw_size(shape)
-        radius, angle = derive(keys, "normal-radius"), derive(keys, "normal-angle")
-        return _native.random_normal(radius, angle, n, dtype).view(len(keys), *shape)
-    return normal_torch(keys, shape, dtype)
+    radius, angle = derive(keys, "normal-radius"), derive(keys, "normal-angle")
+    return _native.random_normal(radius, angle, _draw_size(shape), dtype).view(len(keys), *shape)
 
 
-# ---- the definitions in torch ops: every device, and the reference of the CPU ops ----------------
+# ---- the definitions in torch ops: the reference of the CPU ops, and the CUDA kernels -------------
 def derive_torch(keys: Tensor, *tags: int | str) -> Tensor:
     """:func:`derive` in torch ops."""
     k0, k1 = keys[:, 0], keys[:, 1]
@@ -187,8 +177,12 @@ def randint_torch(keys: Tensor, high: int, shape: Sequence[int]) -> Tensor:
 
 def normal_torch(keys: Tensor, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
     """:func:`normal` in torch ops."""
-    u1 = uniform_torch(derive_torch(keys, "normal-radius"), shape, torch.float64)
-    u2 = uniform_torch(derive_torch(keys, "normal-angle"), shape, torch.float64)
+    return _box_muller(derive_torch(keys, "normal-radius"), derive_torch(keys, "normal-angle"), shape, dtype)
+
+
+def _box_muller(radius_keys: Tensor, angle_keys: Tensor, shape: Sequence[int], dtype: torch.dtype) -> Tensor:
+    u1 = uniform_torch(radius_keys, shape, torch.float64)
+    u2 = uniform_torch(angle_keys, shape, torch.float64)
     z = torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos(2.0 * math.pi * u2)
     return z.to(dtype)
 
@@ -211,3 +205,15 @@ def scalar_uniform(seed: int, *tags: int | str) -> float:
     for tag in tags:
         h = _mix_int(h ^ _mix_int(_tag_word(tag) ^ _GOLDEN))
     return (h >> 8) / (1 << 24)
+
+
+# The ops' kernels on CUDA, in their own signatures (a draw of n words per model; tags already
+# hashed to words, which _tag_word leaves unchanged).
+for _op, _definition in (
+    ("random_derive", lambda keys, words: derive_torch(keys, *words)),
+    ("random_bits", lambda keys, n: bits_torch(keys, (n,))),
+    ("random_uniform", lambda keys, n, dtype: uniform_torch(keys, (n,), dtype)),
+    ("random_randint", lambda keys, n, high: randint_torch(keys, high, (n,))),
+    ("random_normal", lambda radius_keys, angle_keys, n, dtype: _box_muller(radius_keys, angle_keys, (n,), dtype)),
+):
+    _ops.register_reference_kernel(_op, "cuda", _definition)
