@@ -8,6 +8,17 @@ import pkgutil
 import sys
 
 
+def positive_seconds(text: str) -> float:
+    """The argparse type of the options that take a duration in seconds (> 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnlab", description="Fused RNN kernels, training and sweeps for long-term-memory research.")
     sub = parser.add_subparsers(dest="command", required=True)

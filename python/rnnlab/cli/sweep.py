@@ -2,24 +2,11 @@
 (docs/sweeps.md)."""
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 from ..train.checkpoint import DEFAULT_EVERY_S
-
-
-def _positive_seconds(text: str) -> float:
-    """A --time-limit / --checkpoint-every value: seconds > 0."""
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
+from . import positive_seconds
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -100,8 +87,8 @@ def _status(args) -> int:
         print(f"{p.sweep}: {p.done}/{p.planned} runs done ({100 * p.done / max(p.planned, 1):.1f}%), {p.learned} learned, "
               f"{p.model_updates:,} model-updates; first row {p.first_finished or '-'}, last row {p.last_finished or '-'}"
               f"{_pace(p.done, p.planned, p.first_finished, p.last_finished)}")
-    for path, c in checkpoints:
-        print(_checkpoint_line(c))
+    for _, summary in checkpoints:
+        print(_checkpoint_line(summary))
     return 0
 
 
@@ -110,10 +97,17 @@ def _checkpoint_line(summary: dict) -> str:
     training, and the time to its budget at the pace of its last sitting (an upper estimate:
     models that succeed stop costing anything)."""
     update, budget, rate = summary["update"], summary["max_updates"], summary["updates_per_s"]
-    left = f"about {(budget - update) / rate / 3600:.1f} h to the budget at {rate:.1f} updates/s" if rate > 0 else "pace unknown"
+    left = f"about {_duration((budget - update) / rate)} to the budget at {rate:.1f} updates/s" if rate > 0 else "pace unknown"
     return (f"  population {summary['info'].get('population_id', '?')}: update {update:,} of {budget:,} "
             f"({100 * update / budget:.1f}%), {summary['active']} of {summary['models']} models still training, "
-            f"{summary['elapsed_s'] / 3600:.2f} h trained, {left}; checkpoint saved {summary['saved_at']}")
+            f"{_duration(summary['elapsed_s'])} trained, {left}; checkpoint saved {summary['saved_at']}")
+
+
+def _duration(seconds: float) -> str:
+    """'42 s', '17 min', '5.3 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _pace(n: int, planned: int, first: str | None, last: str | None) -> str:
@@ -225,10 +219,10 @@ def register(sub) -> None:
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument("--save-params", action="store_true",
                    help="also store each run's trained weights (for rnnlab.analysis; default: the spec's engine.save_params)")
-    r.add_argument("--time-limit", type=_positive_seconds, metavar="SECONDS",
+    r.add_argument("--time-limit", type=positive_seconds, metavar="SECONDS",
                    help="stop after this long, checkpointing the populations still training (each gets an equal "
                         "share of the time left); run the same command again to continue")
-    r.add_argument("--checkpoint-every", type=_positive_seconds, default=DEFAULT_EVERY_S, metavar="SECONDS",
+    r.add_argument("--checkpoint-every", type=positive_seconds, default=DEFAULT_EVERY_S, metavar="SECONDS",
                    help=f"seconds between checkpoints of a training population (default {DEFAULT_EVERY_S:.0f}); they go "
                         f"to <db stem>_checkpoints/ beside the SQLite file and a rerun resumes from them")
     r.add_argument("--dry-run", action="store_true", help="validate and count runs and populations only")

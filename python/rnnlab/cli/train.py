@@ -116,6 +116,7 @@ class _Progress:
 def run(args) -> int:
     import torch
 
+    from ..train import checkpoint as ckpt
     from ..train import plots, train_population
 
     if args.threads:
@@ -129,10 +130,23 @@ def run(args) -> int:
     task = configs[0].make_task()
     if not args.quiet:
         print(f"training {len(configs)} run(s) of {task.name} as one population on {args.device}", flush=True)
+    # the population's checkpoint lives in its output folder: rerunning the command resumes it
+    checkpoint = None if args.no_checkpoint else ckpt.Checkpointing(os.path.join(args.out, "checkpoint.pt"), args.checkpoint_every)
+    saved = checkpoint and ckpt.read_summary(checkpoint.path)
+    if saved:
+        print(f"resuming from {checkpoint.path} at update {saved['update']:,} ({saved['active']} of {saved['models']} "
+              f"models training)", file=sys.stderr, flush=True)
     progress = _Progress(args.max_updates, args.quiet)
     start = time.perf_counter()
     try:
-        results = train_population(configs, args.device, progress, keep_params=False, time_limit_s=args.time_limit)
+        results = train_population(configs, args.device, progress, keep_params=False, time_limit_s=args.time_limit,
+                                   checkpoint=checkpoint)
+    except ckpt.TrainingPaused as e:
+        print(f"time limit: {e}; run the same command again to continue", file=sys.stderr)
+        return 0
+    except ValueError as e:  # a checkpoint of other runs in --out
+        print(f"rnnlab train: {e}", file=sys.stderr)
+        return 2
     finally:
         progress.close()
     wall = time.perf_counter() - start
@@ -158,6 +172,8 @@ def run(args) -> int:
             plots.plot_grad_profiles(results, labels, os.path.join(args.out, "grad_profile.png"))
         elif not args.quiet:
             print("matplotlib is not installed: no plots (pip install matplotlib)")
+    if checkpoint is not None:  # run.json holds the results now
+        ckpt.remove(checkpoint.path)
 
     print(f"{'run':<28} {'seed':>5} {'success':>7} {'updates':>8} {'error':>7} {'loss':>9} {'|g| mean':>9} {'rho':>6}")
     for label, r in zip(labels, results):
@@ -171,7 +187,9 @@ def register(sub) -> None:
     from ..tasks import TASKS
     from ..train.config import DTYPES, LR_SCHEDULES
     from ..cells import INITS, REGISTRY, option_choices
+    from ..train.checkpoint import DEFAULT_EVERY_S
     from ..train.optim import OPTIMIZERS
+    from . import positive_seconds
 
     p = sub.add_parser("train", help="train an RNN (or a population of them) on a long-term-memory task",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,7 +227,13 @@ def register(sub) -> None:
     g.add_argument("--method", nargs="+", choices=METHODS, help="Pascanu's methods instead of the clip × alpha product")
     g = p.add_argument_group("budget and validation")
     g.add_argument("--max-updates", type=int, default=10_000)
-    g.add_argument("--time-limit", type=float, help="wall-clock budget in seconds (validates once more, then stops)")
+    g.add_argument("--time-limit", type=positive_seconds, help="wall-clock budget in seconds: saves a checkpoint in --out and stops; "
+                                                   "the same command continues (with --no-checkpoint: validates once more, "
+                                                   "then stops)")
+    g.add_argument("--checkpoint-every", type=positive_seconds, default=DEFAULT_EVERY_S, metavar="SECONDS",
+                   help=f"seconds between checkpoints (<out>/checkpoint.pt, default {DEFAULT_EVERY_S:.0f}); a rerun "
+                        f"resumes from it")
+    g.add_argument("--no-checkpoint", action="store_true", help="no checkpoints: an interrupted run starts over")
     g.add_argument("--val-every", type=int, default=500)
     g.add_argument("--val-size", type=int, default=10_000)
     g.add_argument("--val-chunk", type=int, default=1_000)

@@ -164,13 +164,12 @@ def _run_embedded(groups: list[RunGroup], device: str, commit: Callable[..., Non
                   deadline: float | None) -> int:
     """Populations one after the other in this process; each run's row is committed as soon as
     the run is final (progress.on_update counts the model-updates as they happen). With a
-    ``deadline`` (time.monotonic()) each population gets an equal share of the time left.
+    ``deadline`` (time.monotonic()) each population gets an equal share of the time left (past
+    the deadline: one update, so that every population has a checkpoint that status can show).
     Returns how many populations were paused."""
     paused = 0
     for left, group in zip(range(len(groups), 0, -1), groups):
-        share = None if deadline is None else (deadline - time.monotonic()) / left
-        if share is not None and share <= 0:
-            return paused + left
+        share = None if deadline is None else max(0.0, deadline - time.monotonic()) / left
         checkpoint = _checkpointing(checkpoint_dir, group, checkpoint_every_s)
         try:
             train_rows(group.runs, group.population_id, device, "embedded", progress.on_update, veg_rule, on_rows=commit,
@@ -231,9 +230,7 @@ def _run_ray(groups: list[RunGroup], device: str, commit: Callable[..., None], v
             if rows:  # waiting for the put keeps the order "rows in the mailbox, then the task is done"
                 ray.get(mailbox.put.remote(rows))
 
-        time_left = None if deadline is None else deadline - time.time()
-        if time_left is not None and time_left <= 0:
-            return True
+        time_left = None if deadline is None else max(0.0, deadline - time.time())
         try:
             train_rows(group.runs, group.population_id, device, "ray", veg_rule=veg_rule, on_rows=send,
                        save_params=save_params, checkpoint=_checkpointing(checkpoint_dir, group, checkpoint_every_s),

@@ -21,6 +21,7 @@ Files, both replaced atomically (written to a temporary file, fsynced, ``os.repl
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -128,10 +129,13 @@ def read_summary(path: Path) -> dict | None:
 
 
 def remove(path: Path) -> None:
-    """Delete a checkpoint (state first: a summary without state is ignored, the reverse never exists)."""
+    """Delete a checkpoint (state first: a summary without state is ignored, the reverse never
+    exists), and the temporary files of writes that a killed process left behind."""
     path = Path(path)
     path.unlink(missing_ok=True)
     path.with_suffix(".json").unlink(missing_ok=True)
+    for torn in path.parent.glob(f"{glob.escape(path.stem)}.*.tmp"):
+        torn.unlink(missing_ok=True)
 
 
 def tensor_fields(obj) -> dict:
