@@ -5,13 +5,13 @@ from collections import Counter
 
 from torch import Tensor
 
-from .. import reference
 from ..functional import lstm
 from ._common import DropIn, _stack
 
 #: How often each path that is not one fused call per layer ran (DESIGN.md §4: fallbacks are
 #: visible and countable). ``"packed_padded"``: a ``PackedSequence`` forward, run on the padded
-#: batch; ``"proj_size"``: a layer with ``proj_size > 0``, run by :func:`rnnlab.reference.lstm_forward`.
+#: batch; ``"proj_size"``: a layer with ``proj_size > 0``, run by :func:`rnnlab.lstm`'s reference
+#: path (which ``rnnlab._ops.fallbacks[("lstm_forward", "proj_size")]`` counts too).
 fallback_counts: Counter = Counter()
 
 
@@ -31,9 +31,10 @@ class LSTM(DropIn):
 
     Fallbacks (same results as ``nn.LSTM``, counted in ``rnnlab.nn.lstm.fallback_counts``):
 
-    * ``proj_size > 0``: the fused kernel has no projection; such layers run the pure-PyTorch
+    * ``proj_size > 0``: the fused kernel has no projection; such layers run
+      :func:`rnnlab.lstm` with ``w_hr``, whose reference path is the pure-PyTorch
       :func:`rnnlab.reference.lstm_forward` (a per-step loop differentiated by autograd, so much
-      slower) and count ``"proj_size"`` once per layer call. Diagnostics are not available there.
+      slower), and count ``"proj_size"`` once per layer call. Diagnostics are not available there.
     * ``PackedSequence`` input is padded to [T_max, B] and run through the same fused calls, the
       reverse direction flipped within each sequence's own length; the padded steps are
       computed and discarded. Counts ``"packed_padded"`` once per call.
@@ -98,18 +99,14 @@ class LSTM(DropIn):
 
     def _recurrence(self, xp, w_hh, states, sink, params):
         """(hs [D, T, B, H_out], cs [D, T, B, H]) of the layer's D directions: the fused op, or with
-        ``proj_size > 0`` the reference (counted in ``fallback_counts["proj_size"]``)."""
+        ``proj_size > 0`` its reference path (counted in ``fallback_counts["proj_size"]``)."""
         if self.proj_size == 0:
             return lstm(xp, w_hh, *(states or (None, None)), sink=sink)
         if sink is not None:
             raise NotImplementedError("rnnlab.LSTM diagnostics are not available with proj_size > 0 (reference fallback)")
         fallback_counts["proj_size"] += 1
-        if states is None:
-            D, B = xp.shape[0], xp.shape[2]
-            states = (xp.new_zeros(D, B, self.proj_size), xp.new_zeros(D, B, self.hidden_size))
         w_hr = _stack([p["weight_hr"] for p in params])
-        hs, cs, _ = reference.lstm_forward(xp, _contiguous_grad(w_hh), *states, w_hr=_contiguous_grad(w_hr))
-        return hs, cs
+        return lstm(xp, _contiguous_grad(w_hh), *(states or (None, None)), w_hr=_contiguous_grad(w_hr))
 
 
 def _contiguous_grad(w: Tensor) -> Tensor:
