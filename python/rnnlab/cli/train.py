@@ -65,13 +65,22 @@ def build_configs(args) -> tuple[list, list[str]]:
         variants = [(f"clip={c} alpha={a}", (c, a)) for c, a in itertools.product(args.clip, args.alpha)]
     seeds = [s for text in args.seeds for s in _seeds(text)]
     configs, labels = [], []
-    for (label, (clip, alpha)), lr, gain, init, seed in itertools.product(variants, args.lr, args.init_gain, args.init, seeds):
+    cell_kwargs = dict(args.cell_arg or [])
+    if args.num_layers is not None:
+        cell_kwargs["num_layers"] = args.num_layers
+    if args.double:
+        cell_kwargs["double"] = True
+    for (label, (clip, alpha)), lr, gain, init, warm, seed in itertools.product(variants, args.lr, args.init_gain, args.init,
+                                                                                args.warmup, seeds):
         if len(args.lr) > 1:
             label += f" lr={lr}"
         if len(args.init) > 1 or len(args.init_gain) > 1:
             label += f" {init}×{gain}"
+        if len(args.warmup) > 1:
+            label += f" warmup={warm}"
         configs.append(RunConfig(
-            task=args.task, task_kwargs=task_kwargs, cell=args.cell, cell_kwargs=dict(args.cell_arg or []),
+            task=args.task, task_kwargs=task_kwargs, cell=args.cell, cell_kwargs=cell_kwargs,
+            warmup=warm == "on", warmup_steps=args.warmup_steps, warmup_lr=args.warmup_lr,
             hidden=args.hidden, nonlinearity=args.nonlinearity, init=init,
             init_gain=gain, optimizer=args.optimizer, lr=lr, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
             momentum=args.momentum, beta1=args.beta1, beta2=args.beta2, eps=args.eps, batch_size=args.batch_size,
@@ -210,6 +219,14 @@ def register(sub) -> None:
     g.add_argument("--init-gain", nargs="+", type=float, default=[1.0], help="gain g multiplying W_hh")
     g.add_argument("--nonlinearity", choices=option_choices("nonlinearity"),
                    help="default: sigmoid for the sigmoid init, else tanh")
+    g.add_argument("--num-layers", type=int, help="stacked layers of the Elman, LSTM or GRU cell (default 1)")
+    g.add_argument("--double", action="store_true",
+                   help="each layer two parallel cells of hidden/2 units; warm-up warms the first (SPEC §6.1)")
+    g = p.add_argument_group("warm-up (Lambrechts et al., SPEC §6.1)")
+    g.add_argument("--warmup", nargs="+", choices=("off", "on"), default=["off"],
+                   help="VAA* warm-up before training; 'off on' trains both arms in one population")
+    g.add_argument("--warmup-steps", type=int, default=100, help="Adam steps of the warm-up")
+    g.add_argument("--warmup-lr", type=float, default=1e-2, help="Adam learning rate of the warm-up")
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS)
     g.add_argument("--lr", nargs="+", type=float, default=[0.01])

@@ -56,7 +56,7 @@ from pathlib import Path
 from ..cells import CELLS, INITS, option_choices
 from ..tasks import TASKS, make_task
 from ..train import RunConfig
-from ..train.config import DTYPES, LR_SCHEDULES
+from ..train.config import DTYPES, LATER_FIELDS, LR_SCHEDULES
 from ..train.optim import OPTIMIZERS
 
 #: sweep-level fields that are not RunConfig fields.
@@ -131,8 +131,10 @@ def run_id(config: RunConfig) -> str:
     """16 hex digits of SHA-256 over the canonical JSON of the cell and the rest of the config.
 
     (The layout predates ``RunConfig.cell``: keeping the cell outside and leaving out empty
-    ``cell_kwargs`` keeps the ids of earlier Elman sweeps, so their files still resume.)"""
-    rest = {k: v for k, v in config.to_dict().items() if k != "cell" and not (k == "cell_kwargs" and not v)}
+    ``cell_kwargs`` and the :data:`rnnlab.train.config.LATER_FIELDS` at their defaults keeps the
+    ids of earlier sweeps, so their files still resume.)"""
+    rest = {k: v for k, v in config.to_dict().items() if k != "cell" and not (k == "cell_kwargs" and not v)
+            and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
     text = json.dumps({"cell": config.cell, "config": rest}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -21,7 +21,11 @@ from .optim import OPTIMIZERS
 SHARED_FIELDS = (
     "task", "task_kwargs", "cell", "cell_kwargs", "hidden", "nonlinearity", "optimizer", "lr_schedule", "eps", "batch_size", "safeguard",
     "max_updates", "val_every", "val_size", "val_chunk", "success_error", "stop_at_success", "length_seed", "dtype",
+    "warmup_steps",
 )
+#: fields added after run ids existed, with their defaults: a run at these defaults keeps its id
+#: (:func:`rnnlab.sweep.spec.run_id` leaves them out).
+LATER_FIELDS = {"warmup": False, "warmup_steps": 100, "warmup_lr": 1e-2}
 LR_SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
 #: cell options that a RunConfig holds as fields of its own instead of in ``cell_kwargs`` (Elman's
@@ -60,6 +64,10 @@ class RunConfig:
         stop_at_success: freeze a model once it succeeds (SPEC §2.3 stopping).
         seed: the model's seed (its data and its initialisation). length_seed: seed of the
             sequence-length stream shared by a population.
+        warmup: warm this model up before training (Lambrechts et al.'s VAA* warm-up, SPEC §6.1,
+            :mod:`rnnlab.train.warmup`): warmup_steps Adam steps (shared) at warmup_lr (per model).
+            The stack is in ``cell_kwargs``: ``num_layers`` and ``double`` (two half-width cells
+            per layer, of which warm-up warms the first).
     """
 
     task: str = "torder"
@@ -92,6 +100,9 @@ class RunConfig:
     seed: int = 0
     length_seed: int = 0
     dtype: str = "float32"
+    warmup: bool = False
+    warmup_steps: int = LATER_FIELDS["warmup_steps"]
+    warmup_lr: float = LATER_FIELDS["warmup_lr"]
 
     def __post_init__(self):
         cell = get_cell(self.cell)
@@ -111,6 +122,15 @@ class RunConfig:
                                  f"{name}=None, got {getattr(self, name)!r}")
         cell.complete_options(self.forward_options())
         cell.complete_init_options(self.cell_kwargs)
+        cell.param_shapes(1, 1, self.hidden, 1, **self.forward_options())  # a layout H allows (double: even)
+        if not isinstance(self.warmup, bool):
+            raise ValueError(f"warmup must be True or False, got {self.warmup!r}")
+        if self.warmup and cell.layer is None:
+            raise ValueError(f"warmup needs a cell with layers (VAA*, SPEC §6.1); cell={self.cell!r} has none")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        if not self.warmup_lr > 0:
+            raise ValueError(f"warmup_lr must be > 0, got {self.warmup_lr!r}")
         if self.alpha != 0 and not cell.omega:
             raise ValueError(f"alpha (Ω's gradient, SPEC §2.5) is fused into the {_titles(lambda c: c.omega)} backward only; "
                              f"cell={self.cell!r} needs alpha=0")

@@ -14,6 +14,9 @@ One update of the population (SPEC §2.3–2.5):
 5. per-model optimizer update (:mod:`rnnlab.train.optim`);
 6. per-model VEG flags of the update from the sink's [M, T, B] ‖δ_t‖² (:mod:`rnnlab.train.veg`).
 
+Before the first update, the models with ``RunConfig.warmup`` are warmed up (SPEC §6.1,
+:mod:`rnnlab.train.warmup`); the others start from their initialisation as drawn.
+
 Every ``val_every`` updates the active models are validated on fresh sequences; a model whose
 error is under the success threshold is frozen (it is no longer computed at all: the active
 models are gathered into a compact population for each update, so finished models cost
@@ -42,6 +45,7 @@ from .init import init_population
 from .optim import init_state, update_
 from .schedules import cosine_lr, decayed_alpha
 from .veg import VegCounter, VegRule
+from .warmup import warm_up
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -129,7 +133,8 @@ def train_population(
         callback: called after every validation with a dict ``update``, ``active`` (number of
             models still training), ``val_error`` [M_active] list, ``elapsed_s`` and ``finished``,
             a list of ``(index, RunResult)`` for the runs that validation froze at success (their
-            results are final, so a sweep can store them at once); and after every update with
+            results are final, so a sweep can store them at once), ``params`` (every model's
+            current weights, [M, ...], read-only: e.g. to analyse them over training); and after every update with
             ``update`` and ``active`` only (for progress bars).
         keep_params: store each model's final weights in ``RunResult.params`` (on the CPU).
         time_limit_s: wall-clock budget of this call. With ``checkpoint``, training saves a
@@ -189,6 +194,9 @@ def train_population(
             for r, fields in zip(results, saved["results"]):
                 ckpt.restore_fields(r, fields)
             finalized = set(saved["finalized"])
+    if first_update == 0:  # SPEC §6.1: the warmed models' VAA* warm-up, before the first update
+        for m, vaa_stars in warm_up(task, params, keys, ctx, configs).items():
+            results[m].history["warmup_vaa_star"] = vaa_stars
     session_start = last_save = time.perf_counter()
     start = session_start - elapsed_before  # a resumed run's wall time continues its own
     # Gradients through long products of small Jacobians underflow into denormals, which run
@@ -244,7 +252,7 @@ def train_population(
                 if callback is not None:
                     callback({"update": k + 1, "active": int(active.sum()), "elapsed_s": time.perf_counter() - start,
                               "val_error": [results[m].final_error for m in idx.tolist()],
-                              "finished": [(m, results[m]) for m in newly_done]})
+                              "finished": [(m, results[m]) for m in newly_done], "params": params})
             elif callback is not None:
                 callback({"update": k + 1, "active": int(active.sum())})
             now = time.perf_counter()
