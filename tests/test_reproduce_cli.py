@@ -36,6 +36,7 @@ OUTPUTS = {
     "pascanu2013": ["torder_short_curves.png", "torder_short_grad_profile.png"],
     "zucchet2024": ["fig1_memory.png", "fig2_landscape.png", "fig3a.png", "fig3b.png"],
     "emami2021": ["taps.png", "learned_fraction.png", "error_vs_width.png"],
+    "lambrechts2023": ["mse_by_arm.png", "vaa_over_training.png"],
 }
 
 

@@ -16,6 +16,7 @@ REPRODUCTIONS = {
     "pascanu2013": "pascanu2013",
     "zucchet2024": "zucchet2024",
     "emami2021": "emami2021",
+    "lambrechts2023": "lambrechts2023",
 }
 
 
