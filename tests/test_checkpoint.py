@@ -183,3 +183,17 @@ def test_cli_train_time_limit_checkpoints_and_the_same_command_continues(tmp_pat
     strip = lambda runs: [{k: v for k, v in r.items() if k != "wall_time_s"} for r in runs]  # noqa: E731
     assert json.dumps(strip(reference)) == json.dumps(strip(resumed))
     assert not math.isnan(resumed[0]["final_error"])
+
+
+def test_ray_time_limit_checkpoints_every_population_and_a_rerun_resumes_them(tmp_path):
+    pytest.importorskip("ray")
+    spec = SweepSpec.from_dict({**_SPEC, "grid": {"length": [8, 12], "seed": {"range": [0, 2]}}})
+    db = tmp_path / "ray.sqlite"
+    out = run_sweep(spec, str(db), backend="ray", num_cpus=2, progress=False, time_limit_s=1e-6)
+    assert out["paused"] == 2 and out["trained"] == 0
+    with ResultStore(db) as store:
+        assert len(store.checkpoints()) == 2
+    out = run_sweep(spec, str(db), backend="ray", num_cpus=2, progress=False)
+    assert out["resumed"] == 2 and out["paused"] == 0 and out["trained"] == 4
+    with ResultStore(db) as store:
+        assert store.count() == 4 and store.checkpoints() == []
