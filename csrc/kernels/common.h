@@ -17,6 +17,8 @@ constexpr double kOmegaBound = 1e-20;
 // H hidden units. Every tensor is dense and row-major in the order its shape is written.
 struct RecurrenceShape {
   int64_t M, T, B, H;
+  // multiply-adds of the recurrent GEMMs of one pass, for a cell with `gates` H x H blocks in W_hh
+  int64_t recurrent_work(int64_t gates) const { return M * T * B * H * H * gates; }
 };
 
 // A contiguous range of batch rows of one model: the unit of parallel work. Rows of a model

@@ -79,7 +79,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> diag_forward_cpu(const at::Tensor
   auto s_part = partial({stats ? s.R : 0, s.M, s.T, s.Nr}, real, !tiles.empty());
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(u.scalar_type()), "diag_forward", [&] {
     const auto& k = cpu::diag_kernels<scalar_t>(cpu::selected_isa());
-    for_each_tile(tiles, [&](const cpu::DiagTile& tile) {
+    for_each_tile(tiles, s.M * s.T * s.B * s.Nr, [&](const cpu::DiagTile& tile) {
       k.forward(s, tile, real_ptr<scalar_t>(u), real_ptr<scalar_t>(lam), real_ptr<scalar_t>(h0), real_ptr<scalar_t>(hs),
                 stats ? real_ptr<scalar_t>(h_part) : nullptr, stats ? real_ptr<scalar_t>(s_part) : nullptr);
     });
@@ -102,7 +102,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> diag_back
   auto vsq_part = partial({s.C, s.M, s.T, s.B}, real, !tiles.empty());
   AT_DISPATCH_FLOATING_TYPES(c10::toRealValueType(hs.scalar_type()), "diag_backward", [&] {
     const auto& k = cpu::diag_kernels<scalar_t>(cpu::selected_isa());
-    for_each_tile(tiles, [&](const cpu::DiagTile& tile) {
+    for_each_tile(tiles, s.M * s.T * s.B * s.Nr, [&](const cpu::DiagTile& tile) {
       k.backward(s, tile, real_ptr<scalar_t>(grad_hs), real_ptr<scalar_t>(hs), real_ptr<scalar_t>(h0),
                  real_ptr<scalar_t>(lam), real_ptr<scalar_t>(grad_u), real_ptr<scalar_t>(grad_h0),
                  real_ptr<scalar_t>(lam_p), s.complex ? real_ptr<scalar_t>(lam_q) : nullptr,

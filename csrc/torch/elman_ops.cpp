@@ -18,7 +18,7 @@ at::Tensor elman_forward_cpu(const at::Tensor& xp, const at::Tensor& w_hh, const
   if (hs.numel() == 0) return hs;
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "elman_forward", [&] {
     const auto& k = cpu::elman_kernels<scalar_t>(cpu::selected_isa());
-    for_each_tile(make_tiles(s.M, s.B, k.row_block), [&](BatchTile tile) {
+    for_each_tile(make_tiles(s.M, s.B, k.row_block), s.recurrent_work(1), [&](BatchTile tile) {
       k.forward(s, tile, act, xp.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(), h0.const_data_ptr<scalar_t>(),
                 hs.mutable_data_ptr<scalar_t>());
     });
@@ -35,7 +35,7 @@ ElmanBackwardResult elman_backward_cpu(const at::Tensor& grad_hs, const at::Tens
   if (has_work(s)) {
     AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "elman_backward", [&] {
       const auto& k = cpu::elman_kernels<scalar_t>(cpu::selected_isa());
-      for_each_tile(make_tiles(s.M, s.B, k.row_block), [&](BatchTile tile) {
+      for_each_tile(make_tiles(s.M, s.B, k.row_block), s.recurrent_work(1), [&](BatchTile tile) {
         k.backward(s, tile, act, grad_hs.const_data_ptr<scalar_t>(), hs.const_data_ptr<scalar_t>(),
                    h0.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(),
                    out.grad_xp.mutable_data_ptr<scalar_t>(), out.grad_h0.mutable_data_ptr<scalar_t>(),

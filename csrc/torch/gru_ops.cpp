@@ -62,7 +62,7 @@ std::tuple<at::Tensor, at::Tensor> gru_forward_cpu(const at::Tensor& xp, const a
   if (hs.numel() == 0) return {hs, gates};
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
     const auto& k = cpu::gru_kernels<scalar_t>(cpu::selected_isa());
-    for_each_tile(make_tiles(s.M, s.B, k.row_block), [&](BatchTile tile) {
+    for_each_tile(make_tiles(s.M, s.B, k.row_block), s.recurrent_work(3), [&](BatchTile tile) {
       k.forward(s, tile, xp.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(),
                 b_hn.const_data_ptr<scalar_t>(), h0.const_data_ptr<scalar_t>(), hs.mutable_data_ptr<scalar_t>(),
                 gates.mutable_data_ptr<scalar_t>());
@@ -78,7 +78,7 @@ GruBackwardResult gru_backward_cpu(const at::Tensor& grad_hs, const at::Tensor& 
   if (has_work(s)) {
     AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_backward", [&] {
       const auto& k = cpu::gru_kernels<scalar_t>(cpu::selected_isa());
-      for_each_tile(make_tiles(s.M, s.B, k.row_block), [&](BatchTile tile) {
+      for_each_tile(make_tiles(s.M, s.B, k.row_block), s.recurrent_work(3), [&](BatchTile tile) {
         k.backward(s, tile, grad_hs.const_data_ptr<scalar_t>(), hs.const_data_ptr<scalar_t>(),
                    gates.const_data_ptr<scalar_t>(), h0.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(),
                    out.grad_xp.mutable_data_ptr<scalar_t>(), out.grad_hn.mutable_data_ptr<scalar_t>(),

@@ -19,7 +19,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_forward_cpu(const at::Tensor
   if (hs.numel() == 0) return {hs, cs, gates};
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
     const auto& k = cpu::lstm_kernels<scalar_t>(cpu::selected_isa());
-    for_each_tile(make_tiles(s.M, s.B, k.row_block), [&](BatchTile tile) {
+    for_each_tile(make_tiles(s.M, s.B, k.row_block), s.recurrent_work(4), [&](BatchTile tile) {
       k.forward(s, tile, xp.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(), h0.const_data_ptr<scalar_t>(),
                 c0.const_data_ptr<scalar_t>(), hs.mutable_data_ptr<scalar_t>(), cs.mutable_data_ptr<scalar_t>(),
                 gates.mutable_data_ptr<scalar_t>());
@@ -36,7 +36,7 @@ LstmBackwardResult lstm_backward_cpu(const at::Tensor& grad_hs, const std::optio
   if (has_work(s)) {
     AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_backward", [&] {
       const auto& k = cpu::lstm_kernels<scalar_t>(cpu::selected_isa());
-      for_each_tile(make_tiles(s.M, s.B, k.row_block), [&](BatchTile tile) {
+      for_each_tile(make_tiles(s.M, s.B, k.row_block), s.recurrent_work(4), [&](BatchTile tile) {
         k.backward(s, tile, grad_hs.const_data_ptr<scalar_t>(), grad_cs ? grad_cs->const_data_ptr<scalar_t>() : nullptr,
                    cs.const_data_ptr<scalar_t>(), gates.const_data_ptr<scalar_t>(), c0.const_data_ptr<scalar_t>(),
                    w_hh.const_data_ptr<scalar_t>(), out.grad_xp.mutable_data_ptr<scalar_t>(),

@@ -45,11 +45,20 @@ class FlushDenormalsScope {
 #endif
 };
 
-// Runs f(tile) for every tile in parallel, with denormals flushed: the one entry through which
-// every CPU kernel of every cell is called.
+// Below this many multiply-adds per call a kernel runs on the calling thread: waking the other
+// OpenMP threads costs tens of microseconds on a quiet machine (milliseconds on a busy 2-vCPU VM),
+// more than such a call computes (an nn.RNN layer at T = 3, H = 3 ran 40x slower with 2 threads
+// under load). About 50 µs of one core's work at these kernels' rates.
+constexpr int64_t kMinParallelWork = int64_t{1} << 20;
+
+// Runs f(tile) for every tile, in parallel when the call's `work` (its multiply-adds, summed over
+// all tiles) is worth a parallel region, with denormals flushed: the one entry through which every
+// CPU kernel of every cell is called. The tiles, and so the results, do not depend on the choice.
 template <typename Tile, typename F>
-void for_each_tile(const std::vector<Tile>& tiles, F f) {
-  at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
+void for_each_tile(const std::vector<Tile>& tiles, int64_t work, F f) {
+  const int64_t n = static_cast<int64_t>(tiles.size());
+  const int64_t grain = work < kMinParallelWork ? std::max<int64_t>(n, 1) : 1;
+  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
     const FlushDenormalsScope ftz;
     for (int64_t i = begin; i < end; ++i) f(tiles[i]);
   });
