@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from . import tap_ntk
-from .report import Checkpoint, pyplot, save_figure, table, write_json
+from ..plotting import pyplot
+from .report import Checkpoint, save_figure, table, write_json
 
 TITLE = "Emami et al. 2021: a linear RNN trained by GD is a convolution with per-lag learning rates η β_j (SPEC §5)"
 DOC = "docs/reproductions/emami2021.md"

@@ -27,7 +27,8 @@ from ..analysis import vaa
 from ..tasks import rng
 from ..train import RunConfig, train_population
 from ..train.init import init_population
-from .report import Checkpoint, pyplot, save_figure, table, write_json
+from ..plotting import pyplot
+from .report import Checkpoint, save_figure, table, write_json
 
 TITLE = "Lambrechts et al. 2023: warming up RNNs to maximise reachable multistability (SPEC §6)"
 DOC = "docs/reproductions/lambrechts2023.md"

@@ -7,6 +7,8 @@ import math
 import os
 from collections.abc import Callable, Sequence
 
+from ..plotting import pyplot
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     """A plain-text table, columns right-aligned; floats in 4 significant digits."""
@@ -20,18 +22,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in text]
     return "\n".join(lines)
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (figures are files, never windows)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise ImportError("reproductions write figures with matplotlib: pip install matplotlib") from e
-    return plt
 
 
 def save_figure(fig, path: str) -> None:

@@ -18,7 +18,8 @@ import torch
 
 from . import curse_of_memory as com
 from .linear_students import Student, best_lr, faster_block_layout, train_students
-from .report import Checkpoint, pyplot, save_figure, table, write_json
+from ..plotting import pyplot
+from .report import Checkpoint, save_figure, table, write_json
 
 TITLE = "Zucchet & Orvieto 2024: the curse of memory, and linear RNN vs LRU on linear teachers (SPEC §4)"
 DOC = "docs/reproductions/zucchet2024.md"

@@ -17,6 +17,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from ..plotting import pyplot
 from .query import RunFilter
 from .record import VegRule, veg_from_counts, veg_from_series
 from .store import ResultStore
@@ -153,18 +154,9 @@ def summary(rows: list[dict]) -> str:
 
 
 # ---- plots ------------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_success_heatmaps(rows: list[dict], path: Path, by: tuple[str, ...] = ()) -> Path:
     """One lr × length heatmap of the success rate per panel (see :func:`success_tables`)."""
-    plt = _pyplot()
+    plt = pyplot()
     panel = panel_factors(rows, by)
     grid = success_grid(rows, panel)
     keys = sorted(grid, key=lambda k: tuple(_key(v) for v in k))
@@ -200,7 +192,7 @@ def plot_success_vs_length(rows: list[dict], path: Path, by: tuple[str, ...] = (
     """Success rate against length, one line per learning rate when it varies (else per level of
     the last varying panel factor, e.g. Pascanu's ``method``: the layout of Fig. 7), one panel
     per combination of the other panel factors."""
-    plt = _pyplot()
+    plt = pyplot()
     moving = varying(rows)
     panel = [f for f in panel_factors(rows, by) if f in moving] or ["cell"]
     if "lr" in moving:
@@ -247,7 +239,7 @@ def _profile_steps(T: int, n: int) -> list[int]:
 def plot_profiles(rows: list[dict], path: Path) -> Path:
     """Median (and quartiles) of log10(‖δ_t‖/‖δ_T‖) against t, learned vs failed runs; rows:
     first check, last check; columns: lengths. Zero norms (−inf) are drawn at PROFILE_FLOOR."""
-    plt = _pyplot()
+    plt = pyplot()
     lengths = sorted({r["length"] for r in rows if r["length"] is not None})
     fig, axes = plt.subplots(2, max(1, len(lengths)), figsize=(3.6 * max(1, len(lengths)), 5.6), squeeze=False)
     for j, L in enumerate(lengths):

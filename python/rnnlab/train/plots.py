@@ -10,32 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from ..plotting import available, pyplot
 from .config import RunResult
 
-
-def available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise ImportError("plots need matplotlib: pip install matplotlib") from e
-    return plt
+__all__ = ["available", "plot_curves", "plot_grad_profiles"]
 
 
 def plot_curves(results: Sequence[RunResult], labels: Sequence[str], path: str, threshold: float = 0.01) -> None:
     """Validation loss (log scale) and error rate against updates, one line per run; a dotted
     line marks the success ``threshold``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(11, 4))
     groups = sorted(set(labels))
     colors = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
@@ -57,7 +41,7 @@ def plot_curves(results: Sequence[RunResult], labels: Sequence[str], path: str, 
 
 def plot_grad_profiles(results: Sequence[RunResult], labels: Sequence[str], path: str, snapshots: int = 5) -> None:
     """log10 ‖∂L/∂h_t‖ against t at up to ``snapshots`` points of training, one panel per run."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(results)
     cols = min(n, 5)
     rows = math.ceil(n / cols)
