@@ -18,7 +18,7 @@ GRU = projected_cell(
     options={},
     choices={},
     init_options={},
-    inits={"orthogonal": weight_inits.orthogonal, "basic_tanh": weight_inits.gaussian(0.1), "normal": weight_inits.normal},
+    inits=weight_inits.GATED,
     default_init="orthogonal",
     init_implies={},
     # xp (3H), the saved gates with h W_hnᵀ (4H), h.

@@ -16,7 +16,7 @@ LSTM = projected_cell(
     options={},
     choices={},
     init_options={},
-    inits={"orthogonal": weight_inits.orthogonal, "basic_tanh": weight_inits.gaussian(0.1), "normal": weight_inits.normal},
+    inits=weight_inits.GATED,
     default_init="orthogonal",
     init_implies={},
     # xp and the saved gates (4H each), h and c.

@@ -71,3 +71,7 @@ def normal(keys: Tensor, shapes: Shapes, options: Mapping) -> dict[str, Tensor]:
     """W_hh ~ N(0, 1/H), scaled Gaussian W_ih and W_out."""
     H = shapes["weight_hh"][2]
     return _scaled(keys, shapes, draws.normal(keys, "weight_hh", shapes["weight_hh"], 1 / math.sqrt(H)))
+
+
+#: the initialisations of the gated cells (LSTM, GRU), by name; "orthogonal" is their default.
+GATED = {"orthogonal": orthogonal, "basic_tanh": gaussian(0.1), "normal": normal}
