@@ -1,0 +1,27 @@
+// The fused Elman training step of the ISA selected_isa() names (compiled three times, in
+// elman_train_step_<isa>.cpp).
+#include "kernels/cpu/elman_train_step.h"
+
+namespace rnnlab::cpu {
+
+#if defined(__x86_64__)
+template <typename T> ElmanTrainStepFn<T> elman_train_step_avx512();
+template <typename T> ElmanTrainStepFn<T> elman_train_step_avx2();
+#endif
+template <typename T> ElmanTrainStepFn<T> elman_train_step_portable();
+
+template <typename T>
+ElmanTrainStepFn<T> elman_train_step_kernel(Isa isa) {
+  switch (isa) {
+#if defined(__x86_64__)
+    case Isa::Avx512: return elman_train_step_avx512<T>();
+    case Isa::Avx2: return elman_train_step_avx2<T>();
+#endif
+    default: return elman_train_step_portable<T>();
+  }
+}
+
+template ElmanTrainStepFn<float> elman_train_step_kernel<float>(Isa);
+template ElmanTrainStepFn<double> elman_train_step_kernel<double>(Isa);
+
+}  // namespace rnnlab::cpu

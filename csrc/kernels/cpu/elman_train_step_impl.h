@@ -1,0 +1,281 @@
+// The fused Elman training update, written once and compiled per ISA by elman_train_step_<isa>.cpp.
+// The API, shapes and math are documented in elman_train_step.h.
+#pragma once
+
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/cpu/activations.h"
+#include "kernels/cpu/elman_train_step.h"
+#include "kernels/cpu/gemm_rows.h"
+#include "kernels/cpu/row_ops.h"
+
+namespace rnnlab::cpu::RNNLAB_ISA_NS {
+namespace train_step {
+
+// Working memory of the thread that runs a model. It grows to the largest model the thread has
+// run and is then reused by every later update, so a warm training loop allocates nothing, and it
+// is per thread rather than per model: a model's states live only while its update runs.
+template <typename T>
+struct Workspace {
+  std::vector<T> hs;     // [T, B, H] states h_1 … h_T
+  std::vector<T> acc;    // [B, ldc] h_{t−1} W_hhᵀ in the forward, v_t = u_t W_hh in the backward
+  std::vector<T> gy;     // [K, B, O] ∂L/∂ŷ_t
+  std::vector<T> u;      // [B, H] δ_t, then u_t in place
+  std::vector<T> ut;     // [H, T·B] u_t of every step, transposed: ∂W_hh = ut · hs in one GEMM
+  std::vector<T> wih_t;  // [I, H] W_ihᵀ, then ∂W_ihᵀ: rows of units, vectorized over H
+  std::vector<T> grads;  // the five gradients, laid out like the parameters
+  std::vector<T> ghh;    // [H, padded H] ∂W_hh as the GEMM writes it
+  std::vector<T> wt, wp, hp;  // packed W_hhᵀ, W_hh and h_0 … h_{T−2} (pack_panels)
+};
+
+template <typename T>
+Workspace<T>& workspace() {
+  thread_local Workspace<T> w;
+  return w;
+}
+
+template <typename T>
+T* grow(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// y[0:n] += a·x
+template <typename T>
+inline void axpy(int64_t n, T a, const T* x, T* y) {
+  const Vec<T> av = Vec<T>::broadcast(a);
+  for (int64_t j = 0; j < n; j += Vec<T>::size) {
+    const int k = static_cast<int>(std::min<int64_t>(Vec<T>::size, n - j));
+    store_n(fmadd(av, load_n(x + j, k), load_n(y + j, k)), y + j, k);
+  }
+}
+
+template <typename T>
+inline T dot(int64_t n, const T* x, const T* y) {
+  Vec<T> s = Vec<T>::zero();
+  for (int64_t j = 0; j < n; j += Vec<T>::size) {
+    const int k = static_cast<int>(std::min<int64_t>(Vec<T>::size, n - j));
+    s = fmadd(load_n(x + j, k), load_n(y + j, k), s);
+  }
+  return hsum(s);
+}
+
+// Read-out step k (state h [B, H]): ŷ into gy [B, O], then gy ← ∂L/∂ŷ. Returns the step's sum of
+// per-row losses (cross-entropy) or of squared errors (before the mean and the scale).
+template <typename T, Loss L>
+double readout_step(const ElmanTrainStep<T>& s, int64_t m, int64_t k, const T* h, const T* w_out, const T* b_out,
+                    T* gy) {
+  const int64_t B = s.B, O = s.O, H = s.H;
+  double sum = 0;
+  for (int64_t r = 0; r < B; ++r) {
+    T* g = gy + r * O;
+    for (int64_t o = 0; o < O; ++o) g[o] = b_out[o] + dot(H, h + r * H, w_out + o * H);
+    if constexpr (L == Loss::CrossEntropy) {
+      const int64_t c = s.class_target[(m * s.K + k) * B + r];
+      if (c < 0 || c >= O) throw std::invalid_argument("target: class index out of range [0, O) (O = number of outputs)");
+      T top = g[0];
+      for (int64_t o = 1; o < O; ++o) top = std::max(top, g[o]);
+      T z = 0;
+      for (int64_t o = 0; o < O; ++o) z += std::exp(g[o] - top);
+      const T lse = top + std::log(z);
+      sum += lse - g[c];
+      const T inv = T(1) / static_cast<T>(s.K * B);  // the mean over K·B rows
+      for (int64_t o = 0; o < O; ++o) g[o] = (std::exp(g[o] - lse) - (o == c ? T(1) : T(0))) * inv;
+    } else {
+      const T* y = s.value_target + ((m * s.K + k) * B + r) * O;
+      const T factor = T(2) * s.loss_scale / static_cast<T>(s.K * B * O);
+      for (int64_t o = 0; o < O; ++o) {
+        const T d = g[o] - y[o];
+        sum += static_cast<double>(d) * d;
+        g[o] = factor * d;
+      }
+    }
+  }
+  return sum;
+}
+
+// p ← p − lr·(optimizer direction) for n entries of one parameter and its slots.
+template <typename T, Optimizer P>
+void apply_update(const ElmanTrainStep<T>& s, int64_t m, T lr, int64_t n, const T* g, T* p, T* s0, T* s1) {
+  if constexpr (P == Optimizer::Sgd) {
+    for (int64_t i = 0; i < n; ++i) p[i] -= lr * g[i];
+  } else if constexpr (P == Optimizer::Momentum) {
+    const T mu = s.momentum[m];
+    for (int64_t i = 0; i < n; ++i) {
+      s0[i] = s0[i] * mu + g[i];
+      p[i] -= lr * s0[i];
+    }
+  } else {
+    const T b1 = s.beta1[m], b2 = s.beta2[m];
+    const T c1 = T(1) - std::pow(b1, static_cast<T>(s.step)), c2 = T(1) - std::pow(b2, static_cast<T>(s.step));
+    for (int64_t i = 0; i < n; ++i) {
+      s0[i] = s0[i] * b1 + (T(1) - b1) * g[i];
+      s1[i] = s1[i] * b2 + (T(1) - b2) * g[i] * g[i];
+      p[i] -= lr * (s0[i] / c1) / (std::sqrt(s1[i] / c2) + s.eps);
+    }
+  }
+}
+
+template <typename T, Activation A>
+void run_model(const ElmanTrainStep<T>& s, int64_t m) {
+  using V = Vec<T>;
+  const int64_t Tn = s.T_, B = s.B, I = s.I, H = s.H, O = s.O, K = s.K, TB = Tn * B, first_read = Tn - K;
+  const int64_t sizes[kTrainParams] = {H * I, H * H, H, O * H, O};
+  const T* x = s.x + m * TB * I;
+  const T* w_ih = s.params[0] + m * sizes[0];
+  const T* w_hh = s.params[1] + m * sizes[1];
+  const T* bias = s.params[2] + m * sizes[2];
+  const T* w_out = s.params[3] + m * sizes[3];
+  const T* b_out = s.params[4] + m * sizes[4];
+  Workspace<T>& w = workspace<T>();
+
+  // ---- forward: the recurrence with its input projection, the read-out and the loss ----
+  int64_t ldb;
+  pack_panels(w_hh, H, H, /*transpose=*/true, w.wt, ldb);
+  const int64_t ldc = ldb;
+  T* hs = grow(w.hs, TB * H);
+  T* acc = grow(w.acc, B * ldc);
+  T* gy = grow(w.gy, K * B * O);
+  T* wih_t = grow(w.wih_t, I * H);
+  for (int64_t j = 0; j < H; ++j)
+    for (int64_t i = 0; i < I; ++i) wih_t[i * H + j] = w_ih[j * I + i];
+  double loss_sum = 0;
+  for (int64_t t = 0; t < Tn; ++t) {
+    T* h = hs + t * B * H;
+    if (t > 0) gemm_packed<T>(B, H, h - B * H, H, w.wt.data(), ldb, acc, ldc);
+    for (int64_t r = 0; r < B; ++r) {
+      const T* xr = x + (t * B + r) * I;
+      for (int64_t j = 0; j < H; j += V::size) {
+        const int n = static_cast<int>(std::min<int64_t>(V::size, H - j));
+        V a = load_n(bias + j, n);
+        for (int64_t i = 0; i < I; ++i) a = fmadd(V::broadcast(xr[i]), load_n(wih_t + i * H + j, n), a);
+        if (t > 0) a = a + load_n(acc + r * ldc + j, n);
+        store_n(Act<A, T>::f(a), h + r * H + j, n);
+      }
+    }
+    if (t >= first_read) {
+      const int64_t k = t - first_read;
+      loss_sum += s.loss_kind == Loss::CrossEntropy
+                      ? readout_step<T, Loss::CrossEntropy>(s, m, k, h, w_out, b_out, gy + k * B * O)
+                      : readout_step<T, Loss::SquaredError>(s, m, k, h, w_out, b_out, gy + k * B * O);
+    }
+  }
+  s.loss[m] = s.loss_kind == Loss::CrossEntropy ? static_cast<T>(loss_sum / static_cast<double>(K * B))
+                                                 : s.loss_scale * static_cast<T>(loss_sum / static_cast<double>(K * B * O));
+
+  // ---- backward: δ_t, u_t, ‖δ_t‖² and every gradient but ∂W_hh, step by step ----
+  int64_t total = 0;
+  for (int64_t p = 0; p < kTrainParams; ++p) total += sizes[p];
+  T* grads = grow(w.grads, total);
+  std::fill(grads, grads + total, T(0));
+  T* g_ih = grads;
+  T* g_hh = g_ih + sizes[0];
+  T* g_b = g_hh + sizes[1];
+  T* g_out = g_b + sizes[2];
+  T* g_bout = g_out + sizes[3];
+  T* g_ih_t = wih_t;  // W_ihᵀ is no longer needed
+  std::fill(g_ih_t, g_ih_t + I * H, T(0));
+  pack_panels(w_hh, H, H, /*transpose=*/false, w.wp, ldb);
+  T* u = grow(w.u, B * H);
+  T* ut = grow(w.ut, H * TB);
+  T* v = acc;
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    const T* h = hs + t * B * H;
+    const T* gyk = t >= first_read ? gy + (t - first_read) * B * O : nullptr;
+    for (int64_t r = 0; r < B; ++r) {
+      T* ur = u + r * H;
+      const T* hr = h + r * H;
+      if (t < Tn - 1) copy_row(H, v + r * ldc, ur);
+      else std::fill(ur, ur + H, T(0));
+      if (gyk) {
+        for (int64_t o = 0; o < O; ++o) {
+          axpy(H, gyk[r * O + o], w_out + o * H, ur);
+          axpy(H, gyk[r * O + o], hr, g_out + o * H);
+          g_bout[o] += gyk[r * O + o];
+        }
+      }
+      s.delta_sq[(m * Tn + t) * B + r] = squared_norm(H, ur);
+      const T* xr = x + (t * B + r) * I;
+      for (int64_t j = 0; j < H; j += V::size) {
+        const int n = static_cast<int>(std::min<int64_t>(V::size, H - j));
+        const V uj = load_n(ur + j, n) * Act<A, T>::df_from_h(load_n(hr + j, n));
+        store_n(uj, ur + j, n);
+        store_n(load_n(g_b + j, n) + uj, g_b + j, n);
+        for (int64_t i = 0; i < I; ++i) store_n(fmadd(V::broadcast(xr[i]), uj, load_n(g_ih_t + i * H + j, n)), g_ih_t + i * H + j, n);
+      }
+      for (int64_t j = 0; j < H; ++j) ut[j * TB + t * B + r] = ur[j];
+    }
+    if (t > 0) gemm_packed<T>(B, H, u, H, w.wp.data(), ldb, v, ldc);
+  }
+  for (int64_t j = 0; j < H; ++j)
+    for (int64_t i = 0; i < I; ++i) g_ih[j * I + i] = g_ih_t[i * H + j];
+  // ∂W_hh = Σ_{t ≥ 1} u_tᵀ h_{t−1}: one GEMM of depth (T−1)·B instead of T·B rank-1 updates.
+  if (Tn > 1) {
+    int64_t ldh;
+    pack_panels(hs, (Tn - 1) * B, H, /*transpose=*/false, w.hp, ldh);
+    T* ghh = grow(w.ghh, H * ldh);
+    gemm_packed<T>(H, (Tn - 1) * B, ut + B, TB, w.hp.data(), ldh, ghh, ldh);
+    for (int64_t j = 0; j < H; ++j) copy_row(H, ghh + j * ldh, g_hh + j * H);
+  }
+
+  // ---- the global norm, clipping with the safeguard (rnnlab.train.clipping) ----
+  double sq = 0;
+  for (int64_t i = 0; i < total; ++i) sq += static_cast<double>(grads[i]) * grads[i];
+  const T norm = static_cast<T>(std::sqrt(sq));
+  const bool bad = s.safeguard && (!std::isfinite(norm) || norm > T(1e10));
+  const bool clipped = s.has_clip && !bad && norm > s.clip[m];
+  if (clipped) {
+    const T scale = s.clip[m] / norm;
+    for (int64_t i = 0; i < total; ++i) grads[i] *= scale;
+  }
+  if (bad) {  // the update then decays W_hh by (1 − 0.02·lr) and leaves the rest (SPEC §2.4)
+    std::fill(grads, grads + total, T(0));
+    for (int64_t i = 0; i < sizes[1]; ++i) g_hh[i] = T(0.02) * w_hh[i];
+  }
+  s.norm[m] = norm;
+  s.clipped[m] = clipped;
+  s.fallback[m] = bad;
+
+  // ---- the optimizer step (rnnlab.train.optim, rnnlab.train.schedules) ----
+  const T lr = s.cosine ? s.lr_min[m] + (s.lr[m] - s.lr_min[m]) * static_cast<T>(s.cosine_factor) : s.lr[m];
+  const T* g = grads;
+  for (int64_t p = 0; p < kTrainParams; ++p) {
+    const int64_t n = sizes[p], off = m * n;
+    T* param = s.params[p] + off;
+    T* s0 = s.slots[0][p] ? s.slots[0][p] + off : nullptr;
+    T* s1 = s.slots[1][p] ? s.slots[1][p] + off : nullptr;
+    switch (s.opt) {
+      case Optimizer::Sgd: apply_update<T, Optimizer::Sgd>(s, m, lr, n, g, param, s0, s1); break;
+      case Optimizer::Momentum: apply_update<T, Optimizer::Momentum>(s, m, lr, n, g, param, s0, s1); break;
+      case Optimizer::Adam: apply_update<T, Optimizer::Adam>(s, m, lr, n, g, param, s0, s1); break;
+    }
+    g += n;
+  }
+}
+
+// One function pointer per dtype: the activation is a template parameter inside, picked here.
+template <typename T>
+void train_step_dispatch(const ElmanTrainStep<T>& s, int64_t m) {
+  switch (s.act) {
+    case Activation::Tanh: return run_model<T, Activation::Tanh>(s, m);
+    case Activation::Relu: return run_model<T, Activation::Relu>(s, m);
+    case Activation::Sigmoid: return run_model<T, Activation::Sigmoid>(s, m);
+    case Activation::Identity: return run_model<T, Activation::Identity>(s, m);
+  }
+}
+
+}  // namespace train_step
+}  // namespace rnnlab::cpu::RNNLAB_ISA_NS
+
+// Defines the ISA's kernel getter, elman_train_step_<isa><T>().
+#define RNNLAB_DEFINE_ELMAN_TRAIN_STEP(getter)                                                 \
+  namespace rnnlab::cpu {                                                                      \
+  template <typename T>                                                                        \
+  ElmanTrainStepFn<T> getter() {                                                               \
+    return &RNNLAB_ISA_NS::train_step::train_step_dispatch<T>;                                 \
+  }                                                                                            \
+  template ElmanTrainStepFn<float> getter<float>();                                            \
+  template ElmanTrainStepFn<double> getter<double>();                                          \
+  }

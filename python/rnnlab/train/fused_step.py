@@ -1,0 +1,95 @@
+"""One fused op call per training update of an Elman population (``rnnlab::elman_train_step``).
+
+The op does for every model m, in one parallel region over the models: the input projection
+inside the recurrence (xp is never materialized), the read-out and the task's loss at its
+read-out steps, the whole backward with every gradient accumulated in the kernel, the per-step
+‖δ_t‖² [M, T, B] of the VEG flags, the global gradient norm, clipping with the SPEC §2.4
+safeguard (:mod:`rnnlab.train.clipping`) and the optimizer step (:mod:`rnnlab.train.optim`,
+constant or cosine learning rate) on the parameters and optimizer state in place. A model runs on
+one thread from start to end, so its update is bitwise the same alone or in any population, at
+any thread count. The autograd path of the trainer is its executable reference.
+
+Covered (:func:`unsupported` returns None): cell ``elman`` with one plain layer (any φ), α = 0
+for every model, a task whose loss is :meth:`rnnlab.tasks.base.Task.loss` (cross-entropy for
+classification, mean squared error for regression) or system identification's ½·MSE, every
+optimizer and schedule, float32 and float64, on the CPU. Everything else falls back to the
+autograd path, for the reason :func:`unsupported` gives.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..tasks.base import Batch, Task
+from ..tasks.system_id import SystemIdentification
+from .clipping import ClipStats
+from .config import RunConfig
+from .optim import init_state
+from .schedules import cosine_lr
+
+#: the op's parameter order (the Elman cell's own, SPEC §2.4).
+PARAM_NAMES = ("weight_ih", "weight_hh", "bias", "weight_out", "bias_out")
+
+
+def loss_of(task: Task) -> tuple[str, float] | None:
+    """(the op's loss name, its scale) of ``task``'s loss, or None for a loss the op lacks."""
+    loss = type(task).loss
+    if loss is Task.loss:
+        return ("cross_entropy", 1.0) if task.classification else ("squared_error", 1.0)
+    if loss is SystemIdentification.loss:
+        return "squared_error", 0.5
+    return None
+
+
+def unsupported(configs: list[RunConfig], task: Task, device: torch.device) -> str | None:
+    """Why the runs ``configs`` (one population) must train on the autograd path, or None when
+    the fused step covers them."""
+    cfg = configs[0]
+    options = cfg.forward_options()
+    if cfg.cell != "elman":
+        return f"cell {cfg.cell!r}: the fused step is written for the Elman cell only"
+    if options.get("num_layers", 1) != 1 or options.get("double", False):
+        return "stacked or double layers: the fused step runs one plain layer"
+    if any(c.alpha > 0 for c in configs):
+        return "alpha > 0: Ω's gradient is only fused into the autograd path's backward kernel"
+    if loss_of(task) is None:
+        return f"task {task.name!r} defines a loss of its own that the fused step does not implement"
+    if device.type != "cpu":
+        return f"device {device}: the fused step is a CPU kernel"
+    return None
+
+
+class FusedElmanStep:
+    """The fused update of one population's runs ``configs`` on ``task`` (see the module
+    docstring; :func:`unsupported` must have returned None)."""
+
+    def __init__(self, configs: list[RunConfig], task: Task):
+        cfg = configs[0]
+        self.loss, self.loss_scale = loss_of(task)
+        self.task = task
+        self.activation = cfg.forward_options()["nonlinearity"]
+        self.optimizer, self.cosine, self.max_updates = cfg.optimizer, cfg.lr_schedule == "cosine", cfg.max_updates
+        self.safeguard, self.eps = cfg.safeguard, cfg.eps
+        self.any_clip = any(c.clip is not None for c in configs)
+        # the optimizer's state slots, in the order the op takes them ("buf"; "m", "v")
+        self.slots = [key.split(".")[0] for key in init_state(cfg.optimizer, {"p": torch.zeros(0)})]
+
+    def __call__(self, params: dict[str, Tensor], state: dict[str, Tensor], hyper: dict[str, Tensor], batch: Batch,
+                 update: int) -> tuple[Tensor, ClipStats, Tensor]:
+        """Update the models of ``params`` and ``state`` in place ([M, ...] tensors as the
+        trainer keeps them, contiguous) on ``batch``, at the 0-based ``update``.
+
+        Args:
+            hyper: the trainer's [M] per-model hyper-parameters (``lr``, ``lr_min``,
+                ``momentum``, ``beta1``, ``beta2``, ``clip``) in the parameters' dtype.
+        Returns:
+            the loss [M], the clipping statistics, ‖δ_t‖² [M, T, B].
+        """
+        cosine = cosine_lr(1.0, 0.0, update, self.max_updates) if self.cosine else 0.0
+        loss, norm, clipped, fallback, delta_sq = torch.ops.rnnlab.elman_train_step(
+            batch.x.contiguous(), batch.target.contiguous(), [params[n] for n in PARAM_NAMES],
+            [state[f"{s}.{n}"] for s in self.slots for n in PARAM_NAMES], hyper["lr"],
+            hyper["lr_min"] if self.cosine else None, cosine, hyper["momentum"], hyper["beta1"], hyper["beta2"],
+            hyper["clip"] if self.any_clip else None, self.activation, self.loss, self.loss_scale, self.optimizer,
+            self.safeguard, self.eps, update + 1, self.task.readout_steps(batch.length))
+        return loss, ClipStats(norm, clipped, fallback), delta_sq

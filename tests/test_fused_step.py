@@ -1,0 +1,250 @@
+"""The fused Elman training step (rnnlab.train.fused_step, rnnlab::elman_train_step) against the
+trainer's autograd path, update by update; population = alone and thread counts bit for bit;
+every compiled ISA; bad inputs."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+import rnnlab  # noqa: F401  (loads the ops)
+from rnnlab.nn.population import make_sink, population_forward
+from rnnlab.tasks import rng
+from rnnlab.tasks.base import Batch
+from rnnlab.train import RunConfig
+from rnnlab.train.clipping import clip_gradients_
+from rnnlab.train.fused_step import PARAM_NAMES, FusedElmanStep, unsupported
+from rnnlab.train.init import init_population
+from rnnlab.train.optim import init_state, update_
+from rnnlab.train.schedules import cosine_lr
+
+from helpers_ops import LOWER_ISAS, run_under_isa
+
+# (task, task_kwargs): cross-entropy at the last step, cross-entropy at every step, MSE at the
+# last step, ½·MSE at every step
+TASKS = [("torder", {"min_length": 8, "max_length": 14}), ("mem5", {"min_length": 4, "max_length": 7}),
+         ("add", {"min_length": 8, "max_length": 14}), ("sysid", {"min_length": 9, "max_length": 9})]
+OPTIMIZERS = ["sgd", "momentum", "adam"]
+HYPER = ("lr", "lr_min", "momentum", "beta1", "beta2", "clip")
+
+
+def make_population(task: str, task_kwargs: dict, optimizer: str, clip: bool, dtype=torch.float64, M: int = 3,
+                    hidden: int = 7, seeds=None, **overrides):
+    """Configs, task, params, optimizer state and [M] hyper-parameters as the trainer builds them."""
+    seeds = list(range(M)) if seeds is None else seeds
+    configs = [RunConfig(task=task, task_kwargs=task_kwargs, hidden=hidden, optimizer=optimizer, batch_size=5,
+                         lr=0.05 * (1 + s % 3), lr_min=0.001 * s, momentum=0.5 + 0.1 * (s % 3), beta1=0.8 + 0.05 * (s % 3),
+                         clip=(0.3 * (1 + s % 3) if s % 4 != 3 else None) if clip else None, seed=s,
+                         dtype={torch.float32: "float32", torch.float64: "float64"}[dtype], max_updates=6, **overrides)
+               for s in seeds]
+    task_obj = configs[0].make_task()
+    keys = rng.seed_keys([c.seed for c in configs], "cpu")
+    ctx = task_obj.setup(keys)
+    params = init_population(keys, [c.init for c in configs], task_obj.n_in, hidden, task_obj.n_out,
+                             [c.init_gain for c in configs], dtype, "elman", {})
+    state = init_state(optimizer, params)
+    hyper = {n: torch.tensor([math.inf if getattr(c, n) is None else float(getattr(c, n)) for c in configs], dtype=dtype)
+             for n in HYPER}
+    return configs, task_obj, keys, ctx, params, state, hyper
+
+
+def autograd_update(configs, task, params, state, hyper, batch, k):
+    """The trainer's autograd path for one update (trainer.train_population's loop body)."""
+    cfg = configs[0]
+    T = batch.length
+    p = {n: v.detach().requires_grad_(True) for n, v in params.items()}
+    sink = make_sink(len(configs), T, cfg.batch_size, params["weight_hh"].dtype, "cpu")
+    y = population_forward(p, batch.x, readout_steps=task.readout_steps(T), sink=sink, cell="elman",
+                           **cfg.forward_options())
+    loss = task.loss(y, batch)
+    loss.sum().backward()
+    grads = {n: v.grad for n, v in p.items()}
+    any_clip = any(c.clip is not None for c in configs)
+    stats = clip_gradients_(grads, params["weight_hh"], hyper["clip"] if any_clip else None, cfg.safeguard)
+    lr = hyper["lr"] if cfg.lr_schedule == "constant" else cosine_lr(hyper["lr"], hyper["lr_min"], k, cfg.max_updates)
+    update_(cfg.optimizer, params, grads, state, lr, momentum=hyper["momentum"], beta1=hyper["beta1"],
+            beta2=hyper["beta2"], eps=cfg.eps, step=k + 1)
+    return loss.detach(), stats, sink.delta_sq.detach()
+
+
+def batch_at(configs, task, keys, ctx, k, dtype):
+    T = task.train_length(configs[0].length_seed, k)
+    return task.sample(rng.derive(keys, "train", k), ctx, T, configs[0].batch_size, dtype)
+
+
+def check_against_reference(task, task_kwargs, optimizer, clip, schedule="constant", dtype=torch.float64,
+                            updates=4, tol=1e-12, nonlinearity=None):
+    """Fused and autograd populations trained side by side agree after every update."""
+    configs, task_obj, keys, ctx, params, state, hyper = make_population(task, task_kwargs, optimizer, clip, dtype,
+                                                                         lr_schedule=schedule, nonlinearity=nonlinearity)
+    assert unsupported(configs, task_obj, torch.device("cpu")) is None
+    fused = FusedElmanStep(configs, task_obj)
+    ref_params = {n: v.clone() for n, v in params.items()}
+    ref_state = {n: v.clone() for n, v in state.items()}
+    close = dict(rtol=tol, atol=tol)
+    for k in range(updates):
+        batch = batch_at(configs, task_obj, keys, ctx, k, dtype)
+        loss, stats, delta_sq = fused(params, state, hyper, batch, k)
+        ref_loss, ref_stats, ref_delta_sq = autograd_update(configs, task_obj, ref_params, ref_state, hyper, batch, k)
+        torch.testing.assert_close(loss, ref_loss, **close, msg=lambda m: f"loss at update {k}: {m}")
+        torch.testing.assert_close(stats.norm, ref_stats.norm, **close, msg=lambda m: f"norm at update {k}: {m}")
+        assert torch.equal(stats.clipped, ref_stats.clipped) and torch.equal(stats.fallback, ref_stats.fallback)
+        torch.testing.assert_close(delta_sq, ref_delta_sq, rtol=tol, atol=tol * float(ref_delta_sq.abs().max()))
+        for n in params:
+            torch.testing.assert_close(params[n], ref_params[n], **close, msg=lambda m: f"{n} at update {k}: {m}")
+        for n in state:
+            torch.testing.assert_close(state[n], ref_state[n], **close, msg=lambda m: f"{n} at update {k}: {m}")
+    return params
+
+
+@pytest.mark.parametrize("task,task_kwargs", TASKS, ids=[t for t, _ in TASKS])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("clip", [True, False], ids=["clip", "noclip"])
+def test_fused_equals_autograd_float64(task, task_kwargs, optimizer, clip):
+    check_against_reference(task, task_kwargs, optimizer, clip)
+
+
+def test_clipping_fires_in_the_reference_cases():
+    configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "sgd", True)
+    _, stats, _ = FusedElmanStep(configs, task)(params, state, hyper, batch_at(configs, task, keys, ctx, 0, torch.float64), 0)
+    assert stats.clipped.any() and not stats.clipped.all()
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_cosine_schedule(optimizer):
+    check_against_reference("add", TASKS[2][1], optimizer, True, schedule="cosine", updates=6)
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "sigmoid", "identity"])
+def test_other_activations(nonlinearity):
+    check_against_reference("torder", TASKS[0][1], "momentum", True, nonlinearity=nonlinearity, updates=3)
+
+
+def test_float32_close_to_autograd():
+    check_against_reference("mem5", TASKS[1][1], "adam", True, dtype=torch.float32, updates=3, tol=2e-5)
+
+
+def test_safeguard_decays_w_hh_of_a_non_finite_model():
+    configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "momentum", True)
+    params["weight_out"][1, 0, 0] = math.nan
+    ref_params = {n: v.clone() for n, v in params.items()}
+    ref_state = {n: v.clone() for n, v in state.items()}
+    batch = batch_at(configs, task, keys, ctx, 0, torch.float64)
+    _, stats, _ = FusedElmanStep(configs, task)(params, state, hyper, batch, 0)
+    _, ref_stats, _ = autograd_update(configs, task, ref_params, ref_state, hyper, batch, 0)
+    assert stats.fallback.tolist() == [False, True, False] == ref_stats.fallback.tolist()
+    for n in params:
+        torch.testing.assert_close(params[n], ref_params[n], rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None):
+    """Params, state and per-update outputs of the fused step on the models ``seeds``; with
+    ``pick``, only the models at those positions, on their slices of the same batches (a task's
+    data generator need not be bitwise the same across population sizes, the kernel must)."""
+    configs, task_obj, keys, ctx, params, state, hyper = make_population(task[0], task[1], optimizer, True, seeds=seeds,
+                                                                         M=len(seeds))
+    batches = [batch_at(configs, task_obj, keys, ctx, k, torch.float64) for k in range(updates)]
+    if pick is not None:
+        configs = [configs[j] for j in pick]
+        params, state, hyper = ({n: v[pick].contiguous() for n, v in d.items()} for d in (params, state, hyper))
+        batches = [Batch(b.x[pick].contiguous(), b.target[pick].contiguous()) for b in batches]
+    fused = FusedElmanStep(configs, task_obj)
+    outs = []
+    for k, batch in enumerate(batches):
+        loss, stats, delta_sq = fused(params, state, hyper, batch, k)
+        outs.append((loss, stats.norm, delta_sq))
+    return params, state, outs
+
+
+@pytest.mark.parametrize("task", [TASKS[1], TASKS[3]], ids=["mem5", "sysid"])
+def test_population_equals_alone_bitwise(task):
+    seeds = [4, 9, 2, 7]
+    params, state, outs = _run_fused(seeds, task=task)
+    for j, seed in enumerate(seeds):
+        alone_params, alone_state, alone_outs = _run_fused(seeds, task=task, pick=[j])
+        for n in params:
+            assert torch.equal(params[n][j], alone_params[n][0]), (seed, n)
+        for n in state:
+            assert torch.equal(state[n][j], alone_state[n][0]), (seed, n)
+        for out, alone in zip(outs, alone_outs):
+            for a, b in zip(out, alone):
+                assert torch.equal(a[j], b[0]), seed
+    # another packing: models 0 and 2 in the other order, without the others
+    other, _, _ = _run_fused(seeds, task=task, pick=[2, 0])
+    assert all(torch.equal(other[n][1], params[n][0]) and torch.equal(other[n][0], params[n][2]) for n in params)
+
+
+def test_thread_counts_agree_bitwise():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _run_fused([0, 1, 2, 3, 5])
+        torch.set_num_threads(2)
+        two = _run_fused([0, 1, 2, 3, 5])
+    finally:
+        torch.set_num_threads(threads)
+    for n in one[0]:
+        assert torch.equal(one[0][n], two[0][n]), n
+    for a, b in zip(one[2], two[2]):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("isa", LOWER_ISAS)
+def test_every_isa(isa):
+    here = os.path.dirname(os.path.abspath(__file__))
+    run_under_isa(isa, f"import sys; sys.path.insert(0, {here!r}); import test_fused_step as t\n"
+                       "for task, kw in t.TASKS[:3]:\n"
+                       "    for opt, clip in itertools.product(t.OPTIMIZERS, (True, False)):\n"
+                       "        t.check_against_reference(task, kw, opt, clip, updates=2)\n"
+                       "t.check_against_reference('mem5', t.TASKS[1][1], 'sgd', True, dtype=torch.float32, updates=2, tol=2e-5)\n")
+
+
+def test_fallback_reasons():
+    cpu = torch.device("cpu")
+    base = dict(task="torder", hidden=4)
+    task = RunConfig(**base).make_task()
+    assert unsupported([RunConfig(**base)], task, cpu) is None
+    assert "cell" in unsupported([RunConfig(**base, cell="lstm")], task, cpu)
+    assert "layers" in unsupported([RunConfig(**base, cell_kwargs={"num_layers": 2})], task, cpu)
+    assert "alpha" in unsupported([RunConfig(**base), RunConfig(**base, alpha=0.5)], task, cpu)
+    assert "CPU" in unsupported([RunConfig(**base)], task, torch.device("meta"))
+
+
+# ---- bad inputs ------------------------------------------------------------------------------
+
+def _op_args():
+    configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "momentum", True)
+    batch = batch_at(configs, task, keys, ctx, 0, torch.float64)
+    return dict(x=batch.x.contiguous(), target=batch.target.contiguous(), params=[params[n] for n in PARAM_NAMES],
+                state=[state[f"buf.{n}"] for n in PARAM_NAMES], lr=hyper["lr"], lr_min=None, cosine_factor=0.0,
+                momentum=hyper["momentum"], beta1=None, beta2=None, clip=hyper["clip"], activation="tanh",
+                loss="cross_entropy", loss_scale=1.0, optimizer="momentum", safeguard=True, eps=1e-8, step=1,
+                readout_steps=1)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda a: a.update(x=a["x"].float()), "params\\[0\\] \\(weight_ih\\) must have dtype"),
+    (lambda a: a.update(x=a["x"][..., 0].contiguous()), "x must have shape"),
+    (lambda a: a.update(target=a["target"].double()), "target must be int64"),
+    (lambda a: a.update(target=a["target"].clamp(max=0) + 99), "target: class index out of range"),
+    (lambda a: a.update(readout_steps=0), "readout_steps must be in"),
+    (lambda a: a.update(params=a["params"][:4]), "params must be"),
+    (lambda a: a.update(params=[a["params"][0].transpose(1, 2)] + a["params"][1:]), "params\\[0\\] \\(weight_ih\\) must have shape"),
+    (lambda a: a.update(state=a["state"][:3]), "state must hold 5 tensors"),
+    (lambda a: a.update(momentum=None), "momentum is required"),
+    (lambda a: a.update(optimizer="adam", state=a["state"] * 2), "beta1 is required"),
+    (lambda a: a.update(lr=a["lr"][:2]), "lr must have shape"),
+    (lambda a: a.update(clip=a["clip"].float()), "clip must have dtype"),
+    (lambda a: a.update(optimizer="rmsprop"), "optimizer must be one of"),
+    (lambda a: a.update(loss="hinge"), "loss must be"),
+    (lambda a: a.update(activation="gelu"), "activation must be one of"),
+    (lambda a: a.update(step=0), "step must be >= 1"),
+])
+def test_bad_inputs_name_the_argument(change, message):
+    args = _op_args()
+    change(args)
+    with pytest.raises((ValueError, TypeError, RuntimeError), match=message):
+        torch.ops.rnnlab.elman_train_step(**args)
+
