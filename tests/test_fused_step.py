@@ -248,3 +248,43 @@ def test_bad_inputs_name_the_argument(change, message):
     with pytest.raises((ValueError, TypeError, RuntimeError), match=message):
         torch.ops.rnnlab.elman_train_step(**args)
 
+
+# ---- the trainer -----------------------------------------------------------------------------
+
+def _trainer_configs(**overrides):
+    fields = dict(task="torder", task_kwargs={"min_length": 8, "max_length": 12}, hidden=6, batch_size=4, optimizer="adam",
+                  lr_schedule="cosine", lr_min=0.001, dtype="float64", max_updates=12, val_every=4, val_size=20,
+                  val_chunk=20, stop_at_success=False)
+    return [RunConfig(**{**fields, **overrides}, lr=0.01 * (s + 1), clip=0.5 if s != 1 else None, seed=s) for s in range(3)]
+
+
+def test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch):
+    from rnnlab.train import train_population, trainer
+
+    calls = []
+
+    class Spy(FusedElmanStep):
+        def __call__(self, *args):
+            calls.append(args[-1])
+            return super().__call__(*args)
+
+    monkeypatch.setattr(trainer, "FusedElmanStep", Spy)
+    fused = train_population(_trainer_configs())
+    assert calls == list(range(12))
+    monkeypatch.setattr(trainer, "unsupported", lambda *args: "the autograd path, forced by the test")
+    ref = train_population(_trainer_configs())
+    assert len(calls) == 12
+    for a, b in zip(fused, ref):
+        for n in a.params:
+            torch.testing.assert_close(a.params[n], b.params[n], rtol=1e-10, atol=1e-12)
+        for key in ("train_loss", "grad_norm", "val_loss"):
+            torch.testing.assert_close(torch.tensor(a.history[key]), torch.tensor(b.history[key]), rtol=1e-10, atol=1e-12)
+        assert (a.veg_steps, a.vanishing_steps, a.exploding_steps) == (b.veg_steps, b.vanishing_steps, b.exploding_steps)
+        assert a.clip_fraction == b.clip_fraction and a.fallbacks == b.fallbacks
+
+
+def test_trainer_falls_back_for_omega(monkeypatch):
+    from rnnlab.train import train_population, trainer
+
+    monkeypatch.setattr(trainer, "FusedElmanStep", None)  # calling it would fail the test
+    train_population(_trainer_configs(alpha=0.1, max_updates=2, val_every=2)[:1])

@@ -41,6 +41,7 @@ from . import checkpoint as ckpt
 from .checkpoint import Checkpointing, TrainingPaused
 from .clipping import clip_gradients_
 from .config import RunConfig, RunResult, check_compatible
+from .fused_step import FusedElmanStep, unsupported
 from .init import init_population
 from .optim import init_state, update_
 from .schedules import cosine_lr, decayed_alpha
@@ -170,6 +171,8 @@ def train_population(
     state = init_state(cfg.optimizer, params)
     h = {n: _hyper(configs, n, device).to(dtype) for n in ("lr", "lr_min", "momentum", "beta1", "beta2", "clip", "alpha", "alpha_decay")}
     any_clip = any(c.clip is not None for c in configs)
+    # one fused op call per update where it covers the runs (rnnlab.train.fused_step), else autograd
+    fused = None if unsupported(configs, task, device) else FusedElmanStep(configs, task)
 
     results = [RunResult(config=c, history={k: [] for k in ("update", "train_loss", "grad_norm", "omega", "val_loss", "val_error", "rho")})
                for c in configs]
@@ -216,29 +219,34 @@ def train_population(
 
             T = task.train_length(cfg.length_seed, k)
             batch = task.sample(rng.derive(sub(keys), "train", k), {n: sub(v) for n, v in ctx.items()}, T, cfg.batch_size, dtype)
-            p = {n: sub(v).detach().requires_grad_(True) for n, v in params.items()}
-            sink = make_sink(idx.numel(), T, cfg.batch_size, dtype, device)
-            alpha = decayed_alpha(sub(h["alpha"]), sub(h["alpha_decay"]), k)
-            y = population_forward(p, batch.x, readout_steps=task.readout_steps(T),
-                                   reg_weight=alpha if bool((alpha > 0).any()) else None, sink=sink, **model_kw)
-            loss = task.loss(y, batch)
-            loss.sum().backward()
+            if fused is not None:
+                weights, opt_state = {n: sub(v) for n, v in params.items()}, {n: sub(v) for n, v in state.items()}
+                loss, stats, delta_sq = fused(weights, opt_state, {n: sub(v) for n, v in h.items()}, batch, k)
+                omega = torch.zeros_like(loss)
+            else:
+                p = {n: sub(v).detach().requires_grad_(True) for n, v in params.items()}
+                sink = make_sink(idx.numel(), T, cfg.batch_size, dtype, device)
+                alpha = decayed_alpha(sub(h["alpha"]), sub(h["alpha_decay"]), k)
+                y = population_forward(p, batch.x, readout_steps=task.readout_steps(T),
+                                       reg_weight=alpha if bool((alpha > 0).any()) else None, sink=sink, **model_kw)
+                loss = task.loss(y, batch)
+                loss.sum().backward()
 
-            grads = {n: v.grad for n, v in p.items()}
-            weights = {n: v.detach() for n, v in p.items()}
-            stats = clip_gradients_(grads, weights[recurrent] if recurrent else None, sub(h["clip"]) if any_clip else None,
-                                    cfg.safeguard, weight_hh_name=recurrent)
-            lr = sub(h["lr"]) if cfg.lr_schedule == "constant" else cosine_lr(sub(h["lr"]), sub(h["lr_min"]), k, cfg.max_updates)
-            opt_state = {n: sub(v) for n, v in state.items()}
-            update_(cfg.optimizer, weights, grads, opt_state, lr, momentum=sub(h["momentum"]), beta1=sub(h["beta1"]),
-                    beta2=sub(h["beta2"]), eps=cfg.eps, step=k + 1)
+                grads = {n: v.grad for n, v in p.items()}
+                weights = {n: v.detach() for n, v in p.items()}
+                stats = clip_gradients_(grads, weights[recurrent] if recurrent else None, sub(h["clip"]) if any_clip else None,
+                                        cfg.safeguard, weight_hh_name=recurrent)
+                lr = sub(h["lr"]) if cfg.lr_schedule == "constant" else cosine_lr(sub(h["lr"]), sub(h["lr_min"]), k, cfg.max_updates)
+                opt_state = {n: sub(v) for n, v in state.items()}
+                update_(cfg.optimizer, weights, grads, opt_state, lr, momentum=sub(h["momentum"]), beta1=sub(h["beta1"]),
+                        beta2=sub(h["beta2"]), eps=cfg.eps, step=k + 1)
+                omega, delta_sq = sink.omega.detach(), sink.delta_sq.detach()
             if compact:  # write the compact copies back; otherwise the updates were in place
                 for n, v in weights.items():
                     params[n][idx] = v
                 for n, v in opt_state.items():
                     state[n][idx] = v
-            acc.add(idx, loss.detach(), stats.norm, sink.omega.detach(), stats.clipped, stats.fallback)
-            delta_sq = sink.delta_sq.detach()
+            acc.add(idx, loss.detach(), stats.norm, omega, stats.clipped, stats.fallback)
             veg.add(idx, delta_sq, stats.norm, k)
             last_delta_sq = delta_sq
             updates[idx] = k + 1
