@@ -41,9 +41,15 @@ _CHUNK_ELEMENTS = 1 << 23
 States = list[tuple[Tensor, ...]]  # per layer, one [M, N, H] per state name
 
 
+def _distances(states: Tensor) -> Tensor:
+    """[..., N, N] ‖s_i − s_j‖ of states [..., N, D], from the differences: cdist's
+    matrix-product shortcut (its default above 25 states) errs by more than ε = 1e-4 in float32."""
+    return torch.cdist(states, states, compute_mode="donot_use_mm_for_euclid_dist")
+
+
 def variability_amongst_attractors(states: Tensor, eps: float = 1e-4) -> Tensor:
     """[...] VAA of groups of N states [..., N, D] (step 3 of the module docstring)."""
-    d = torch.cdist(states, states)
+    d = _distances(states)
     close = (d < eps) | torch.eye(states.shape[-2], dtype=torch.bool, device=states.device)
     return (1.0 / close.sum(-1).to(states.dtype)).mean(-1)
 
@@ -53,7 +59,7 @@ def soft_vaa(states: Tensor, eps: float = 1e-4) -> Tensor:
     d_ij = ‖z_i − z_j‖, C_ij = 1 − ReLU(d_ij − ε)/(d_ij + 1e-6), VAA* = (1/N) Σ_i 1/Σ_j C_ij.
     C_ij is exactly 1 for d_ij ≤ ε, so VAA* = VAA when every pair is within ε or far apart."""
     z = torch.tanh(states)
-    d = torch.cdist(z, z)  # its backward is 0 at d = 0, where C is flat anyway
+    d = _distances(z)  # its backward is 0 at d = 0, where C is flat anyway
     close = 1 - torch.relu(d - eps) / (d + SOFT_COUNT_GUARD)
     return (1.0 / close.sum(-1)).mean(-1)
 
