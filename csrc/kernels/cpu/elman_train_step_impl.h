@@ -22,12 +22,13 @@ struct Workspace {
   std::vector<T> hs;     // [T, B, H] states h_1 … h_T
   std::vector<T> acc;    // [B, ldc] h_{t−1} W_hhᵀ in the forward, v_t = u_t W_hh in the backward
   std::vector<T> gy;     // [K, B, O] ∂L/∂ŷ_t
-  std::vector<T> u;      // [B, H] δ_t, then u_t in place
-  std::vector<T> ut;     // [H, T·B] u_t of every step, transposed: ∂W_hh = ut · hs in one GEMM
-  std::vector<T> wih_t;  // [I, H] W_ihᵀ, then ∂W_ihᵀ: rows of units, vectorized over H
+  std::vector<T> gyt;    // [O, K·B] the same, transposed: ∂W_out = gyt · h_read in one GEMM
+  std::vector<T> u;      // [B, H] u_t
+  std::vector<T> ut;     // [H, T·B] u_t of every step, transposed: ∂W_hh, ∂W_ih in one GEMM each
+  std::vector<T> wih_t;  // [I, H] W_ihᵀ: x_t W_ihᵀ adds one row per input, vectorized over H
   std::vector<T> grads;  // the five gradients, laid out like the parameters
-  std::vector<T> ghh;    // [H, padded H] ∂W_hh as the GEMM writes it
-  std::vector<T> wt, wp, hp;  // packed W_hhᵀ, W_hh and h_0 … h_{T−2} (pack_panels)
+  std::vector<T> gemm_out;         // [max(H, O), padded width] a weight gradient as the GEMM writes it
+  std::vector<T> wt, wp, packed;   // packed W_hhᵀ, W_hh, and the right operand of a gradient GEMM
 };
 
 template <typename T>
@@ -53,6 +54,25 @@ inline void axpy(int64_t n, T a, const T* x, T* y) {
 }
 
 template <typename T>
+inline T row_sum(int64_t n, const T* x) {
+  Vec<T> s = Vec<T>::zero();
+  for (int64_t j = 0; j < n; j += Vec<T>::size) s = s + load_n(x + j, static_cast<int>(std::min<int64_t>(Vec<T>::size, n - j)));
+  return hsum(s);
+}
+
+// grad[rows, n] = a[rows, K] (row stride lda) · b[K, n] (dense), through gemm_packed. Weight
+// gradients are summed this way after the time loop instead of row by row inside it, where each
+// row's masked store and the next row's load of the same accumulator stall store forwarding.
+template <typename T>
+void gradient_gemm(Workspace<T>& w, int64_t rows, int64_t K, const T* a, int64_t lda, const T* b, int64_t n, T* grad) {
+  int64_t ldb;
+  pack_panels(b, K, n, /*transpose=*/false, w.packed, ldb);
+  T* c = grow(w.gemm_out, rows * ldb);
+  gemm_packed<T>(rows, K, a, lda, w.packed.data(), ldb, c, ldb);
+  for (int64_t r = 0; r < rows; ++r) copy_row(n, c + r * ldb, grad + r * n);
+}
+
+template <typename T>
 inline T dot(int64_t n, const T* x, const T* y) {
   Vec<T> s = Vec<T>::zero();
   for (int64_t j = 0; j < n; j += Vec<T>::size) {
@@ -62,11 +82,12 @@ inline T dot(int64_t n, const T* x, const T* y) {
   return hsum(s);
 }
 
-// Read-out step k (state h [B, H]): ŷ into gy [B, O], then gy ← ∂L/∂ŷ. Returns the step's sum of
-// per-row losses (cross-entropy) or of squared errors (before the mean and the scale).
+// Read-out step k (state h [B, H]): ŷ into gy [B, O], then gy ← ∂L/∂ŷ, also into gyt's columns
+// k·B … k·B + B − 1. Returns the step's sum of per-row losses (cross-entropy) or of squared errors
+// (before the mean and the scale).
 template <typename T, Loss L>
 double readout_step(const ElmanTrainStep<T>& s, int64_t m, int64_t k, const T* h, const T* w_out, const T* b_out,
-                    T* gy) {
+                    T* gy, T* gyt) {
   const int64_t B = s.B, O = s.O, H = s.H;
   double sum = 0;
   for (int64_t r = 0; r < B; ++r) {
@@ -92,6 +113,7 @@ double readout_step(const ElmanTrainStep<T>& s, int64_t m, int64_t k, const T* h
         g[o] = factor * d;
       }
     }
+    for (int64_t o = 0; o < O; ++o) gyt[o * s.K * B + k * B + r] = g[o];
   }
   return sum;
 }
@@ -138,6 +160,7 @@ void run_model(const ElmanTrainStep<T>& s, int64_t m) {
   T* hs = grow(w.hs, TB * H);
   T* acc = grow(w.acc, B * ldc);
   T* gy = grow(w.gy, K * B * O);
+  T* gyt = grow(w.gyt, O * K * B);
   T* wih_t = grow(w.wih_t, I * H);
   for (int64_t j = 0; j < H; ++j)
     for (int64_t i = 0; i < I; ++i) wih_t[i * H + j] = w_ih[j * I + i];
@@ -158,25 +181,22 @@ void run_model(const ElmanTrainStep<T>& s, int64_t m) {
     if (t >= first_read) {
       const int64_t k = t - first_read;
       loss_sum += s.loss_kind == Loss::CrossEntropy
-                      ? readout_step<T, Loss::CrossEntropy>(s, m, k, h, w_out, b_out, gy + k * B * O)
-                      : readout_step<T, Loss::SquaredError>(s, m, k, h, w_out, b_out, gy + k * B * O);
+                      ? readout_step<T, Loss::CrossEntropy>(s, m, k, h, w_out, b_out, gy + k * B * O, gyt)
+                      : readout_step<T, Loss::SquaredError>(s, m, k, h, w_out, b_out, gy + k * B * O, gyt);
     }
   }
   s.loss[m] = s.loss_kind == Loss::CrossEntropy ? static_cast<T>(loss_sum / static_cast<double>(K * B))
                                                  : s.loss_scale * static_cast<T>(loss_sum / static_cast<double>(K * B * O));
 
-  // ---- backward: δ_t, u_t, ‖δ_t‖² and every gradient but ∂W_hh, step by step ----
+  // ---- backward: δ_t, u_t and ‖δ_t‖² step by step, then every weight gradient as one GEMM ----
   int64_t total = 0;
   for (int64_t p = 0; p < kTrainParams; ++p) total += sizes[p];
   T* grads = grow(w.grads, total);
-  std::fill(grads, grads + total, T(0));
   T* g_ih = grads;
   T* g_hh = g_ih + sizes[0];
   T* g_b = g_hh + sizes[1];
   T* g_out = g_b + sizes[2];
   T* g_bout = g_out + sizes[3];
-  T* g_ih_t = wih_t;  // W_ihᵀ is no longer needed
-  std::fill(g_ih_t, g_ih_t + I * H, T(0));
   pack_panels(w_hh, H, H, /*transpose=*/false, w.wp, ldb);
   T* u = grow(w.u, B * H);
   T* ut = grow(w.ut, H * TB);
@@ -187,38 +207,32 @@ void run_model(const ElmanTrainStep<T>& s, int64_t m) {
     for (int64_t r = 0; r < B; ++r) {
       T* ur = u + r * H;
       const T* hr = h + r * H;
-      if (t < Tn - 1) copy_row(H, v + r * ldc, ur);
-      else std::fill(ur, ur + H, T(0));
-      if (gyk) {
-        for (int64_t o = 0; o < O; ++o) {
-          axpy(H, gyk[r * O + o], w_out + o * H, ur);
-          axpy(H, gyk[r * O + o], hr, g_out + o * H);
-          g_bout[o] += gyk[r * O + o];
-        }
-      }
-      s.delta_sq[(m * Tn + t) * B + r] = squared_norm(H, ur);
-      const T* xr = x + (t * B + r) * I;
-      for (int64_t j = 0; j < H; j += V::size) {
+      V sq = V::zero();
+      for (int64_t j = 0; j < H; j += V::size) {  // δ_t = ∂⁺L/∂h_t + v_{t+1}, kept in registers
         const int n = static_cast<int>(std::min<int64_t>(V::size, H - j));
-        const V uj = load_n(ur + j, n) * Act<A, T>::df_from_h(load_n(hr + j, n));
+        V d = t < Tn - 1 ? load_n(v + r * ldc + j, n) : V::zero();
+        if (gyk)
+          for (int64_t o = 0; o < O; ++o) d = fmadd(V::broadcast(gyk[r * O + o]), load_n(w_out + o * H + j, n), d);
+        sq = fmadd(d, d, sq);
+        const V uj = d * Act<A, T>::df_from_h(load_n(hr + j, n));
         store_n(uj, ur + j, n);
-        store_n(load_n(g_b + j, n) + uj, g_b + j, n);
-        for (int64_t i = 0; i < I; ++i) store_n(fmadd(V::broadcast(xr[i]), uj, load_n(g_ih_t + i * H + j, n)), g_ih_t + i * H + j, n);
+        // into ut's column from a full-width copy: reading back the masked store to ur would
+        // wait for it to retire (no store forwarding from masked stores)
+        alignas(64) T lanes[V::size];
+        uj.store(lanes);
+        for (int i = 0; i < n; ++i) ut[(j + i) * TB + t * B + r] = lanes[i];
       }
-      for (int64_t j = 0; j < H; ++j) ut[j * TB + t * B + r] = ur[j];
+      s.delta_sq[(m * Tn + t) * B + r] = hsum(sq);
     }
     if (t > 0) gemm_packed<T>(B, H, u, H, w.wp.data(), ldb, v, ldc);
   }
-  for (int64_t j = 0; j < H; ++j)
-    for (int64_t i = 0; i < I; ++i) g_ih[j * I + i] = g_ih_t[i * H + j];
-  // ∂W_hh = Σ_{t ≥ 1} u_tᵀ h_{t−1}: one GEMM of depth (T−1)·B instead of T·B rank-1 updates.
-  if (Tn > 1) {
-    int64_t ldh;
-    pack_panels(hs, (Tn - 1) * B, H, /*transpose=*/false, w.hp, ldh);
-    T* ghh = grow(w.ghh, H * ldh);
-    gemm_packed<T>(H, (Tn - 1) * B, ut + B, TB, w.hp.data(), ldh, ghh, ldh);
-    for (int64_t j = 0; j < H; ++j) copy_row(H, ghh + j * ldh, g_hh + j * H);
-  }
+  // ∂W_hh = Σ_{t ≥ 1} u_tᵀ h_{t−1} (h_0 = 0), ∂W_ih = Σ_t u_tᵀ x_t, ∂W_out = Σ_k gy_kᵀ h_{T−K+k}
+  if (Tn > 1) gradient_gemm(w, H, (Tn - 1) * B, ut + B, TB, hs, H, g_hh);
+  else std::fill(g_hh, g_hh + sizes[1], T(0));
+  gradient_gemm(w, H, TB, ut, TB, x, I, g_ih);
+  gradient_gemm(w, O, K * B, gyt, K * B, hs + first_read * B * H, H, g_out);
+  for (int64_t j = 0; j < H; ++j) g_b[j] = row_sum(TB, ut + j * TB);
+  for (int64_t o = 0; o < O; ++o) g_bout[o] = row_sum(K * B, gyt + o * K * B);
 
   // ---- the global norm, clipping with the safeguard (rnnlab.train.clipping) ----
   double sq = 0;
