@@ -3,6 +3,7 @@ PyTorch or JAX user trains the same runs, against the sweep speed targets (≥ 5
 nn.RNN, ≥ 5× jax.vmap; docs/sweeps.md). Results are reported, not asserted.
 
     python benchmarks/bench_sweep.py [--quick] [--threads 1] [--json out.json]
+    python benchmarks/bench_sweep.py --fused [--quick] [--json out.json]
 
 For each case (task, length T, hidden size H, population M), all peers train the same models
 (one-layer Elman RNN, linear read-out, cross-entropy at the last step, SGD with per-model global
@@ -21,6 +22,14 @@ gradient-norm clipping at τ = 1, batch 20) for a fixed number of updates, no ea
 * ``jax.vmap``: one ``jax.jit(jax.vmap(train_step))`` over the M models (``lax.scan`` RNN,
   per-model clipping inside the step), data pre-generated as for nn.RNN; when JAX is installed.
 
+With ``--fused``, the fused training step (:mod:`rnnlab.train.fused_step`, one op call per
+update) against ``rnnlab step`` (the trainer's autograd path: ≈ 25 ATen calls per update), and
+``train_population`` with the fused step (its default for these runs) against the same trainer
+forced onto its autograd path (data generation and the final validation included), at
+H ∈ {8, 16, 32, 64} and T ∈ {25, 100} (temporal order, M = 32, SGD with clipping at τ = 1 as above,
+float32, pre-generated batches): model-updates/s and useful GFLOP/s (:func:`useful_flops`), also
+as a fraction of one-core sgemm (torch.mm, MKL where torch has it) measured in the same run.
+
 The peers are measured interleaved, ``--repeats`` times, and the best time of each is kept, so
 that a burst of load from other processes hurts every peer alike; the share of the cores that
 other processes used meanwhile is printed with the results.
@@ -29,19 +38,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
 
 import torch
 
-from rnnlab.bench.harness import OtherLoad, confined, machine_info
+from rnnlab.bench.harness import FULL, OtherLoad, confined, machine_info, sgemm_gflops
 from rnnlab.tasks import make_task, rng
 from rnnlab.train import RunConfig, train_population
 from rnnlab.nn.population import population_forward
 from rnnlab.train.clipping import clip_gradients_
+from rnnlab.train.fused_step import FusedElmanStep
 from rnnlab.train.init import init_population
-from rnnlab.train.optim import update_
+from rnnlab.train.optim import init_state, update_
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,88 @@ def make_rnnlab_step(case: Case):
         return (time.perf_counter() - start) / (case.M * case.updates)
 
     return run
+
+
+FUSED_CASES = tuple(Case("torder", T, H, 32, 10) for T in (25, 100) for H in (8, 16, 32, 64))
+FUSED_QUICK = (Case("torder", 25, 8, 8, 3), Case("torder", 100, 64, 4, 2))
+
+
+def useful_flops(case: Case, n_in: int, n_out: int, batch: int = 20, readout_steps: int = 1) -> float:
+    """Multiply-adds ×2 of one model-update that any implementation must do: forward h W_hhᵀ,
+    backward u W_hh and ∂W_hh (3·2·T·B·H²), the input projection and ∂W_ih (2·2·T·B·H·I), the
+    read-out, its input gradient and ∂W_out (3·2·K·B·H·O)."""
+    T, B, H = case.T, batch, case.H
+    return 6 * T * B * H * H + 4 * T * B * H * n_in + 6 * readout_steps * B * H * n_out
+
+
+def make_fused_step(case: Case):
+    """run() -> seconds per model-update of the fused step on the batches of make_rnnlab_step."""
+    configs = case.configs()
+    task, batches = _batches(case, case.M, case.updates)
+    params = init_population(rng.seed_keys(range(case.M)), "normal", task.n_in, case.H, task.n_out)
+    hyper = {n: torch.full((case.M,), v) for n, v in (("lr", 0.01), ("lr_min", 0.0), ("momentum", 0.0), ("beta1", 0.9),
+                                                       ("beta2", 0.999), ("clip", 1.0))}
+    fused = FusedElmanStep(configs, task)
+
+    def run() -> float:
+        p = {n: v.clone() for n, v in params.items()}
+        state = init_state("sgd", p)
+        start = time.perf_counter()
+        for k, b in enumerate(batches):
+            fused(p, state, hyper, b, k)
+        return (time.perf_counter() - start) / (case.M * case.updates)
+
+    return run
+
+
+def time_trainer(case: Case, fused: bool) -> float:
+    """time_rnnlab with the trainer's fused step, or forced onto its autograd path."""
+    from rnnlab.train import trainer
+
+    saved = trainer.unsupported
+    if not fused:
+        trainer.unsupported = lambda *args: "the autograd path, for the benchmark"
+    try:
+        return time_rnnlab(case)
+    finally:
+        trainer.unsupported = saved
+
+
+def _run_fused(args) -> int:
+    load = OtherLoad()
+    gemm = sgemm_gflops(512, FULL)
+    results = []
+    for case in FUSED_QUICK if args.quick else FUSED_CASES:
+        task = make_task(case.task, min_length=case.T, max_length=case.T)
+        flops = useful_flops(case, task.n_in, task.n_out)
+        runs = {"rnnlab step": make_rnnlab_step(case), "fused step": make_fused_step(case),
+                "trainer autograd": lambda: time_trainer(case, False), "trainer fused": lambda: time_trainer(case, True)}
+        best = {k: float("inf") for k in runs}
+        for _ in range(args.repeats):
+            for k, run in runs.items():
+                best[k] = min(best[k], run())
+        row = {"case": case.label, **{f"{k} model-updates/s": 1 / v for k, v in best.items()},
+               **{f"{k} GFLOP/s": flops / v / 1e9 for k, v in best.items()}}
+        row["fused ÷ step"] = best["rnnlab step"] / best["fused step"]
+        row["trainer fused ÷ autograd"] = best["trainer autograd"] / best["trainer fused"]
+        row["fused ÷ sgemm"] = row["fused step GFLOP/s"] / gemm
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    info = {**machine_info(), "threads": args.threads, "other_load": load.share(), "loadavg": os.getloadavg(),
+            "sgemm GFLOP/s": gemm, "mkl": torch.backends.mkl.is_available()}
+    print(f"\nmachine: {info}")
+    header = ["case", "step upd/s", "fused upd/s", "fused ÷ step", "step GFLOP/s", "fused GFLOP/s", "fused ÷ sgemm",
+              "trainer autograd upd/s", "trainer fused upd/s", "trainer fused ÷ autograd"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for r in results:
+        print(f"| {r['case']} | {r['rnnlab step model-updates/s']:,.0f} | {r['fused step model-updates/s']:,.0f} | "
+              f"{r['fused ÷ step']:.2f} | {r['rnnlab step GFLOP/s']:.2f} | {r['fused step GFLOP/s']:.2f} | "
+              f"{r['fused ÷ sgemm']:.3f} | {r['trainer autograd model-updates/s']:,.0f} | "
+              f"{r['trainer fused model-updates/s']:,.0f} | {r['trainer fused ÷ autograd']:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "results": results}, f, indent=1)
+    return 0
 
 
 def time_nn_rnn(case: Case, subset: int) -> float:
@@ -193,9 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repetitions; the best is kept")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--fused", action="store_true", help="the fused training step against the autograd step")
     args = ap.parse_args(argv)
     with confined(args.threads):  # before JAX starts its thread pools
-        return _run(args)
+        return _run_fused(args) if args.fused else _run(args)
 
 
 def _run(args) -> int:
