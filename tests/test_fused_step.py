@@ -288,3 +288,20 @@ def test_trainer_falls_back_for_omega(monkeypatch):
 
     monkeypatch.setattr(trainer, "FusedElmanStep", None)  # calling it would fail the test
     train_population(_trainer_configs(alpha=0.1, max_updates=2, val_every=2)[:1])
+
+
+def test_trainer_fused_compact_population_matches_the_autograd_path(monkeypatch):
+    """Models frozen at success leave a compact population whose updates are written back."""
+    from rnnlab.train import train_population, trainer
+
+    configs = [RunConfig(task="torder", task_kwargs={"min_length": 8, "max_length": 10}, hidden=5, batch_size=4,
+                         optimizer="momentum", lr=0.05, dtype="float64", max_updates=8, val_every=1, val_size=20,
+                         val_chunk=20, success_error=0.7, seed=s) for s in range(6)]
+    fused = train_population(configs)
+    monkeypatch.setattr(trainer, "unsupported", lambda *args: "the autograd path, forced by the test")
+    ref = train_population(configs)
+    assert len({r.updates for r in fused}) > 1  # some models froze before others
+    for a, b in zip(fused, ref):
+        assert a.updates == b.updates
+        for n in a.params:
+            torch.testing.assert_close(a.params[n], b.params[n], rtol=1e-10, atol=1e-12)

@@ -43,16 +43,6 @@ T* grow(std::vector<T>& v, int64_t n) {
   return v.data();
 }
 
-// y[0:n] += a·x
-template <typename T>
-inline void axpy(int64_t n, T a, const T* x, T* y) {
-  const Vec<T> av = Vec<T>::broadcast(a);
-  for (int64_t j = 0; j < n; j += Vec<T>::size) {
-    const int k = static_cast<int>(std::min<int64_t>(Vec<T>::size, n - j));
-    store_n(fmadd(av, load_n(x + j, k), load_n(y + j, k)), y + j, k);
-  }
-}
-
 template <typename T>
 inline T row_sum(int64_t n, const T* x) {
   Vec<T> s = Vec<T>::zero();
