@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-import rnnlab  # noqa: F401  (loads the ops)
+import rnnlab
 from rnnlab.nn.population import make_sink, population_forward
 from rnnlab.tasks import rng
 from rnnlab.tasks.base import Batch
@@ -139,12 +139,12 @@ def test_safeguard_decays_w_hh_of_a_non_finite_model():
         torch.testing.assert_close(params[n], ref_params[n], rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
-def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None):
+def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7):
     """Params, state and per-update outputs of the fused step on the models ``seeds``; with
     ``pick``, only the models at those positions, on their slices of the same batches (a task's
     data generator need not be bitwise the same across population sizes, the kernel must)."""
     configs, task_obj, keys, ctx, params, state, hyper = make_population(task[0], task[1], optimizer, True, seeds=seeds,
-                                                                         M=len(seeds))
+                                                                         M=len(seeds), hidden=hidden)
     batches = [batch_at(configs, task_obj, keys, ctx, k, torch.float64) for k in range(updates)]
     if pick is not None:
         configs = [configs[j] for j in pick]
@@ -177,12 +177,15 @@ def test_population_equals_alone_bitwise(task):
 
 
 def test_thread_counts_agree_bitwise():
+    # big enough (> 2^20 multiply-adds per call) that the op opens a parallel region (tiles.h)
+    kw = dict(task=("torder", {"min_length": 40, "max_length": 40}), hidden=32)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = _run_fused([0, 1, 2, 3, 5])
+        one = _run_fused([0, 1, 2, 3, 5], **kw)
         torch.set_num_threads(2)
-        two = _run_fused([0, 1, 2, 3, 5])
+        assert rnnlab._C.parallel_threads_used() == 2
+        two = _run_fused([0, 1, 2, 3, 5], **kw)
     finally:
         torch.set_num_threads(threads)
     for n in one[0]:
