@@ -66,7 +66,7 @@ def autograd_update(configs, task, params, state, hyper, batch, k):
     lr = hyper["lr"] if cfg.lr_schedule == "constant" else cosine_lr(hyper["lr"], hyper["lr_min"], k, cfg.max_updates)
     update_(cfg.optimizer, params, grads, state, lr, momentum=hyper["momentum"], beta1=hyper["beta1"],
             beta2=hyper["beta2"], eps=cfg.eps, step=k + 1)
-    return loss.detach(), stats, sink.delta_sq.detach()
+    return loss.detach(), stats, sink.delta_sq.detach(), sink.omega.detach()
 
 
 def batch_at(configs, task, keys, ctx, k, dtype):
@@ -86,12 +86,13 @@ def check_against_reference(task, task_kwargs, optimizer, clip, schedule="consta
     close = dict(rtol=tol, atol=tol)
     for k in range(updates):
         batch = batch_at(configs, task_obj, keys, ctx, k, dtype)
-        loss, stats, delta_sq = fused(params, state, hyper, batch, k)
-        ref_loss, ref_stats, ref_delta_sq = autograd_update(configs, task_obj, ref_params, ref_state, hyper, batch, k)
+        loss, stats, delta_sq, omega = fused(params, state, hyper, batch, k)
+        ref_loss, ref_stats, ref_delta_sq, ref_omega = autograd_update(configs, task_obj, ref_params, ref_state, hyper, batch, k)
         torch.testing.assert_close(loss, ref_loss, **close, msg=lambda m: f"loss at update {k}: {m}")
         torch.testing.assert_close(stats.norm, ref_stats.norm, **close, msg=lambda m: f"norm at update {k}: {m}")
         assert torch.equal(stats.clipped, ref_stats.clipped) and torch.equal(stats.fallback, ref_stats.fallback)
         torch.testing.assert_close(delta_sq, ref_delta_sq, rtol=tol, atol=tol * float(ref_delta_sq.abs().max()))
+        torch.testing.assert_close(omega, ref_omega, **close, msg=lambda m: f"omega at update {k}: {m}")
         for n in params:
             torch.testing.assert_close(params[n], ref_params[n], **close, msg=lambda m: f"{n} at update {k}: {m}")
         for n in state:
@@ -108,7 +109,7 @@ def test_fused_equals_autograd_float64(task, task_kwargs, optimizer, clip):
 
 def test_clipping_fires_in_the_reference_cases():
     configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "sgd", True)
-    _, stats, _ = FusedElmanStep(configs, task)(params, state, hyper, batch_at(configs, task, keys, ctx, 0, torch.float64), 0)
+    _, stats, _, _ = FusedElmanStep(configs, task)(params, state, hyper, batch_at(configs, task, keys, ctx, 0, torch.float64), 0)
     assert stats.clipped.any() and not stats.clipped.all()
 
 
@@ -132,8 +133,8 @@ def test_safeguard_decays_w_hh_of_a_non_finite_model():
     ref_params = {n: v.clone() for n, v in params.items()}
     ref_state = {n: v.clone() for n, v in state.items()}
     batch = batch_at(configs, task, keys, ctx, 0, torch.float64)
-    _, stats, _ = FusedElmanStep(configs, task)(params, state, hyper, batch, 0)
-    _, ref_stats, _ = autograd_update(configs, task, ref_params, ref_state, hyper, batch, 0)
+    _, stats, _, _ = FusedElmanStep(configs, task)(params, state, hyper, batch, 0)
+    _, ref_stats, _, _ = autograd_update(configs, task, ref_params, ref_state, hyper, batch, 0)
     assert stats.fallback.tolist() == [False, True, False] == ref_stats.fallback.tolist()
     for n in params:
         torch.testing.assert_close(params[n], ref_params[n], rtol=1e-12, atol=1e-12, equal_nan=True)
@@ -153,8 +154,8 @@ def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hid
     fused = FusedElmanStep(configs, task_obj)
     outs = []
     for k, batch in enumerate(batches):
-        loss, stats, delta_sq = fused(params, state, hyper, batch, k)
-        outs.append((loss, stats.norm, delta_sq))
+        loss, stats, delta_sq, omega = fused(params, state, hyper, batch, k)
+        outs.append((loss, stats.norm, delta_sq, omega))
     return params, state, outs
 
 

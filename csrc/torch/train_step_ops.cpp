@@ -39,7 +39,7 @@ const T* hyper(const char* name, const std::optional<at::Tensor>& t, const at::T
   return t->const_data_ptr<T>();
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_train_step_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_train_step_cpu(
     const at::Tensor& x, const at::Tensor& target, at::TensorList params, at::TensorList state, const at::Tensor& lr,
     const std::optional<at::Tensor>& lr_min, double cosine_factor, const std::optional<at::Tensor>& momentum,
     const std::optional<at::Tensor>& beta1, const std::optional<at::Tensor>& beta2, const std::optional<at::Tensor>& clip,
@@ -89,7 +89,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_tra
   auto clipped = at::empty({M}, x.options().dtype(at::kBool));
   auto fallback = at::empty({M}, x.options().dtype(at::kBool));
   auto delta_sq = at::empty({M, T, B}, x.options());
-  if (M == 0) return {loss_out, norm_out, clipped, fallback, delta_sq};
+  auto v_sq = at::empty({M, T, B}, x.options());
+  if (M == 0) return {loss_out, norm_out, clipped, fallback, delta_sq, v_sq};
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "elman_train_step", [&] {
     cpu::ElmanTrainStep<scalar_t> s{};
@@ -122,13 +123,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_tra
     s.clipped = clipped.mutable_data_ptr<bool>();
     s.fallback = fallback.mutable_data_ptr<bool>();
     s.delta_sq = delta_sq.mutable_data_ptr<scalar_t>();
+    s.v_sq = v_sq.mutable_data_ptr<scalar_t>();
     const auto kernel = cpu::elman_train_step_kernel<scalar_t>(cpu::selected_isa());
     // One tile per model, all its rows: a model never spans threads, so its result does not
     // depend on the thread count or on the models beside it. Work: the forward, v_t and ∂W_hh GEMMs.
     const RecurrenceShape shape{M, T, B, H};
     for_each_tile(make_tiles(M, B, B), shape.recurrent_work(3), [&](BatchTile tile) { kernel(s, tile.model); });
   });
-  return {loss_out, norm_out, clipped, fallback, delta_sq};
+  return {loss_out, norm_out, clipped, fallback, delta_sq, v_sq};
 }
 
 }  // namespace
@@ -138,7 +140,7 @@ TORCH_LIBRARY_FRAGMENT(rnnlab, m) {
       "elman_train_step(Tensor x, Tensor target, Tensor(a!)[] params, Tensor(b!)[] state, Tensor lr, Tensor? lr_min, "
       "float cosine_factor, Tensor? momentum, Tensor? beta1, Tensor? beta2, Tensor? clip, str activation, str loss, "
       "float loss_scale, str optimizer, bool safeguard, float eps, int step, int readout_steps) -> "
-      "(Tensor loss, Tensor norm, Tensor clipped, Tensor fallback, Tensor delta_sq)");
+      "(Tensor loss, Tensor norm, Tensor clipped, Tensor fallback, Tensor delta_sq, Tensor v_sq)");
 }
 
 TORCH_LIBRARY_IMPL(rnnlab, CPU, m) { m.impl("elman_train_step", &elman_train_step_cpu); }

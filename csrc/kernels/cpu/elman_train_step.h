@@ -28,6 +28,7 @@
 //   loss, norm    [M]  the model's loss and pre-clipping global gradient norm
 //   clipped, fallback  [M]  clipping rescaled the gradient / the safeguard fired
 //   delta_sq      [M, T, B]  ‖δ_t‖² (SPEC §8.1 B1)
+//   v_sq          [M, T, B]  ‖v_t‖² (SPEC §8.1 B2; with delta_sq, Ω of SPEC §2.5 as a diagnostic)
 #pragma once
 
 #include <cstdint>
@@ -66,6 +67,7 @@ struct ElmanTrainStep {
   bool* clipped;
   bool* fallback;
   T* delta_sq;
+  T* v_sq;
 };
 
 // Runs the update of model m. Throws std::invalid_argument on a class target outside [0, O).

@@ -214,7 +214,16 @@ void run_model(const ElmanTrainStep<T>& s, int64_t m) {
       }
       s.delta_sq[(m * Tn + t) * B + r] = hsum(sq);
     }
-    if (t > 0) gemm_packed<T>(B, H, u, H, w.wp.data(), ldb, v, ldc);
+    // v_t = u_t W_hh: δ_{t−1}'s recurrent part, and at t = 0 only ‖v_0‖² for Ω (as elman_backward)
+    gemm_packed<T>(B, H, u, H, w.wp.data(), ldb, v, ldc);
+    for (int64_t r = 0; r < B; ++r) {
+      V sq = V::zero();
+      for (int64_t j = 0; j < H; j += V::size) {
+        const V vj = load_n(v + r * ldc + j, static_cast<int>(std::min<int64_t>(V::size, H - j)));
+        sq = fmadd(vj, vj, sq);
+      }
+      s.v_sq[(m * Tn + t) * B + r] = hsum(sq);
+    }
   }
   // ∂W_hh = Σ_{t ≥ 1} u_tᵀ h_{t−1} (h_0 = 0), ∂W_ih = Σ_t u_tᵀ x_t, ∂W_out = Σ_k gy_kᵀ h_{T−K+k}
   if (Tn > 1) gradient_gemm(w, H, (Tn - 1) * B, ut + B, TB, hs, H, g_hh);

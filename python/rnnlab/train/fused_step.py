@@ -3,7 +3,7 @@
 The op does for every model m, in one parallel region over the models: the input projection
 inside the recurrence (xp is never materialized), the read-out and the task's loss at its
 read-out steps, the whole backward with every gradient accumulated in the kernel, the per-step
-‖δ_t‖² [M, T, B] of the VEG flags, the global gradient norm, clipping with the SPEC §2.4
+‖δ_t‖² [M, T, B] of the VEG flags and ‖v_t‖² (so Ω, SPEC §2.5, is reported as on the autograd path), the global gradient norm, clipping with the SPEC §2.4
 safeguard (:mod:`rnnlab.train.clipping`) and the optimizer step (:mod:`rnnlab.train.optim`,
 constant or cosine learning rate) on the parameters and optimizer state in place. A model runs on
 one thread from start to end, so its update is bitwise the same alone or in any population, at
@@ -83,13 +83,15 @@ class FusedElmanStep:
             hyper: the trainer's [M] per-model hyper-parameters (``lr``, ``lr_min``,
                 ``momentum``, ``beta1``, ``beta2``, ``clip``) in the parameters' dtype.
         Returns:
-            the loss [M], the clipping statistics, ‖δ_t‖² [M, T, B].
+            the loss [M], the clipping statistics, ‖δ_t‖² [M, T, B] and Ω [M] (a diagnostic here:
+            the fused step covers α = 0 only).
         """
         cosine = cosine_lr(1.0, 0.0, update, self.max_updates) if self.cosine else 0.0
-        loss, norm, clipped, fallback, delta_sq = torch.ops.rnnlab.elman_train_step(
+        loss, norm, clipped, fallback, delta_sq, v_sq = torch.ops.rnnlab.elman_train_step(
             batch.x.contiguous(), batch.target.contiguous(), [params[n] for n in PARAM_NAMES],
             [state[f"{s}.{n}"] for s in self.slots for n in PARAM_NAMES], hyper["lr"],
             hyper["lr_min"] if self.cosine else None, cosine, hyper["momentum"], hyper["beta1"], hyper["beta2"],
             hyper["clip"] if self.any_clip else None, self.activation, self.loss, self.loss_scale, self.optimizer,
             self.safeguard, self.eps, update + 1, self.task.readout_steps(batch.length))
-        return loss, ClipStats(norm, clipped, fallback), delta_sq
+        omega, _ = torch.ops.rnnlab.omega_from_norms(delta_sq, v_sq)
+        return loss, ClipStats(norm, clipped, fallback), delta_sq, omega

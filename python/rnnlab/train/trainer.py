@@ -221,8 +221,7 @@ def train_population(
             batch = task.sample(rng.derive(sub(keys), "train", k), {n: sub(v) for n, v in ctx.items()}, T, cfg.batch_size, dtype)
             if fused is not None:
                 weights, opt_state = {n: sub(v) for n, v in params.items()}, {n: sub(v) for n, v in state.items()}
-                loss, stats, delta_sq = fused(weights, opt_state, {n: sub(v) for n, v in h.items()}, batch, k)
-                omega = torch.zeros_like(loss)
+                loss, stats, delta_sq, omega = fused(weights, opt_state, {n: sub(v) for n, v in h.items()}, batch, k)
             else:
                 p = {n: sub(v).detach().requires_grad_(True) for n, v in params.items()}
                 sink = make_sink(idx.numel(), T, cfg.batch_size, dtype, device)
