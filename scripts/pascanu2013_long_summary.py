@@ -45,8 +45,8 @@ def _span(values: list[float], fmt: str) -> str:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return "—"
-    lo, hi = min(values), max(values)
-    return format(lo, fmt) if lo == hi else f"{format(lo, fmt)}–{format(hi, fmt)}"
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 def main() -> None:
