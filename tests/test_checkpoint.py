@@ -23,11 +23,15 @@ from rnnlab.train.checkpoint import Checkpointing, TrainingPaused, read_summary
 _TIMING = {"wall_time_s", "finished_at", "host"}
 
 
-def _configs(**over) -> list[RunConfig]:
-    """4 tiny runs whose per-model hyper-parameters differ; one succeeds early (compaction)."""
+#: per-model variants: with an α > 0 the population trains on the autograd path, else on the fused Elman step
+_VARIANTS = {"autograd": ({"alpha": 0.0}, {"alpha": 2.0}), "fused": ({"clip": 1.0}, {"clip": 0.5, "lr": 0.05})}
+
+
+def _configs(path: str = "autograd", **over) -> list[RunConfig]:
+    """4 tiny runs whose per-model hyper-parameters differ; some succeed early (compaction)."""
     base = dict(task="torder", task_kwargs={"min_length": 8, "max_length": 12}, hidden=8, max_updates=300,
                 val_every=40, val_size=200, val_chunk=100, optimizer="adam", lr=0.02, dtype="float64", **over)
-    return [RunConfig(seed=s, alpha=a, **base) for s in (0, 1) for a in (0.0, 2.0)]
+    return [RunConfig(seed=s, **{**base, **variant}) for s in (0, 1) for variant in _VARIANTS[path]]
 
 
 def _same(a, b) -> bool:
@@ -39,8 +43,9 @@ def _same(a, b) -> bool:
         torch.equal(a.params[n], b.params[n]) for n in a.params)
 
 
-def test_paused_at_every_few_updates_and_resumed_equals_uninterrupted(tmp_path):
-    configs = _configs()
+@pytest.mark.parametrize("path", list(_VARIANTS))
+def test_paused_at_every_few_updates_and_resumed_equals_uninterrupted(tmp_path, path):
+    configs = _configs(path)
     reference = train_population(configs)
     checkpoint = Checkpointing(tmp_path / "population.pt", every_s=1e-9)  # at every update
     pauses = 0
