@@ -202,83 +202,76 @@ def train_population(
             results[m].history["warmup_vaa_star"] = vaa_stars
     session_start = last_save = time.perf_counter()
     start = session_start - elapsed_before  # a resumed run's wall time continues its own
-    # Gradients through long products of small Jacobians underflow into denormals, which run
-    # ~10x slower on x86 CPUs (measured on the Elman backward at T=200): flush them to zero
-    # while training (torch has no getter for the previous mode; it is switched off after).
-    torch.set_flush_denormal(True)
+    # (subnormal gradients are flushed to zero inside every kernel call, csrc/torch/tiles.h: no global mode)
+    for k in range(first_update, cfg.max_updates):
+        idx = active.nonzero()[:, 0]
+        if idx.numel() == 0:
+            break
+        compact = idx.numel() < M
 
-    try:
-        for k in range(first_update, cfg.max_updates):
-            idx = active.nonzero()[:, 0]
-            if idx.numel() == 0:
-                break
-            compact = idx.numel() < M
+        def sub(t: Tensor) -> Tensor:
+            return t[idx] if compact else t
 
-            def sub(t: Tensor) -> Tensor:
-                return t[idx] if compact else t
+        T = task.train_length(cfg.length_seed, k)
+        batch = task.sample(rng.derive(sub(keys), "train", k), {n: sub(v) for n, v in ctx.items()}, T, cfg.batch_size, dtype)
+        if fused is not None:
+            weights, opt_state = {n: sub(v) for n, v in params.items()}, {n: sub(v) for n, v in state.items()}
+            loss, stats, delta_sq, omega = fused(weights, opt_state, {n: sub(v) for n, v in h.items()}, batch, k)
+        else:
+            p = {n: sub(v).detach().requires_grad_(True) for n, v in params.items()}
+            sink = make_sink(idx.numel(), T, cfg.batch_size, dtype, device)
+            alpha = decayed_alpha(sub(h["alpha"]), sub(h["alpha_decay"]), k)
+            y = population_forward(p, batch.x, readout_steps=task.readout_steps(T),
+                                   reg_weight=alpha if bool((alpha > 0).any()) else None, sink=sink, **model_kw)
+            loss = task.loss(y, batch)
+            loss.sum().backward()
 
-            T = task.train_length(cfg.length_seed, k)
-            batch = task.sample(rng.derive(sub(keys), "train", k), {n: sub(v) for n, v in ctx.items()}, T, cfg.batch_size, dtype)
-            if fused is not None:
-                weights, opt_state = {n: sub(v) for n, v in params.items()}, {n: sub(v) for n, v in state.items()}
-                loss, stats, delta_sq, omega = fused(weights, opt_state, {n: sub(v) for n, v in h.items()}, batch, k)
-            else:
-                p = {n: sub(v).detach().requires_grad_(True) for n, v in params.items()}
-                sink = make_sink(idx.numel(), T, cfg.batch_size, dtype, device)
-                alpha = decayed_alpha(sub(h["alpha"]), sub(h["alpha_decay"]), k)
-                y = population_forward(p, batch.x, readout_steps=task.readout_steps(T),
-                                       reg_weight=alpha if bool((alpha > 0).any()) else None, sink=sink, **model_kw)
-                loss = task.loss(y, batch)
-                loss.sum().backward()
+            grads = {n: v.grad for n, v in p.items()}
+            weights = {n: v.detach() for n, v in p.items()}
+            stats = clip_gradients_(grads, weights[recurrent] if recurrent else None, sub(h["clip"]) if any_clip else None,
+                                    cfg.safeguard, weight_hh_name=recurrent)
+            lr = sub(h["lr"]) if cfg.lr_schedule == "constant" else cosine_lr(sub(h["lr"]), sub(h["lr_min"]), k, cfg.max_updates)
+            opt_state = {n: sub(v) for n, v in state.items()}
+            update_(cfg.optimizer, weights, grads, opt_state, lr, momentum=sub(h["momentum"]), beta1=sub(h["beta1"]),
+                    beta2=sub(h["beta2"]), eps=cfg.eps, step=k + 1)
+            omega, delta_sq = sink.omega.detach(), sink.delta_sq.detach()
+        if compact:  # write the compact copies back; otherwise the updates were in place
+            for n, v in weights.items():
+                params[n][idx] = v
+            for n, v in opt_state.items():
+                state[n][idx] = v
+        acc.add(idx, loss.detach(), stats.norm, omega, stats.clipped, stats.fallback)
+        veg.add(idx, delta_sq, stats.norm, k)
+        last_delta_sq = delta_sq
+        updates[idx] = k + 1
 
-                grads = {n: v.grad for n, v in p.items()}
-                weights = {n: v.detach() for n, v in p.items()}
-                stats = clip_gradients_(grads, weights[recurrent] if recurrent else None, sub(h["clip"]) if any_clip else None,
-                                        cfg.safeguard, weight_hh_name=recurrent)
-                lr = sub(h["lr"]) if cfg.lr_schedule == "constant" else cosine_lr(sub(h["lr"]), sub(h["lr_min"]), k, cfg.max_updates)
-                opt_state = {n: sub(v) for n, v in state.items()}
-                update_(cfg.optimizer, weights, grads, opt_state, lr, momentum=sub(h["momentum"]), beta1=sub(h["beta1"]),
-                        beta2=sub(h["beta2"]), eps=cfg.eps, step=k + 1)
-                omega, delta_sq = sink.omega.detach(), sink.delta_sq.detach()
-            if compact:  # write the compact copies back; otherwise the updates were in place
-                for n, v in weights.items():
-                    params[n][idx] = v
-                for n, v in opt_state.items():
-                    state[n][idx] = v
-            acc.add(idx, loss.detach(), stats.norm, omega, stats.clipped, stats.fallback)
-            veg.add(idx, delta_sq, stats.norm, k)
-            last_delta_sq = delta_sq
-            updates[idx] = k + 1
-
-            out_of_time = time_limit_s is not None and time.perf_counter() - session_start > time_limit_s
-            if (k + 1) % cfg.val_every == 0 or k + 1 == cfg.max_updates or (out_of_time and checkpoint is None):
-                newly_done = _validation_step(task, params, keys, ctx, cfg, idx, k + 1, acc, last_delta_sq, results,
-                                              active, success_error, time.perf_counter() - start, model_kw)
-                _finalize(newly_done, results, params, acc, veg, updates, keep_params, model_kw)
-                finalized.update(newly_done)
-                if callback is not None:
-                    callback({"update": k + 1, "active": int(active.sum()), "elapsed_s": time.perf_counter() - start,
-                              "val_error": [results[m].final_error for m in idx.tolist()],
-                              "finished": [(m, results[m]) for m in newly_done], "params": params})
-            elif callback is not None:
-                callback({"update": k + 1, "active": int(active.sum())})
-            now = time.perf_counter()
-            if (checkpoint is not None and (out_of_time or now - last_save >= checkpoint.every_s)
-                    and k + 1 < cfg.max_updates and bool(active.any())):
-                ckpt.save(checkpoint, {
-                    "fingerprint": identity, "update": k + 1, "elapsed_s": now - start, "params": params,
-                    "optimizer": state, "accumulator": ckpt.tensor_fields(acc), "veg": ckpt.tensor_fields(veg),
-                    "active": active, "updates": updates, "finalized": sorted(finalized),
-                    "results": [ckpt.result_fields(r) for r in results],
-                }, {"update": k + 1, "max_updates": cfg.max_updates, "models": M, "active": int(active.sum()),
-                    "elapsed_s": now - start, "updates_per_s": (k + 1 - first_update) / max(now - session_start, 1e-9)})
-                last_save = time.perf_counter()
-                if out_of_time:
-                    raise TrainingPaused(k + 1, checkpoint.path)
+        out_of_time = time_limit_s is not None and time.perf_counter() - session_start > time_limit_s
+        if (k + 1) % cfg.val_every == 0 or k + 1 == cfg.max_updates or (out_of_time and checkpoint is None):
+            newly_done = _validation_step(task, params, keys, ctx, cfg, idx, k + 1, acc, last_delta_sq, results,
+                                          active, success_error, time.perf_counter() - start, model_kw)
+            _finalize(newly_done, results, params, acc, veg, updates, keep_params, model_kw)
+            finalized.update(newly_done)
+            if callback is not None:
+                callback({"update": k + 1, "active": int(active.sum()), "elapsed_s": time.perf_counter() - start,
+                          "val_error": [results[m].final_error for m in idx.tolist()],
+                          "finished": [(m, results[m]) for m in newly_done], "params": params})
+        elif callback is not None:
+            callback({"update": k + 1, "active": int(active.sum())})
+        now = time.perf_counter()
+        if (checkpoint is not None and (out_of_time or now - last_save >= checkpoint.every_s)
+                and k + 1 < cfg.max_updates and bool(active.any())):
+            ckpt.save(checkpoint, {
+                "fingerprint": identity, "update": k + 1, "elapsed_s": now - start, "params": params,
+                "optimizer": state, "accumulator": ckpt.tensor_fields(acc), "veg": ckpt.tensor_fields(veg),
+                "active": active, "updates": updates, "finalized": sorted(finalized),
+                "results": [ckpt.result_fields(r) for r in results],
+            }, {"update": k + 1, "max_updates": cfg.max_updates, "models": M, "active": int(active.sum()),
+                "elapsed_s": now - start, "updates_per_s": (k + 1 - first_update) / max(now - session_start, 1e-9)})
+            last_save = time.perf_counter()
             if out_of_time:
-                break
-    finally:
-        torch.set_flush_denormal(False)
+                raise TrainingPaused(k + 1, checkpoint.path)
+        if out_of_time:
+            break
 
     elapsed = time.perf_counter() - start
     unfinished = [m for m in range(M) if m not in finalized]
