@@ -16,7 +16,7 @@ import time
 import pytest
 
 
-from rnnlab.sweep import ResultStore, SweepSpec, run_sweep
+from rnnlab.sweep import ResultStore, SweepSpec, grid, run_sweep
 
 SPEC = textwrap.dedent("""
     name = "resume"
@@ -96,3 +96,14 @@ def test_a_run_is_committed_as_soon_as_it_succeeds():
     rows = train_rows(runs, "pop", "cpu", "embedded", on_rows=lambda rs: batches.append([r["run_id"] for r in rs]))
     assert batches == [[ids[0]], [ids[1]]], batches
     assert [r["run_id"] for r in rows] == [ids[1]]
+
+
+def test_a_sweep_sets_its_threads_for_itself_only(tmp_path):
+    """The spec's threads apply to the sweep; the caller's thread count is restored after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    spec = grid("threads", task="latch", length=5, lr=0.1, seed=range(2), hidden=4, init="normal", max_updates=4,
+                val_every=2, val_size=50, val_chunk=50)
+    run_sweep(spec, str(tmp_path / "threads.sqlite"), progress=False, threads=1)
+    assert torch.get_num_threads() == before

@@ -289,9 +289,9 @@ def run_sweep(
     (embedded backend, CPU, :mod:`rnnlab.sweep.pack` sizes, memory_fraction 0.5).
 
     Args:
-        threads: torch CPU threads of the embedded backend (default: torch's own choice). On a
-            busy machine 1 thread is often much faster for small models: every parallel region
-            waits for all its threads to be scheduled.
+        threads: torch CPU threads of the embedded backend (default: torch's own choice), for
+            this call only (the caller's count is restored). On a busy machine 1 thread is often
+            much faster for small models: every parallel region waits for all its threads.
         ray_address, cpus_per_task, num_cpus: Ray backend only (see the module docstring);
             ``num_cpus`` limits a local cluster.
         save_params: also store each run's trained weights, in the same transaction as its row
@@ -339,6 +339,7 @@ def run_sweep(
             bar.on_runs(len(added), sum(r["updates"] for r in added) if count_updates else 0)
 
         paused = 0
+        caller_threads = torch.get_num_threads()  # the spec's threads apply to this sweep only
         try:  # with nothing left to train, no backend is started
             if groups and backend == "embedded":
                 if threads:
@@ -352,6 +353,7 @@ def run_sweep(
                                   cpus_per_task, num_cpus, save_params, store.checkpoint_dir, checkpoint_every_s, deadline)
         finally:
             bar.close()
+            torch.set_num_threads(caller_threads)
         return {"planned": len(runs), "skipped": len(runs) - len(todo), "trained": bar.done,
                 "populations": len(groups), "resumed": len(resumed), "paused": paused, **bar.rates()}
 
