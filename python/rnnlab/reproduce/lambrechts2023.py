@@ -51,7 +51,7 @@ class Scale:
 
 
 FULL = Scale(points=(("copy", 100), ("copy", 300), ("copy", 600), ("denoise", 100), ("denoise", 200), ("denoise", 400)),
-             cells=("gru", "lstm"), seeds=(0, 1), hidden=16, updates=100, val_every=50, val_size=1000,
+             cells=("gru", "lstm"), seeds=(0, 1), hidden=16, updates=1500, val_every=300, val_size=1000,
              warmup_steps=100, vaa_steps=10_000, vaa_estimates=1)
 QUICK = Scale(points=(("copy", 20), ("denoise", 20)), cells=("gru", "lstm"), seeds=(0,), hidden=8, updates=4, val_every=2,
               val_size=64, warmup_steps=3, vaa_steps=100, vaa_estimates=1)
