@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..cells import get_cell
 from ..tasks.base import Batch, Task
 from ..tasks.system_id import SystemIdentification
 from .clipping import ClipStats
@@ -46,8 +47,8 @@ def unsupported(configs: list[RunConfig], task: Task, device: torch.device) -> s
     the fused step covers them."""
     cfg = configs[0]
     options = cfg.forward_options()
-    if cfg.cell != "elman":
-        return f"cell {cfg.cell!r}: the fused step is written for the Elman cell only"
+    if not get_cell(cfg.cell).fused_step:
+        return f"cell {cfg.cell!r}: its record has no fused training step (Cell.fused_step)"
     if options.get("num_layers", 1) != 1 or options.get("double", False):
         return "stacked or double layers: the fused step runs one plain layer"
     if any(c.alpha > 0 for c in configs):
