@@ -50,7 +50,7 @@ from rnnlab.tasks import make_task, rng
 from rnnlab.train import RunConfig, train_population
 from rnnlab.nn.population import population_forward
 from rnnlab.train.clipping import clip_gradients_
-from rnnlab.train.fused_step import FusedElmanStep
+from rnnlab.train.fused_step import FusedStep
 from rnnlab.train.init import init_population
 from rnnlab.train.optim import init_state, update_
 
@@ -135,7 +135,7 @@ def make_fused_step(case: Case):
     params = init_population(rng.seed_keys(range(case.M)), "normal", task.n_in, case.H, task.n_out)
     hyper = {n: torch.full((case.M,), v) for n, v in (("lr", 0.01), ("lr_min", 0.0), ("momentum", 0.0), ("beta1", 0.9),
                                                        ("beta2", 0.999), ("clip", 1.0))}
-    fused = FusedElmanStep(configs, task)
+    fused = FusedStep(configs, task)
 
     def run() -> float:
         p = {n: v.clone() for n, v in params.items()}

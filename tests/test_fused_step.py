@@ -15,12 +15,15 @@ from rnnlab.tasks import rng
 from rnnlab.tasks.base import Batch
 from rnnlab.train import RunConfig
 from rnnlab.train.clipping import clip_gradients_
-from rnnlab.train.fused_step import PARAM_NAMES, FusedElmanStep, unsupported
+from rnnlab.train.fused_step import FusedStep, unsupported
 from rnnlab.train.init import init_population
 from rnnlab.train.optim import init_state, update_
 from rnnlab.train.schedules import cosine_lr
 
 from helpers_ops import LOWER_ISAS, run_under_isa
+
+#: the Elman op's parameter order (the cell's own, SPEC §2.4)
+PARAM_NAMES = ("weight_ih", "weight_hh", "bias", "weight_out", "bias_out")
 
 # (task, task_kwargs): cross-entropy at the last step, cross-entropy at every step, MSE at the
 # last step, ½·MSE at every step
@@ -80,7 +83,7 @@ def check_against_reference(task, task_kwargs, optimizer, clip, schedule="consta
     configs, task_obj, keys, ctx, params, state, hyper = make_population(task, task_kwargs, optimizer, clip, dtype,
                                                                          lr_schedule=schedule, nonlinearity=nonlinearity)
     assert unsupported(configs, task_obj, torch.device("cpu")) is None
-    fused = FusedElmanStep(configs, task_obj)
+    fused = FusedStep(configs, task_obj)
     ref_params = {n: v.clone() for n, v in params.items()}
     ref_state = {n: v.clone() for n, v in state.items()}
     close = dict(rtol=tol, atol=tol)
@@ -109,7 +112,7 @@ def test_fused_equals_autograd_float64(task, task_kwargs, optimizer, clip):
 
 def test_clipping_fires_in_the_reference_cases():
     configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "sgd", True)
-    _, stats, _, _ = FusedElmanStep(configs, task)(params, state, hyper, batch_at(configs, task, keys, ctx, 0, torch.float64), 0)
+    _, stats, _, _ = FusedStep(configs, task)(params, state, hyper, batch_at(configs, task, keys, ctx, 0, torch.float64), 0)
     assert stats.clipped.any() and not stats.clipped.all()
 
 
@@ -133,7 +136,7 @@ def test_safeguard_decays_w_hh_of_a_non_finite_model():
     ref_params = {n: v.clone() for n, v in params.items()}
     ref_state = {n: v.clone() for n, v in state.items()}
     batch = batch_at(configs, task, keys, ctx, 0, torch.float64)
-    _, stats, _, _ = FusedElmanStep(configs, task)(params, state, hyper, batch, 0)
+    _, stats, _, _ = FusedStep(configs, task)(params, state, hyper, batch, 0)
     _, ref_stats, _, _ = autograd_update(configs, task, ref_params, ref_state, hyper, batch, 0)
     assert stats.fallback.tolist() == [False, True, False] == ref_stats.fallback.tolist()
     for n in params:
@@ -151,7 +154,7 @@ def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hid
         configs = [configs[j] for j in pick]
         params, state, hyper = ({n: v[pick].contiguous() for n, v in d.items()} for d in (params, state, hyper))
         batches = [Batch(b.x[pick].contiguous(), b.target[pick].contiguous()) for b in batches]
-    fused = FusedElmanStep(configs, task_obj)
+    fused = FusedStep(configs, task_obj)
     outs = []
     for k, batch in enumerate(batches):
         loss, stats, delta_sq, omega = fused(params, state, hyper, batch, k)
@@ -223,7 +226,7 @@ def _op_args():
     batch = batch_at(configs, task, keys, ctx, 0, torch.float64)
     return dict(x=batch.x.contiguous(), target=batch.target.contiguous(), params=[params[n] for n in PARAM_NAMES],
                 state=[state[f"buf.{n}"] for n in PARAM_NAMES], lr=hyper["lr"], lr_min=None, cosine_factor=0.0,
-                momentum=hyper["momentum"], beta1=None, beta2=None, clip=hyper["clip"], activation="tanh",
+                momentum=hyper["momentum"], beta1=None, beta2=None, clip=hyper["clip"], nonlinearity="tanh",
                 loss="cross_entropy", loss_scale=1.0, optimizer="momentum", safeguard=True, eps=1e-8, step=1,
                 readout_steps=1)
 
@@ -243,7 +246,7 @@ def _op_args():
     (lambda a: a.update(clip=a["clip"].float()), "clip must have dtype"),
     (lambda a: a.update(optimizer="rmsprop"), "optimizer must be one of"),
     (lambda a: a.update(loss="hinge"), "loss must be"),
-    (lambda a: a.update(activation="gelu"), "activation must be one of"),
+    (lambda a: a.update(nonlinearity="gelu"), "activation must be one of"),
     (lambda a: a.update(step=0), "step must be >= 1"),
 ])
 def test_bad_inputs_name_the_argument(change, message):
@@ -267,12 +270,12 @@ def test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch):
 
     calls = []
 
-    class Spy(FusedElmanStep):
+    class Spy(FusedStep):
         def __call__(self, *args):
             calls.append(args[-1])
             return super().__call__(*args)
 
-    monkeypatch.setattr(trainer, "FusedElmanStep", Spy)
+    monkeypatch.setattr(trainer, "FusedStep", Spy)
     fused = train_population(_trainer_configs())
     assert calls == list(range(12))
     monkeypatch.setattr(trainer, "unsupported", lambda *args: "the autograd path, forced by the test")
@@ -290,7 +293,7 @@ def test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch):
 def test_trainer_falls_back_for_omega(monkeypatch):
     from rnnlab.train import train_population, trainer
 
-    monkeypatch.setattr(trainer, "FusedElmanStep", None)  # calling it would fail the test
+    monkeypatch.setattr(trainer, "FusedStep", None)  # calling it would fail the test
     train_population(_trainer_configs(alpha=0.1, max_updates=2, val_every=2)[:1])
 
 

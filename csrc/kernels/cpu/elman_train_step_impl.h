@@ -2,14 +2,11 @@
 // The API, shapes and math are documented in elman_train_step.h.
 #pragma once
 
-#include <cmath>
-#include <stdexcept>
 #include <vector>
 
 #include "kernels/cpu/activations.h"
 #include "kernels/cpu/elman_train_step.h"
-#include "kernels/cpu/gemm_rows.h"
-#include "kernels/cpu/row_ops.h"
+#include "kernels/cpu/train_step_common.h"
 
 namespace rnnlab::cpu::RNNLAB_ISA_NS {
 namespace train_step {
@@ -18,7 +15,7 @@ namespace train_step {
 // run and is then reused by every later update, so a warm training loop allocates nothing, and it
 // is per thread rather than per model: a model's states live only while its update runs.
 template <typename T>
-struct Workspace {
+struct Workspace : GemmBuffers<T> {
   std::vector<T> hs;     // [T, B, H] states h_1 … h_T
   std::vector<T> acc;    // [B, ldc] h_{t−1} W_hhᵀ in the forward, v_t = u_t W_hh in the backward
   std::vector<T> gy;     // [K, B, O] ∂L/∂ŷ_t
@@ -27,8 +24,7 @@ struct Workspace {
   std::vector<T> ut;     // [H, T·B] u_t of every step, transposed: ∂W_hh, ∂W_ih in one GEMM each
   std::vector<T> wih_t;  // [I, H] W_ihᵀ: x_t W_ihᵀ adds one row per input, vectorized over H
   std::vector<T> grads;  // the five gradients, laid out like the parameters
-  std::vector<T> gemm_out;         // [max(H, O), padded width] a weight gradient as the GEMM writes it
-  std::vector<T> wt, wp, packed;   // packed W_hhᵀ, W_hh, and the right operand of a gradient GEMM
+  std::vector<T> wt, wp;  // packed W_hhᵀ and W_hh
 };
 
 template <typename T>
@@ -37,104 +33,11 @@ Workspace<T>& workspace() {
   return w;
 }
 
-template <typename T>
-T* grow(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-
-template <typename T>
-inline T row_sum(int64_t n, const T* x) {
-  Vec<T> s = Vec<T>::zero();
-  for (int64_t j = 0; j < n; j += Vec<T>::size) s = s + load_n(x + j, static_cast<int>(std::min<int64_t>(Vec<T>::size, n - j)));
-  return hsum(s);
-}
-
-// grad[rows, n] = a[rows, K] (row stride lda) · b[K, n] (dense), through gemm_packed. Weight
-// gradients are summed this way after the time loop instead of row by row inside it, where each
-// row's masked store and the next row's load of the same accumulator stall store forwarding.
-template <typename T>
-void gradient_gemm(Workspace<T>& w, int64_t rows, int64_t K, const T* a, int64_t lda, const T* b, int64_t n, T* grad) {
-  int64_t ldb;
-  pack_panels(b, K, n, /*transpose=*/false, w.packed, ldb);
-  T* c = grow(w.gemm_out, rows * ldb);
-  gemm_packed<T>(rows, K, a, lda, w.packed.data(), ldb, c, ldb);
-  for (int64_t r = 0; r < rows; ++r) copy_row(n, c + r * ldb, grad + r * n);
-}
-
-template <typename T>
-inline T dot(int64_t n, const T* x, const T* y) {
-  Vec<T> s = Vec<T>::zero();
-  for (int64_t j = 0; j < n; j += Vec<T>::size) {
-    const int k = static_cast<int>(std::min<int64_t>(Vec<T>::size, n - j));
-    s = fmadd(load_n(x + j, k), load_n(y + j, k), s);
-  }
-  return hsum(s);
-}
-
-// Read-out step k (state h [B, H]): ŷ into gy [B, O], then gy ← ∂L/∂ŷ, also into gyt's columns
-// k·B … k·B + B − 1. Returns the step's sum of per-row losses (cross-entropy) or of squared errors
-// (before the mean and the scale).
-template <typename T, Loss L>
-double readout_step(const ElmanTrainStep<T>& s, int64_t m, int64_t k, const T* h, const T* w_out, const T* b_out,
-                    T* gy, T* gyt) {
-  const int64_t B = s.B, O = s.O, H = s.H;
-  double sum = 0;
-  for (int64_t r = 0; r < B; ++r) {
-    T* g = gy + r * O;
-    for (int64_t o = 0; o < O; ++o) g[o] = b_out[o] + dot(H, h + r * H, w_out + o * H);
-    if constexpr (L == Loss::CrossEntropy) {
-      const int64_t c = s.class_target[(m * s.K + k) * B + r];
-      if (c < 0 || c >= O) throw std::invalid_argument("target: class index out of range [0, O) (O = number of outputs)");
-      T top = g[0];
-      for (int64_t o = 1; o < O; ++o) top = std::max(top, g[o]);
-      T z = 0;
-      for (int64_t o = 0; o < O; ++o) z += std::exp(g[o] - top);
-      const T lse = top + std::log(z);
-      sum += lse - g[c];
-      const T inv = T(1) / static_cast<T>(s.K * B);  // the mean over K·B rows
-      for (int64_t o = 0; o < O; ++o) g[o] = (std::exp(g[o] - lse) - (o == c ? T(1) : T(0))) * inv;
-    } else {
-      const T* y = s.value_target + ((m * s.K + k) * B + r) * O;
-      const T factor = T(2) * s.loss_scale / static_cast<T>(s.K * B * O);
-      for (int64_t o = 0; o < O; ++o) {
-        const T d = g[o] - y[o];
-        sum += static_cast<double>(d) * d;
-        g[o] = factor * d;
-      }
-    }
-    for (int64_t o = 0; o < O; ++o) gyt[o * s.K * B + k * B + r] = g[o];
-  }
-  return sum;
-}
-
-// p ← p − lr·(optimizer direction) for n entries of one parameter and its slots.
-template <typename T, Optimizer P>
-void apply_update(const ElmanTrainStep<T>& s, int64_t m, T lr, int64_t n, const T* g, T* p, T* s0, T* s1) {
-  if constexpr (P == Optimizer::Sgd) {
-    for (int64_t i = 0; i < n; ++i) p[i] -= lr * g[i];
-  } else if constexpr (P == Optimizer::Momentum) {
-    const T mu = s.momentum[m];
-    for (int64_t i = 0; i < n; ++i) {
-      s0[i] = s0[i] * mu + g[i];
-      p[i] -= lr * s0[i];
-    }
-  } else {
-    const T b1 = s.beta1[m], b2 = s.beta2[m];
-    const T c1 = T(1) - std::pow(b1, static_cast<T>(s.step)), c2 = T(1) - std::pow(b2, static_cast<T>(s.step));
-    for (int64_t i = 0; i < n; ++i) {
-      s0[i] = s0[i] * b1 + (T(1) - b1) * g[i];
-      s1[i] = s1[i] * b2 + (T(1) - b2) * g[i] * g[i];
-      p[i] -= lr * (s0[i] / c1) / (std::sqrt(s1[i] / c2) + s.eps);
-    }
-  }
-}
-
 template <typename T, Activation A>
 void run_model(const ElmanTrainStep<T>& s, int64_t m) {
   using V = Vec<T>;
   const int64_t Tn = s.T_, B = s.B, I = s.I, H = s.H, O = s.O, K = s.K, TB = Tn * B, first_read = Tn - K;
-  const int64_t sizes[kTrainParams] = {H * I, H * H, H, O * H, O};
+  const int64_t sizes[kElmanTrainParams] = {H * I, H * H, H, O * H, O};
   const T* x = s.x + m * TB * I;
   const T* w_ih = s.params[0] + m * sizes[0];
   const T* w_hh = s.params[1] + m * sizes[1];
@@ -175,12 +78,11 @@ void run_model(const ElmanTrainStep<T>& s, int64_t m) {
                       : readout_step<T, Loss::SquaredError>(s, m, k, h, w_out, b_out, gy + k * B * O, gyt);
     }
   }
-  s.loss[m] = s.loss_kind == Loss::CrossEntropy ? static_cast<T>(loss_sum / static_cast<double>(K * B))
-                                                 : s.loss_scale * static_cast<T>(loss_sum / static_cast<double>(K * B * O));
+  s.loss[m] = mean_loss(s, loss_sum);
 
   // ---- backward: δ_t, u_t and ‖δ_t‖² step by step, then every weight gradient as one GEMM ----
   int64_t total = 0;
-  for (int64_t p = 0; p < kTrainParams; ++p) total += sizes[p];
+  for (int64_t p = 0; p < kElmanTrainParams; ++p) total += sizes[p];
   T* grads = grow(w.grads, total);
   T* g_ih = grads;
   T* g_hh = g_ih + sizes[0];
@@ -233,39 +135,8 @@ void run_model(const ElmanTrainStep<T>& s, int64_t m) {
   for (int64_t j = 0; j < H; ++j) g_b[j] = row_sum(TB, ut + j * TB);
   for (int64_t o = 0; o < O; ++o) g_bout[o] = row_sum(K * B, gyt + o * K * B);
 
-  // ---- the global norm, clipping with the safeguard (rnnlab.train.clipping) ----
-  double sq = 0;
-  for (int64_t i = 0; i < total; ++i) sq += static_cast<double>(grads[i]) * grads[i];
-  const T norm = static_cast<T>(std::sqrt(sq));
-  const bool bad = s.safeguard && (!std::isfinite(norm) || norm > T(1e10));
-  const bool clipped = s.has_clip && !bad && norm > s.clip[m];
-  if (clipped) {
-    const T scale = s.clip[m] / norm;
-    for (int64_t i = 0; i < total; ++i) grads[i] *= scale;
-  }
-  if (bad) {  // the update then decays W_hh by (1 − 0.02·lr) and leaves the rest (SPEC §2.4)
-    std::fill(grads, grads + total, T(0));
-    for (int64_t i = 0; i < sizes[1]; ++i) g_hh[i] = T(0.02) * w_hh[i];
-  }
-  s.norm[m] = norm;
-  s.clipped[m] = clipped;
-  s.fallback[m] = bad;
-
-  // ---- the optimizer step (rnnlab.train.optim, rnnlab.train.schedules) ----
-  const T lr = s.cosine ? s.lr_min[m] + (s.lr[m] - s.lr_min[m]) * static_cast<T>(s.cosine_factor) : s.lr[m];
-  const T* g = grads;
-  for (int64_t p = 0; p < kTrainParams; ++p) {
-    const int64_t n = sizes[p], off = m * n;
-    T* param = s.params[p] + off;
-    T* s0 = s.slots[0][p] ? s.slots[0][p] + off : nullptr;
-    T* s1 = s.slots[1][p] ? s.slots[1][p] + off : nullptr;
-    switch (s.opt) {
-      case Optimizer::Sgd: apply_update<T, Optimizer::Sgd>(s, m, lr, n, g, param, s0, s1); break;
-      case Optimizer::Momentum: apply_update<T, Optimizer::Momentum>(s, m, lr, n, g, param, s0, s1); break;
-      case Optimizer::Adam: apply_update<T, Optimizer::Adam>(s, m, lr, n, g, param, s0, s1); break;
-    }
-    g += n;
-  }
+  // ---- the global norm, clipping with the safeguard, the optimizer step ----
+  clip_and_update(s, m, grads, sizes, /*recurrent=*/1);
 }
 
 // One function pointer per dtype: the activation is a template parameter inside, picked here.

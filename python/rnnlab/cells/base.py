@@ -62,8 +62,9 @@ class Cell:
             [M, T, B, H] sequence per name of ``state_names``: layer ``l`` of the stack run by
             one fused call from ``state`` (a tuple of [M, B, H], or None for zeros). What the
             VAA and the warm-up roll (SPEC §6.1); None for a cell without layers (diag).
-        fused_step: whether the trainer can run the cell's whole update as one op call
-            (:mod:`rnnlab.train.fused_step`; its other conditions are checked there).
+        fused_step: the name of the op (in ``torch.ops.rnnlab``) that runs the cell's whole
+            training update as one call, or None (:mod:`rnnlab.train.fused_step`, where its other
+            conditions are checked).
     """
 
     name: str
@@ -87,7 +88,7 @@ class Cell:
     check_init_options: Callable[[Mapping], None] = lambda options: None
     state_names: tuple[str, ...] = ("h",)
     layer: Callable[..., tuple[Tensor, ...]] | None = None
-    fused_step: bool = False
+    fused_step: str | None = None
 
     # ---- options ------------------------------------------------------------------------------
     def complete_options(self, options: Mapping) -> dict:

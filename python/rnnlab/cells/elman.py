@@ -30,8 +30,8 @@ ELMAN = projected_cell(
     # xp and h: H values each per step and sample.
     state_width=2,
     omega=True,
-    # the trainer's whole update is one op call, rnnlab::elman_train_step (rnnlab.train.fused_step)
-    fused_step=True,
+    # the trainer's whole update is one op call (rnnlab.train.fused_step)
+    fused_step="elman_train_step",
     system=ElmanSystem,
     radius=lambda params, options: draws.spectral_radius(params["weight_hh"]),
 )

@@ -1,19 +1,24 @@
-"""One fused op call per training update of an Elman population (``rnnlab::elman_train_step``).
+"""One fused op call per training update of a population (``rnnlab::<cell>_train_step``).
 
-The op does for every model m, in one parallel region over the models: the input projection
-inside the recurrence (xp is never materialized), the read-out and the task's loss at its
-read-out steps, the whole backward with every gradient accumulated in the kernel, the per-step
-‖δ_t‖² [M, T, B] of the VEG flags and ‖v_t‖² (so Ω, SPEC §2.5, is reported as on the autograd path), the global gradient norm, clipping with the SPEC §2.4
-safeguard (:mod:`rnnlab.train.clipping`) and the optimizer step (:mod:`rnnlab.train.optim`,
-constant or cosine learning rate) on the parameters and optimizer state in place. A model runs on
-one thread from start to end, so its update is bitwise the same alone or in any population, at
-any thread count. The autograd path of the trainer is its executable reference.
+The op a cell's record names (:attr:`rnnlab.cells.Cell.fused_step`) does for every model m, in one
+parallel region over the models: the input projection inside the recurrence (xp is never
+materialized), the read-out and the task's loss at its read-out steps, the whole backward with
+every gradient accumulated in the kernel, the per-step ‖δ_t‖² [M, T, B] of the VEG flags and
+‖v_t‖² (so Ω, SPEC §2.5, is reported as on the autograd path), the global gradient norm,
+clipping with the SPEC §2.4 safeguard (:mod:`rnnlab.train.clipping`) and the optimizer step
+(:mod:`rnnlab.train.optim`, constant or cosine learning rate) on the parameters and optimizer
+state in place. A model runs on one thread from start to end, so its update is bitwise the same
+alone or in any population, at any thread count. The autograd path of the trainer is its
+executable reference.
 
-Covered (:func:`unsupported` returns None): cell ``elman`` with one plain layer (any φ), α = 0
-for every model, a task whose loss is :meth:`rnnlab.tasks.base.Task.loss` (cross-entropy for
-classification, mean squared error for regression) or system identification's ½·MSE, every
-optimizer and schedule, float32 and float64, on the CPU. Everything else falls back to the
-autograd path, for the reason :func:`unsupported` gives.
+Every cell's op takes the same arguments (the parameters in the order of the cell's ``shapes``)
+followed by the cell's own forward options as keywords (the Elman cell's ``nonlinearity``).
+
+Covered (:func:`unsupported` returns None): a cell whose record names a fused step, one plain
+layer, α = 0 for every model, a task whose loss is :meth:`rnnlab.tasks.base.Task.loss`
+(cross-entropy for classification, mean squared error for regression) or system identification's
+½·MSE, every optimizer and schedule, float32 and float64, on the CPU. Everything else falls back to
+the autograd path, for the reason :func:`unsupported` gives.
 """
 from __future__ import annotations
 
@@ -21,15 +26,13 @@ import torch
 from torch import Tensor
 
 from ..cells import get_cell
+from ..cells.projected import LAYOUT_OPTIONS
 from ..tasks.base import Batch, Task
 from ..tasks.system_id import SystemIdentification
 from .clipping import ClipStats
 from .config import RunConfig
 from .optim import init_state
 from .schedules import cosine_lr
-
-#: the op's parameter order (the Elman cell's own, SPEC §2.4).
-PARAM_NAMES = ("weight_ih", "weight_hh", "bias", "weight_out", "bias_out")
 
 
 def loss_of(task: Task) -> tuple[str, float] | None:
@@ -47,7 +50,7 @@ def unsupported(configs: list[RunConfig], task: Task, device: torch.device) -> s
     the fused step covers them."""
     cfg = configs[0]
     options = cfg.forward_options()
-    if not get_cell(cfg.cell).fused_step:
+    if get_cell(cfg.cell).fused_step is None:
         return f"cell {cfg.cell!r}: its record has no fused training step (Cell.fused_step)"
     if options.get("num_layers", 1) != 1 or options.get("double", False):
         return "stacked or double layers: the fused step runs one plain layer"
@@ -60,15 +63,19 @@ def unsupported(configs: list[RunConfig], task: Task, device: torch.device) -> s
     return None
 
 
-class FusedElmanStep:
+class FusedStep:
     """The fused update of one population's runs ``configs`` on ``task`` (see the module
     docstring; :func:`unsupported` must have returned None)."""
 
     def __init__(self, configs: list[RunConfig], task: Task):
         cfg = configs[0]
+        cell = get_cell(cfg.cell)
+        self.op = getattr(torch.ops.rnnlab, cell.fused_step)
+        options = cfg.forward_options()
+        self.param_names = tuple(cell.shapes(1, 1, 1, 1, cell.complete_options(options)))
+        self.cell_options = {k: v for k, v in options.items() if k not in LAYOUT_OPTIONS}
         self.loss, self.loss_scale = loss_of(task)
         self.task = task
-        self.activation = cfg.forward_options()["nonlinearity"]
         self.optimizer, self.cosine, self.max_updates = cfg.optimizer, cfg.lr_schedule == "cosine", cfg.max_updates
         self.safeguard, self.eps = cfg.safeguard, cfg.eps
         self.any_clip = any(c.clip is not None for c in configs)
@@ -76,7 +83,7 @@ class FusedElmanStep:
         self.slots = [key.split(".")[0] for key in init_state(cfg.optimizer, {"p": torch.zeros(0)})]
 
     def __call__(self, params: dict[str, Tensor], state: dict[str, Tensor], hyper: dict[str, Tensor], batch: Batch,
-                 update: int) -> tuple[Tensor, ClipStats, Tensor]:
+                 update: int) -> tuple[Tensor, ClipStats, Tensor, Tensor]:
         """Update the models of ``params`` and ``state`` in place ([M, ...] tensors as the
         trainer keeps them, contiguous) on ``batch``, at the 0-based ``update``.
 
@@ -88,11 +95,11 @@ class FusedElmanStep:
             the fused step covers α = 0 only).
         """
         cosine = cosine_lr(1.0, 0.0, update, self.max_updates) if self.cosine else 0.0
-        loss, norm, clipped, fallback, delta_sq, v_sq = torch.ops.rnnlab.elman_train_step(
-            batch.x.contiguous(), batch.target.contiguous(), [params[n] for n in PARAM_NAMES],
-            [state[f"{s}.{n}"] for s in self.slots for n in PARAM_NAMES], hyper["lr"],
+        loss, norm, clipped, fallback, delta_sq, v_sq = self.op(
+            batch.x.contiguous(), batch.target.contiguous(), [params[n] for n in self.param_names],
+            [state[f"{s}.{n}"] for s in self.slots for n in self.param_names], hyper["lr"],
             hyper["lr_min"] if self.cosine else None, cosine, hyper["momentum"], hyper["beta1"], hyper["beta2"],
-            hyper["clip"] if self.any_clip else None, self.activation, self.loss, self.loss_scale, self.optimizer,
-            self.safeguard, self.eps, update + 1, self.task.readout_steps(batch.length))
+            hyper["clip"] if self.any_clip else None, self.loss, self.loss_scale, self.optimizer,
+            self.safeguard, self.eps, update + 1, self.task.readout_steps(batch.length), **self.cell_options)
         omega, _ = torch.ops.rnnlab.omega_from_norms(delta_sq, v_sq)
         return loss, ClipStats(norm, clipped, fallback), delta_sq, omega

@@ -41,7 +41,7 @@ from . import checkpoint as ckpt
 from .checkpoint import Checkpointing, TrainingPaused
 from .clipping import clip_gradients_
 from .config import RunConfig, RunResult, check_compatible
-from .fused_step import FusedElmanStep, unsupported
+from .fused_step import FusedStep, unsupported
 from .init import init_population
 from .optim import init_state, update_
 from .schedules import cosine_lr, decayed_alpha
@@ -172,7 +172,7 @@ def train_population(
     h = {n: _hyper(configs, n, device).to(dtype) for n in ("lr", "lr_min", "momentum", "beta1", "beta2", "clip", "alpha", "alpha_decay")}
     any_clip = any(c.clip is not None for c in configs)
     # one fused op call per update where it covers the runs (rnnlab.train.fused_step), else autograd
-    fused = None if unsupported(configs, task, device) else FusedElmanStep(configs, task)
+    fused = None if unsupported(configs, task, device) else FusedStep(configs, task)
 
     results = [RunResult(config=c, history={k: [] for k in ("update", "train_loss", "grad_norm", "omega", "val_loss", "val_error", "rho")})
                for c in configs]

@@ -1,0 +1,65 @@
+// The part of a fused training step's op glue that every cell shares (kernels/cpu/train_step.h):
+// the checks that name each bad argument, the outputs, and filling the kernel's TrainStep fields.
+// A cell's op file (e.g. elman_train_step_ops.cpp) adds only its parameter shapes, its own
+// options and the kernel call. Definitions are in train_step_glue.cpp.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/cpu/train_step.h"
+
+namespace rnnlab {
+
+// One parameter as the op's schema documents it, e.g. {"params[1] (weight_hh)", {M, H, H}, "[M, H, H]"}.
+struct ParamSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  const char* text;
+};
+
+// The sizes and choices of a call once its arguments passed the checks.
+struct TrainStepCall {
+  int64_t M, T, B, I, H, O, K;
+  cpu::Loss loss;
+  cpu::Optimizer opt;
+  size_t slots;  // optimizer state tensors per parameter: 0 (SGD), 1 (momentum), 2 (Adam)
+};
+
+// What every fused step returns: loss, norm [M], clipped, fallback [M] (bool), delta_sq, v_sq [M, T, B].
+using TrainStepOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// x [M, T, B, I] (checked here), then H and O as the cell's op read them from its parameters.
+// Checks readout_steps, params against `specs`, the optimizer state, the target for the loss,
+// loss_scale and step; raises a ValueError/TypeError naming the argument otherwise.
+TrainStepCall check_train_step(const at::Tensor& x, const at::Tensor& target, at::TensorList params,
+                               at::TensorList state, const std::vector<ParamSpec>& specs, int64_t H, int64_t O,
+                               c10::string_view loss, double loss_scale, c10::string_view optimizer, int64_t step,
+                               int64_t readout_steps);
+
+// Uninitialized outputs for a checked call (the kernels write every entry of every model).
+TrainStepOutputs train_step_outputs(const TrainStepCall& c, const at::Tensor& x);
+
+// Fills the cell-independent fields of `s` for a checked call, pointing into the outputs.
+template <typename T>
+void fill_train_step(cpu::TrainStep<T>& s, const TrainStepCall& c, const at::Tensor& x, const at::Tensor& target,
+                     at::TensorList params, at::TensorList state, const at::Tensor& lr,
+                     const std::optional<at::Tensor>& lr_min, double cosine_factor,
+                     const std::optional<at::Tensor>& momentum, const std::optional<at::Tensor>& beta1,
+                     const std::optional<at::Tensor>& beta2, const std::optional<at::Tensor>& clip, double loss_scale,
+                     bool safeguard, double eps, int64_t step, TrainStepOutputs& out);
+
+// The schema's arguments and returns that every cell's fused step shares, to append after
+// "<cell>_train_step(": the cell's own options follow them.
+#define RNNLAB_TRAIN_STEP_ARGS                                                                              \
+  "Tensor x, Tensor target, Tensor(a!)[] params, Tensor(b!)[] state, Tensor lr, Tensor? lr_min, "         \
+  "float cosine_factor, Tensor? momentum, Tensor? beta1, Tensor? beta2, Tensor? clip, str loss, "          \
+  "float loss_scale, str optimizer, bool safeguard, float eps, int step, int readout_steps"
+#define RNNLAB_TRAIN_STEP_RETURNS \
+  "(Tensor loss, Tensor norm, Tensor clipped, Tensor fallback, Tensor delta_sq, Tensor v_sq)"
+
+}  // namespace rnnlab
