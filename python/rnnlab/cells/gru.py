@@ -24,6 +24,8 @@ GRU = projected_cell(
     # xp (3H), the saved gates with h W_hnᵀ (4H), h.
     state_width=8,
     omega=False,
+    # the trainer's whole update is one op call (rnnlab.train.fused_step)
+    fused_step="gru_train_step",
     system=None,
     # ρ of the stacked [3H, H] matrix says nothing about the gated recurrence.
     radius=None,
