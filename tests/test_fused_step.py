@@ -1,6 +1,7 @@
 """The fused Elman training step (rnnlab.train.fused_step, rnnlab::elman_train_step) against the
 trainer's autograd path, update by update; population = alone and thread counts bit for bit;
-every compiled ISA; bad inputs."""
+every compiled ISA; bad inputs. The helpers take the cell (``cell=``), so that other cells' fused
+steps (test_fused_step_gru.py) are checked by the same code."""
 from __future__ import annotations
 
 import math
@@ -22,9 +23,6 @@ from rnnlab.train.schedules import cosine_lr
 
 from helpers_ops import LOWER_ISAS, run_under_isa
 
-#: the Elman op's parameter order (the cell's own, SPEC §2.4)
-PARAM_NAMES = ("weight_ih", "weight_hh", "bias", "weight_out", "bias_out")
-
 # (task, task_kwargs): cross-entropy at the last step, cross-entropy at every step, MSE at the
 # last step, ½·MSE at every step
 TASKS = [("torder", {"min_length": 8, "max_length": 14}), ("mem5", {"min_length": 4, "max_length": 7}),
@@ -34,10 +32,10 @@ HYPER = ("lr", "lr_min", "momentum", "beta1", "beta2", "clip")
 
 
 def make_population(task: str, task_kwargs: dict, optimizer: str, clip: bool, dtype=torch.float64, M: int = 3,
-                    hidden: int = 7, seeds=None, **overrides):
+                    hidden: int = 7, seeds=None, cell: str = "elman", **overrides):
     """Configs, task, params, optimizer state and [M] hyper-parameters as the trainer builds them."""
     seeds = list(range(M)) if seeds is None else seeds
-    configs = [RunConfig(task=task, task_kwargs=task_kwargs, hidden=hidden, optimizer=optimizer, batch_size=5,
+    configs = [RunConfig(task=task, task_kwargs=task_kwargs, cell=cell, hidden=hidden, optimizer=optimizer, batch_size=5,
                          lr=0.05 * (1 + s % 3), lr_min=0.001 * s, momentum=0.5 + 0.1 * (s % 3), beta1=0.8 + 0.05 * (s % 3),
                          clip=(0.3 * (1 + s % 3) if s % 4 != 3 else None) if clip else None, seed=s,
                          dtype={torch.float32: "float32", torch.float64: "float64"}[dtype], max_updates=6, **overrides)
@@ -46,7 +44,7 @@ def make_population(task: str, task_kwargs: dict, optimizer: str, clip: bool, dt
     keys = rng.seed_keys([c.seed for c in configs], "cpu")
     ctx = task_obj.setup(keys)
     params = init_population(keys, [c.init for c in configs], task_obj.n_in, hidden, task_obj.n_out,
-                             [c.init_gain for c in configs], dtype, "elman", {})
+                             [c.init_gain for c in configs], dtype, cell, {})
     state = init_state(optimizer, params)
     hyper = {n: torch.tensor([math.inf if getattr(c, n) is None else float(getattr(c, n)) for c in configs], dtype=dtype)
              for n in HYPER}
@@ -54,12 +52,13 @@ def make_population(task: str, task_kwargs: dict, optimizer: str, clip: bool, dt
 
 
 def autograd_update(configs, task, params, state, hyper, batch, k):
-    """The trainer's autograd path for one update (trainer.train_population's loop body)."""
+    """The trainer's autograd path for one update (trainer.train_population's loop body): the
+    loss, the clipping statistics and the sink's ‖δ_t‖², Ω and ‖v_t‖²."""
     cfg = configs[0]
     T = batch.length
     p = {n: v.detach().requires_grad_(True) for n, v in params.items()}
     sink = make_sink(len(configs), T, cfg.batch_size, params["weight_hh"].dtype, "cpu")
-    y = population_forward(p, batch.x, readout_steps=task.readout_steps(T), sink=sink, cell="elman",
+    y = population_forward(p, batch.x, readout_steps=task.readout_steps(T), sink=sink, cell=cfg.cell,
                            **cfg.forward_options())
     loss = task.loss(y, batch)
     loss.sum().backward()
@@ -69,7 +68,7 @@ def autograd_update(configs, task, params, state, hyper, batch, k):
     lr = hyper["lr"] if cfg.lr_schedule == "constant" else cosine_lr(hyper["lr"], hyper["lr_min"], k, cfg.max_updates)
     update_(cfg.optimizer, params, grads, state, lr, momentum=hyper["momentum"], beta1=hyper["beta1"],
             beta2=hyper["beta2"], eps=cfg.eps, step=k + 1)
-    return loss.detach(), stats, sink.delta_sq.detach(), sink.omega.detach()
+    return loss.detach(), stats, sink.delta_sq.detach(), sink.omega.detach(), sink.v_sq.detach()
 
 
 def batch_at(configs, task, keys, ctx, k, dtype):
@@ -77,24 +76,41 @@ def batch_at(configs, task, keys, ctx, k, dtype):
     return task.sample(rng.derive(keys, "train", k), ctx, T, configs[0].batch_size, dtype)
 
 
+def recording(fused: FusedStep) -> list:
+    """Makes ``fused`` keep every output tuple of its op (FusedStep returns Ω, not ‖v_t‖²)."""
+    outputs, op = [], fused.op
+
+    def call(*args, **kwargs):
+        outputs.append(op(*args, **kwargs))
+        return outputs[-1]
+
+    fused.op = call
+    return outputs
+
+
 def check_against_reference(task, task_kwargs, optimizer, clip, schedule="constant", dtype=torch.float64,
-                            updates=4, tol=1e-12, nonlinearity=None):
+                            updates=4, tol=1e-12, nonlinearity=None, cell="elman"):
     """Fused and autograd populations trained side by side agree after every update."""
     configs, task_obj, keys, ctx, params, state, hyper = make_population(task, task_kwargs, optimizer, clip, dtype,
-                                                                         lr_schedule=schedule, nonlinearity=nonlinearity)
+                                                                         lr_schedule=schedule, nonlinearity=nonlinearity,
+                                                                         cell=cell)
     assert unsupported(configs, task_obj, torch.device("cpu")) is None
     fused = FusedStep(configs, task_obj)
+    outputs = recording(fused)
     ref_params = {n: v.clone() for n, v in params.items()}
     ref_state = {n: v.clone() for n, v in state.items()}
     close = dict(rtol=tol, atol=tol)
     for k in range(updates):
         batch = batch_at(configs, task_obj, keys, ctx, k, dtype)
         loss, stats, delta_sq, omega = fused(params, state, hyper, batch, k)
-        ref_loss, ref_stats, ref_delta_sq, ref_omega = autograd_update(configs, task_obj, ref_params, ref_state, hyper, batch, k)
+        ref_loss, ref_stats, ref_delta_sq, ref_omega, ref_v_sq = autograd_update(configs, task_obj, ref_params, ref_state,
+                                                                                 hyper, batch, k)
         torch.testing.assert_close(loss, ref_loss, **close, msg=lambda m: f"loss at update {k}: {m}")
         torch.testing.assert_close(stats.norm, ref_stats.norm, **close, msg=lambda m: f"norm at update {k}: {m}")
         assert torch.equal(stats.clipped, ref_stats.clipped) and torch.equal(stats.fallback, ref_stats.fallback)
         torch.testing.assert_close(delta_sq, ref_delta_sq, rtol=tol, atol=tol * float(ref_delta_sq.abs().max()))
+        torch.testing.assert_close(outputs[-1][5], ref_v_sq, rtol=tol, atol=tol * float(ref_v_sq.abs().max()),
+                                   msg=lambda m: f"v_sq at update {k}: {m}")
         torch.testing.assert_close(omega, ref_omega, **close, msg=lambda m: f"omega at update {k}: {m}")
         for n in params:
             torch.testing.assert_close(params[n], ref_params[n], **close, msg=lambda m: f"{n} at update {k}: {m}")
@@ -130,25 +146,30 @@ def test_float32_close_to_autograd():
     check_against_reference("mem5", TASKS[1][1], "adam", True, dtype=torch.float32, updates=3, tol=2e-5)
 
 
-def test_safeguard_decays_w_hh_of_a_non_finite_model():
-    configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "momentum", True)
+def check_safeguard(cell="elman"):
+    """A model whose gradient is not finite gets the safeguard's W_hh decay, the others their update."""
+    configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "momentum", True, cell=cell)
     params["weight_out"][1, 0, 0] = math.nan
     ref_params = {n: v.clone() for n, v in params.items()}
     ref_state = {n: v.clone() for n, v in state.items()}
     batch = batch_at(configs, task, keys, ctx, 0, torch.float64)
     _, stats, _, _ = FusedStep(configs, task)(params, state, hyper, batch, 0)
-    _, ref_stats, _, _ = autograd_update(configs, task, ref_params, ref_state, hyper, batch, 0)
+    _, ref_stats, _, _, _ = autograd_update(configs, task, ref_params, ref_state, hyper, batch, 0)
     assert stats.fallback.tolist() == [False, True, False] == ref_stats.fallback.tolist()
     for n in params:
         torch.testing.assert_close(params[n], ref_params[n], rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
-def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7):
+def test_safeguard_decays_w_hh_of_a_non_finite_model():
+    check_safeguard()
+
+
+def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7, cell="elman"):
     """Params, state and per-update outputs of the fused step on the models ``seeds``; with
     ``pick``, only the models at those positions, on their slices of the same batches (a task's
     data generator need not be bitwise the same across population sizes, the kernel must)."""
     configs, task_obj, keys, ctx, params, state, hyper = make_population(task[0], task[1], optimizer, True, seeds=seeds,
-                                                                         M=len(seeds), hidden=hidden)
+                                                                         M=len(seeds), hidden=hidden, cell=cell)
     batches = [batch_at(configs, task_obj, keys, ctx, k, torch.float64) for k in range(updates)]
     if pick is not None:
         configs = [configs[j] for j in pick]
@@ -162,12 +183,12 @@ def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hid
     return params, state, outs
 
 
-@pytest.mark.parametrize("task", [TASKS[1], TASKS[3]], ids=["mem5", "sysid"])
-def test_population_equals_alone_bitwise(task):
+def check_population_equals_alone(task, cell="elman"):
+    """Each model of a population updates bitwise as it does alone or packed otherwise."""
     seeds = [4, 9, 2, 7]
-    params, state, outs = _run_fused(seeds, task=task)
+    params, state, outs = _run_fused(seeds, task=task, cell=cell)
     for j, seed in enumerate(seeds):
-        alone_params, alone_state, alone_outs = _run_fused(seeds, task=task, pick=[j])
+        alone_params, alone_state, alone_outs = _run_fused(seeds, task=task, pick=[j], cell=cell)
         for n in params:
             assert torch.equal(params[n][j], alone_params[n][0]), (seed, n)
         for n in state:
@@ -176,13 +197,19 @@ def test_population_equals_alone_bitwise(task):
             for a, b in zip(out, alone):
                 assert torch.equal(a[j], b[0]), seed
     # another packing: models 0 and 2 in the other order, without the others
-    other, _, _ = _run_fused(seeds, task=task, pick=[2, 0])
+    other, _, _ = _run_fused(seeds, task=task, pick=[2, 0], cell=cell)
     assert all(torch.equal(other[n][1], params[n][0]) and torch.equal(other[n][0], params[n][2]) for n in params)
 
 
-def test_thread_counts_agree_bitwise():
+@pytest.mark.parametrize("task", [TASKS[1], TASKS[3]], ids=["mem5", "sysid"])
+def test_population_equals_alone_bitwise(task):
+    check_population_equals_alone(task)
+
+
+def check_thread_counts_agree(cell="elman"):
+    """One and two threads give bitwise the same updates."""
     # big enough (> 2^20 multiply-adds per call) that the op opens a parallel region (tiles.h)
-    kw = dict(task=("torder", {"min_length": 40, "max_length": 40}), hidden=32)
+    kw = dict(task=("torder", {"min_length": 40, "max_length": 40}), hidden=32, cell=cell)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -196,6 +223,10 @@ def test_thread_counts_agree_bitwise():
         assert torch.equal(one[0][n], two[0][n]), n
     for a, b in zip(one[2], two[2]):
         assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_thread_counts_agree_bitwise():
+    check_thread_counts_agree()
 
 
 @pytest.mark.parametrize("isa", LOWER_ISAS)
@@ -221,14 +252,16 @@ def test_fallback_reasons():
 
 # ---- bad inputs ------------------------------------------------------------------------------
 
-def _op_args():
-    configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "momentum", True)
+def op_args(cell="elman"):
+    """Valid keyword arguments of ``cell``'s fused op (momentum, cross-entropy at the last step)."""
+    configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "momentum", True, cell=cell)
     batch = batch_at(configs, task, keys, ctx, 0, torch.float64)
-    return dict(x=batch.x.contiguous(), target=batch.target.contiguous(), params=[params[n] for n in PARAM_NAMES],
-                state=[state[f"buf.{n}"] for n in PARAM_NAMES], lr=hyper["lr"], lr_min=None, cosine_factor=0.0,
-                momentum=hyper["momentum"], beta1=None, beta2=None, clip=hyper["clip"], nonlinearity="tanh",
-                loss="cross_entropy", loss_scale=1.0, optimizer="momentum", safeguard=True, eps=1e-8, step=1,
-                readout_steps=1)
+    fused = FusedStep(configs, task)
+    return dict(x=batch.x.contiguous(), target=batch.target.contiguous(), params=[params[n] for n in fused.param_names],
+                state=[state[f"buf.{n}"] for n in fused.param_names], lr=hyper["lr"], lr_min=None, cosine_factor=0.0,
+                momentum=hyper["momentum"], beta1=None, beta2=None, clip=hyper["clip"], loss="cross_entropy",
+                loss_scale=1.0, optimizer="momentum", safeguard=True, eps=1e-8, step=1, readout_steps=1,
+                **fused.cell_options)
 
 
 @pytest.mark.parametrize("change,message", [
@@ -250,7 +283,7 @@ def _op_args():
     (lambda a: a.update(step=0), "step must be >= 1"),
 ])
 def test_bad_inputs_name_the_argument(change, message):
-    args = _op_args()
+    args = op_args()
     change(args)
     with pytest.raises((ValueError, TypeError, RuntimeError), match=message):
         torch.ops.rnnlab.elman_train_step(**args)
@@ -265,7 +298,8 @@ def _trainer_configs(**overrides):
     return [RunConfig(**{**fields, **overrides}, lr=0.01 * (s + 1), clip=0.5 if s != 1 else None, seed=s) for s in range(3)]
 
 
-def test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch):
+def check_trainer_matches_autograd(monkeypatch, **overrides):
+    """train_population takes the fused step on every update and ends as on its autograd path."""
     from rnnlab.train import train_population, trainer
 
     calls = []
@@ -276,10 +310,10 @@ def test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch):
             return super().__call__(*args)
 
     monkeypatch.setattr(trainer, "FusedStep", Spy)
-    fused = train_population(_trainer_configs())
+    fused = train_population(_trainer_configs(**overrides))
     assert calls == list(range(12))
     monkeypatch.setattr(trainer, "unsupported", lambda *args: "the autograd path, forced by the test")
-    ref = train_population(_trainer_configs())
+    ref = train_population(_trainer_configs(**overrides))
     assert len(calls) == 12
     for a, b in zip(fused, ref):
         for n in a.params:
@@ -288,6 +322,10 @@ def test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch):
             torch.testing.assert_close(torch.tensor(a.history[key]), torch.tensor(b.history[key]), rtol=1e-10, atol=1e-12)
         assert (a.veg_steps, a.vanishing_steps, a.exploding_steps) == (b.veg_steps, b.vanishing_steps, b.exploding_steps)
         assert a.clip_fraction == b.clip_fraction and a.fallbacks == b.fallbacks
+
+
+def test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch):
+    check_trainer_matches_autograd(monkeypatch)
 
 
 def test_trainer_falls_back_for_omega(monkeypatch):
