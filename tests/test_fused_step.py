@@ -1,7 +1,8 @@
 """The fused Elman training step (rnnlab.train.fused_step, rnnlab::elman_train_step) against the
-trainer's autograd path, update by update; population = alone and thread counts bit for bit;
-every compiled ISA; bad inputs. The helpers take the cell (``cell=``), so that other cells' fused
-steps (test_fused_step_gru.py) are checked by the same code."""
+trainer's autograd path, update by update, with and without Pascanu's Ω (α > 0, mixed with α = 0
+models); population = alone and thread counts bit for bit; every compiled ISA; bad inputs. The
+helpers take the cell (``cell=``), so that other cells' fused steps (test_fused_step_gru.py) are
+checked by the same code."""
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ from rnnlab.train.clipping import clip_gradients_
 from rnnlab.train.fused_step import FusedStep, unsupported
 from rnnlab.train.init import init_population
 from rnnlab.train.optim import init_state, update_
-from rnnlab.train.schedules import cosine_lr
+from rnnlab.train.schedules import cosine_lr, decayed_alpha
 
 from helpers_ops import LOWER_ISAS, run_under_isa
 
@@ -28,17 +29,25 @@ from helpers_ops import LOWER_ISAS, run_under_isa
 TASKS = [("torder", {"min_length": 8, "max_length": 14}), ("mem5", {"min_length": 4, "max_length": 7}),
          ("add", {"min_length": 8, "max_length": 14}), ("sysid", {"min_length": 9, "max_length": 9})]
 OPTIMIZERS = ["sgd", "momentum", "adam"]
-HYPER = ("lr", "lr_min", "momentum", "beta1", "beta2", "clip")
+HYPER = ("lr", "lr_min", "momentum", "beta1", "beta2", "clip", "alpha", "alpha_decay")
+
+
+def omega_fields(s: int) -> dict:
+    """The regularizer of seed s in the Ω populations: α = 0, 1.5 or 4 (every population of three
+    or more consecutive seeds mixes α = 0 with α > 0), α decaying as 1/(1 + t/2) for odd seeds."""
+    return dict(alpha=(0.0, 1.5, 4.0)[s % 3], alpha_decay=2.0 if s % 2 else None)
 
 
 def make_population(task: str, task_kwargs: dict, optimizer: str, clip: bool, dtype=torch.float64, M: int = 3,
-                    hidden: int = 7, seeds=None, cell: str = "elman", **overrides):
-    """Configs, task, params, optimizer state and [M] hyper-parameters as the trainer builds them."""
+                    hidden: int = 7, seeds=None, cell: str = "elman", omega: bool = False, **overrides):
+    """Configs, task, params, optimizer state and [M] hyper-parameters as the trainer builds them;
+    ``omega``: with the regularizers of :func:`omega_fields`."""
     seeds = list(range(M)) if seeds is None else seeds
     configs = [RunConfig(task=task, task_kwargs=task_kwargs, cell=cell, hidden=hidden, optimizer=optimizer, batch_size=5,
                          lr=0.05 * (1 + s % 3), lr_min=0.001 * s, momentum=0.5 + 0.1 * (s % 3), beta1=0.8 + 0.05 * (s % 3),
                          clip=(0.3 * (1 + s % 3) if s % 4 != 3 else None) if clip else None, seed=s,
-                         dtype={torch.float32: "float32", torch.float64: "float64"}[dtype], max_updates=6, **overrides)
+                         dtype={torch.float32: "float32", torch.float64: "float64"}[dtype], max_updates=6,
+                         **(omega_fields(s) if omega else {}), **overrides)
                for s in seeds]
     task_obj = configs[0].make_task()
     keys = rng.seed_keys([c.seed for c in configs], "cpu")
@@ -58,8 +67,9 @@ def autograd_update(configs, task, params, state, hyper, batch, k):
     T = batch.length
     p = {n: v.detach().requires_grad_(True) for n, v in params.items()}
     sink = make_sink(len(configs), T, cfg.batch_size, params["weight_hh"].dtype, "cpu")
+    alpha = decayed_alpha(hyper["alpha"], hyper["alpha_decay"], k)
     y = population_forward(p, batch.x, readout_steps=task.readout_steps(T), sink=sink, cell=cfg.cell,
-                           **cfg.forward_options())
+                           reg_weight=alpha if bool((alpha > 0).any()) else None, **cfg.forward_options())
     loss = task.loss(y, batch)
     loss.sum().backward()
     grads = {n: v.grad for n, v in p.items()}
@@ -89,11 +99,12 @@ def recording(fused: FusedStep) -> list:
 
 
 def check_against_reference(task, task_kwargs, optimizer, clip, schedule="constant", dtype=torch.float64,
-                            updates=4, tol=1e-12, nonlinearity=None, cell="elman"):
-    """Fused and autograd populations trained side by side agree after every update."""
+                            updates=4, tol=1e-12, nonlinearity=None, cell="elman", omega=False, steps=None):
+    """Fused and autograd populations trained side by side agree after every update; ``steps``:
+    the batches cut to their first ``steps`` steps."""
     configs, task_obj, keys, ctx, params, state, hyper = make_population(task, task_kwargs, optimizer, clip, dtype,
                                                                          lr_schedule=schedule, nonlinearity=nonlinearity,
-                                                                         cell=cell)
+                                                                         cell=cell, omega=omega)
     assert unsupported(configs, task_obj, torch.device("cpu")) is None
     fused = FusedStep(configs, task_obj)
     outputs = recording(fused)
@@ -102,6 +113,8 @@ def check_against_reference(task, task_kwargs, optimizer, clip, schedule="consta
     close = dict(rtol=tol, atol=tol)
     for k in range(updates):
         batch = batch_at(configs, task_obj, keys, ctx, k, dtype)
+        if steps is not None:
+            batch = Batch(batch.x[:, :steps].contiguous(), batch.target)
         loss, stats, delta_sq, omega = fused(params, state, hyper, batch, k)
         ref_loss, ref_stats, ref_delta_sq, ref_omega, ref_v_sq = autograd_update(configs, task_obj, ref_params, ref_state,
                                                                                  hyper, batch, k)
@@ -122,8 +135,45 @@ def check_against_reference(task, task_kwargs, optimizer, clip, schedule="consta
 @pytest.mark.parametrize("task,task_kwargs", TASKS, ids=[t for t, _ in TASKS])
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("clip", [True, False], ids=["clip", "noclip"])
-def test_fused_equals_autograd_float64(task, task_kwargs, optimizer, clip):
-    check_against_reference(task, task_kwargs, optimizer, clip)
+@pytest.mark.parametrize("omega", [False, True], ids=["alpha0", "omega"])
+def test_fused_equals_autograd_float64(task, task_kwargs, optimizer, clip, omega):
+    check_against_reference(task, task_kwargs, optimizer, clip, omega=omega)
+
+
+def test_omega_moves_w_hh_only_and_alpha0_models_take_the_plain_update():
+    """The Ω populations above test something: α > 0 changes W_hh (and nothing else, for one
+    update) well above the 1e-12 tolerance, and the α = 0 model beside them gets the update of a
+    population without any α, bit for bit."""
+    runs = {}
+    for omega in (False, True):
+        configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "sgd", False, omega=omega)
+        FusedStep(configs, task)(params, state, hyper, batch_at(configs, task, keys, ctx, 0, torch.float64), 0)
+        runs[omega] = params
+    assert [c.alpha for c in configs] == [0.0, 1.5, 4.0]
+    for n in PARAM_NAMES:
+        assert torch.equal(runs[True][n][0], runs[False][n][0]), n
+        assert torch.equal(runs[True][n][1:], runs[False][n][1:]) == (n != "weight_hh"), n
+    assert float((runs[True]["weight_hh"][1:] - runs[False]["weight_hh"][1:]).abs().amax()) > 1e-5
+
+
+def test_omega_at_one_step():
+    # T = 1: Ω has the step t = 0 only (v_0 = u_0 W_hh) and ∂W_hh nothing else
+    check_against_reference("torder", TASKS[0][1], "adam", True, omega=True, updates=2, steps=1)
+
+
+def test_omega_without_valid_steps():
+    """A model whose ‖δ_t‖² is below the bound at every step (W_out = 0: δ_t = 0) has N = 0 and no
+    Ω gradient, as on the autograd path."""
+    configs, task, keys, ctx, params, state, hyper = make_population("add", TASKS[2][1], "momentum", True, omega=True)
+    params["weight_out"][2].zero_()
+    ref_params = {n: v.clone() for n, v in params.items()}
+    ref_state = {n: v.clone() for n, v in state.items()}
+    batch = batch_at(configs, task, keys, ctx, 0, torch.float64)
+    _, _, delta_sq, omega = FusedStep(configs, task)(params, state, hyper, batch, 0)
+    autograd_update(configs, task, ref_params, ref_state, hyper, batch, 0)
+    assert float(delta_sq[2].amax()) == 0.0 and float(omega[2]) == 0.0
+    for n in params:
+        torch.testing.assert_close(params[n], ref_params[n], rtol=1e-12, atol=1e-12)
 
 
 def test_clipping_fires_in_the_reference_cases():
@@ -139,11 +189,12 @@ def test_cosine_schedule(optimizer):
 
 @pytest.mark.parametrize("nonlinearity", ["relu", "sigmoid", "identity"])
 def test_other_activations(nonlinearity):
-    check_against_reference("torder", TASKS[0][1], "momentum", True, nonlinearity=nonlinearity, updates=3)
+    check_against_reference("torder", TASKS[0][1], "momentum", True, nonlinearity=nonlinearity, updates=3, omega=True)
 
 
-def test_float32_close_to_autograd():
-    check_against_reference("mem5", TASKS[1][1], "adam", True, dtype=torch.float32, updates=3, tol=2e-5)
+@pytest.mark.parametrize("omega", [False, True], ids=["alpha0", "omega"])
+def test_float32_close_to_autograd(omega):
+    check_against_reference("mem5", TASKS[1][1], "adam", True, dtype=torch.float32, updates=3, tol=2e-5, omega=omega)
 
 
 def check_safeguard(cell="elman"):
@@ -164,12 +215,12 @@ def test_safeguard_decays_w_hh_of_a_non_finite_model():
     check_safeguard()
 
 
-def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7, cell="elman"):
+def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7, cell="elman", omega=False):
     """Params, state and per-update outputs of the fused step on the models ``seeds``; with
     ``pick``, only the models at those positions, on their slices of the same batches (a task's
     data generator need not be bitwise the same across population sizes, the kernel must)."""
     configs, task_obj, keys, ctx, params, state, hyper = make_population(task[0], task[1], optimizer, True, seeds=seeds,
-                                                                         M=len(seeds), hidden=hidden, cell=cell)
+                                                                         M=len(seeds), hidden=hidden, cell=cell, omega=omega)
     batches = [batch_at(configs, task_obj, keys, ctx, k, torch.float64) for k in range(updates)]
     if pick is not None:
         configs = [configs[j] for j in pick]
@@ -183,12 +234,12 @@ def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hid
     return params, state, outs
 
 
-def check_population_equals_alone(task, cell="elman"):
+def check_population_equals_alone(task, cell="elman", omega=False):
     """Each model of a population updates bitwise as it does alone or packed otherwise."""
-    seeds = [4, 9, 2, 7]
-    params, state, outs = _run_fused(seeds, task=task, cell=cell)
+    seeds = [4, 9, 2, 7]  # with omega: α = 1.5, 0, 4, 1.5
+    params, state, outs = _run_fused(seeds, task=task, cell=cell, omega=omega)
     for j, seed in enumerate(seeds):
-        alone_params, alone_state, alone_outs = _run_fused(seeds, task=task, pick=[j], cell=cell)
+        alone_params, alone_state, alone_outs = _run_fused(seeds, task=task, pick=[j], cell=cell, omega=omega)
         for n in params:
             assert torch.equal(params[n][j], alone_params[n][0]), (seed, n)
         for n in state:
@@ -197,19 +248,20 @@ def check_population_equals_alone(task, cell="elman"):
             for a, b in zip(out, alone):
                 assert torch.equal(a[j], b[0]), seed
     # another packing: models 0 and 2 in the other order, without the others
-    other, _, _ = _run_fused(seeds, task=task, pick=[2, 0], cell=cell)
+    other, _, _ = _run_fused(seeds, task=task, pick=[2, 0], cell=cell, omega=omega)
     assert all(torch.equal(other[n][1], params[n][0]) and torch.equal(other[n][0], params[n][2]) for n in params)
 
 
 @pytest.mark.parametrize("task", [TASKS[1], TASKS[3]], ids=["mem5", "sysid"])
-def test_population_equals_alone_bitwise(task):
-    check_population_equals_alone(task)
+@pytest.mark.parametrize("omega", [False, True], ids=["alpha0", "omega"])
+def test_population_equals_alone_bitwise(task, omega):
+    check_population_equals_alone(task, omega=omega)
 
 
-def check_thread_counts_agree(cell="elman"):
+def check_thread_counts_agree(cell="elman", omega=False):
     """One and two threads give bitwise the same updates."""
     # big enough (> 2^20 multiply-adds per call) that the op opens a parallel region (tiles.h)
-    kw = dict(task=("torder", {"min_length": 40, "max_length": 40}), hidden=32, cell=cell)
+    kw = dict(task=("torder", {"min_length": 40, "max_length": 40}), hidden=32, cell=cell, omega=omega)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -226,7 +278,7 @@ def check_thread_counts_agree(cell="elman"):
 
 
 def test_thread_counts_agree_bitwise():
-    check_thread_counts_agree()
+    check_thread_counts_agree(omega=True)
 
 
 @pytest.mark.parametrize("isa", LOWER_ISAS)
@@ -234,9 +286,11 @@ def test_every_isa(isa):
     here = os.path.dirname(os.path.abspath(__file__))
     run_under_isa(isa, f"import sys; sys.path.insert(0, {here!r}); import test_fused_step as t\n"
                        "for task, kw in t.TASKS[:3]:\n"
-                       "    for opt, clip in itertools.product(t.OPTIMIZERS, (True, False)):\n"
-                       "        t.check_against_reference(task, kw, opt, clip, updates=2)\n"
-                       "t.check_against_reference('mem5', t.TASKS[1][1], 'sgd', True, dtype=torch.float32, updates=2, tol=2e-5)\n")
+                       "    for opt, clip, omega in itertools.product(t.OPTIMIZERS, (True, False), (False, True)):\n"
+                       "        t.check_against_reference(task, kw, opt, clip, updates=2, omega=omega)\n"
+                       "for omega in (False, True):\n"
+                       "    t.check_against_reference('mem5', t.TASKS[1][1], 'sgd', True, dtype=torch.float32, updates=2,\n"
+                       "                              tol=2e-5, omega=omega)\n")
 
 
 def test_fallback_reasons():
@@ -246,7 +300,7 @@ def test_fallback_reasons():
     assert unsupported([RunConfig(**base)], task, cpu) is None
     assert "cell" in unsupported([RunConfig(**base, cell="lstm")], task, cpu)
     assert "layers" in unsupported([RunConfig(**base, cell_kwargs={"num_layers": 2})], task, cpu)
-    assert "alpha" in unsupported([RunConfig(**base), RunConfig(**base, alpha=0.5)], task, cpu)
+    assert unsupported([RunConfig(**base), RunConfig(**base, alpha=0.5, alpha_decay=10.0)], task, cpu) is None
     assert "CPU" in unsupported([RunConfig(**base)], task, torch.device("meta"))
 
 
@@ -281,6 +335,10 @@ def op_args(cell="elman"):
     (lambda a: a.update(loss="hinge"), "loss must be"),
     (lambda a: a.update(nonlinearity="gelu"), "activation must be one of"),
     (lambda a: a.update(step=0), "step must be >= 1"),
+    (lambda a: a.update(reg_weight=a["lr"][:2].clone()), "reg_weight must have shape \\[M\\]"),
+    (lambda a: a.update(reg_weight=a["lr"].float()), "reg_weight must have dtype"),
+    (lambda a: a.update(reg_weight=a["lr"].repeat_interleave(2)[::2]), "reg_weight must be contiguous"),
+    (lambda a: a.update(reg_weight=a["lr"].view(3, 1)), "reg_weight must have shape"),
 ])
 def test_bad_inputs_name_the_argument(change, message):
     args = op_args()
@@ -291,14 +349,15 @@ def test_bad_inputs_name_the_argument(change, message):
 
 # ---- the trainer -----------------------------------------------------------------------------
 
-def _trainer_configs(**overrides):
+def _trainer_configs(omega: bool = False, **overrides):
     fields = dict(task="torder", task_kwargs={"min_length": 8, "max_length": 12}, hidden=6, batch_size=4, optimizer="adam",
                   lr_schedule="cosine", lr_min=0.001, dtype="float64", max_updates=12, val_every=4, val_size=20,
                   val_chunk=20, stop_at_success=False)
-    return [RunConfig(**{**fields, **overrides}, lr=0.01 * (s + 1), clip=0.5 if s != 1 else None, seed=s) for s in range(3)]
+    return [RunConfig(**{**fields, **overrides}, lr=0.01 * (s + 1), clip=0.5 if s != 1 else None, seed=s,
+                      **(omega_fields(s) if omega else {})) for s in range(3)]
 
 
-def check_trainer_matches_autograd(monkeypatch, **overrides):
+def check_trainer_matches_autograd(monkeypatch, omega=False, **overrides):
     """train_population takes the fused step on every update and ends as on its autograd path."""
     from rnnlab.train import train_population, trainer
 
@@ -310,29 +369,23 @@ def check_trainer_matches_autograd(monkeypatch, **overrides):
             return super().__call__(*args)
 
     monkeypatch.setattr(trainer, "FusedStep", Spy)
-    fused = train_population(_trainer_configs(**overrides))
+    fused = train_population(_trainer_configs(omega, **overrides))
     assert calls == list(range(12))
     monkeypatch.setattr(trainer, "unsupported", lambda *args: "the autograd path, forced by the test")
-    ref = train_population(_trainer_configs(**overrides))
+    ref = train_population(_trainer_configs(omega, **overrides))
     assert len(calls) == 12
     for a, b in zip(fused, ref):
         for n in a.params:
             torch.testing.assert_close(a.params[n], b.params[n], rtol=1e-10, atol=1e-12)
-        for key in ("train_loss", "grad_norm", "val_loss"):
+        for key in ("train_loss", "grad_norm", "omega", "val_loss"):
             torch.testing.assert_close(torch.tensor(a.history[key]), torch.tensor(b.history[key]), rtol=1e-10, atol=1e-12)
         assert (a.veg_steps, a.vanishing_steps, a.exploding_steps) == (b.veg_steps, b.vanishing_steps, b.exploding_steps)
         assert a.clip_fraction == b.clip_fraction and a.fallbacks == b.fallbacks
 
 
-def test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch):
-    check_trainer_matches_autograd(monkeypatch)
-
-
-def test_trainer_falls_back_for_omega(monkeypatch):
-    from rnnlab.train import train_population, trainer
-
-    monkeypatch.setattr(trainer, "FusedStep", None)  # calling it would fail the test
-    train_population(_trainer_configs(alpha=0.1, max_updates=2, val_every=2)[:1])
+@pytest.mark.parametrize("omega", [False, True], ids=["alpha0", "omega"])
+def test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch, omega):
+    check_trainer_matches_autograd(monkeypatch, omega)
 
 
 def test_trainer_fused_compact_population_matches_the_autograd_path(monkeypatch):

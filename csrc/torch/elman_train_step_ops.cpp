@@ -1,6 +1,6 @@
 // ATen glue of the fused Elman training step (kernels/cpu/elman_train_step.h): its parameter
-// shapes, its activation, and one parallel region over the models. The checks and fields every
-// cell shares are in train_step_glue.h.
+// shapes, its activation, Ω's weight α (reg_weight), and one parallel region over the models. The
+// checks and fields every cell shares are in train_step_glue.h.
 #include <torch/library.h>
 
 #include "kernels/cpu/elman_train_step.h"
@@ -19,7 +19,8 @@ TrainStepOutputs elman_train_step_cpu(const at::Tensor& x, const at::Tensor& tar
                                       const std::optional<at::Tensor>& beta1, const std::optional<at::Tensor>& beta2,
                                       const std::optional<at::Tensor>& clip, c10::string_view loss, double loss_scale,
                                       c10::string_view optimizer, bool safeguard, double eps, int64_t step,
-                                      int64_t readout_steps, c10::string_view nonlinearity) {
+                                      int64_t readout_steps, c10::string_view nonlinearity,
+                                      const std::optional<at::Tensor>& reg_weight) {
   check_float("x", x);
   check_dim("x", x, 4, "[M, T, B, I]");
   TORCH_CHECK_VALUE(params.size() == cpu::kElmanTrainParams,
@@ -35,6 +36,7 @@ TrainStepOutputs elman_train_step_cpu(const at::Tensor& x, const at::Tensor& tar
   const TrainStepCall c = check_train_step(x, target, params, state, specs, H, O, loss, loss_scale, optimizer, step,
                                            readout_steps);
   const Activation act = parse_activation(nonlinearity);
+  if (reg_weight) check_like("reg_weight", *reg_weight, x, {M}, "[M]");
   TrainStepOutputs out = train_step_outputs(c, x);
   if (M == 0) return out;
 
@@ -43,9 +45,11 @@ TrainStepOutputs elman_train_step_cpu(const at::Tensor& x, const at::Tensor& tar
     fill_train_step<scalar_t>(s, c, x, target, params, state, lr, lr_min, cosine_factor, momentum, beta1, beta2, clip,
                               loss_scale, safeguard, eps, step, out);
     s.act = act;
+    s.reg_weight = reg_weight ? reg_weight->const_data_ptr<scalar_t>() : nullptr;
     const auto kernel = cpu::elman_train_step_kernel<scalar_t>(cpu::selected_isa());
     // One tile per model, all its rows: a model never spans threads, so its result does not
-    // depend on the thread count or on the models beside it. Work: the forward, v_t and ∂W_hh GEMMs.
+    // depend on the thread count or on the models beside it. Work: the forward, v_t and ∂W_hh GEMMs
+    // (Ω adds only elementwise work and B more rows to the ∂W_hh GEMM).
     const RecurrenceShape shape{c.M, c.T, c.B, c.H};
     for_each_tile(make_tiles(c.M, c.B, c.B), shape.recurrent_work(3), [&](BatchTile tile) { kernel(s, tile.model); });
   });
@@ -55,7 +59,9 @@ TrainStepOutputs elman_train_step_cpu(const at::Tensor& x, const at::Tensor& tar
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(rnnlab, m) {
-  m.def("elman_train_step(" RNNLAB_TRAIN_STEP_ARGS ", str nonlinearity=\"tanh\") -> " RNNLAB_TRAIN_STEP_RETURNS);
+  // reg_weight: α of Pascanu's Ω per model [M] (SPEC §2.5), whose gradient joins ∂W_hh; None: α = 0
+  m.def("elman_train_step(" RNNLAB_TRAIN_STEP_ARGS ", str nonlinearity=\"tanh\", Tensor? reg_weight=None) -> "
+        RNNLAB_TRAIN_STEP_RETURNS);
 }
 
 TORCH_LIBRARY_IMPL(rnnlab, CPU, m) { m.impl("elman_train_step", &elman_train_step_cpu); }

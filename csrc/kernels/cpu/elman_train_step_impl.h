@@ -23,6 +23,7 @@ struct Workspace : GemmBuffers<T> {
   std::vector<T> u;      // [B, H] u_t
   std::vector<T> ut;     // [H, T·B] u_t of every step, transposed: ∂W_hh, ∂W_ih in one GEMM each
   std::vector<T> wih_t;  // [I, H] W_ihᵀ: x_t W_ihᵀ adds one row per input, vectorized over H
+  std::vector<T> reg;    // [T·B, H] κ_t v_t, then h_{t−1} + 4α/(B·N)·κ_t v_t (only when α ≠ 0)
   std::vector<T> grads;  // the five gradients, laid out like the parameters
   std::vector<T> wt, wp;  // packed W_hhᵀ and W_hh
 };
@@ -93,6 +94,10 @@ void run_model(const ElmanTrainStep<T>& s, int64_t m) {
   T* u = grow(w.u, B * H);
   T* ut = grow(w.ut, H * TB);
   T* v = acc;
+  // Ω's gradient (SPEC §2.5) only for α ≠ 0: a model with α = 0 runs exactly the plain update
+  const T alpha = s.reg_weight ? s.reg_weight[m] : T(0);
+  T* reg = alpha != T(0) ? grow(w.reg, TB * H) : nullptr;
+  int64_t valid = 0;  // Σ_t Σ_b m_t = B·N
   for (int64_t t = Tn - 1; t >= 0; --t) {
     const T* h = hs + t * B * H;
     const T* gyk = t >= first_read ? gy + (t - first_read) * B * O : nullptr;
@@ -116,20 +121,53 @@ void run_model(const ElmanTrainStep<T>& s, int64_t m) {
       }
       s.delta_sq[(m * Tn + t) * B + r] = hsum(sq);
     }
-    // v_t = u_t W_hh: δ_{t−1}'s recurrent part, and at t = 0 only ‖v_0‖² for Ω (as elman_backward)
+    // v_t = u_t W_hh: δ_{t−1}'s recurrent part, and at t = 0 only ‖v_0‖² and κ_0 v_0 for Ω (as
+    // elman_backward)
     gemm_packed<T>(B, H, u, H, w.wp.data(), ldb, v, ldc);
     for (int64_t r = 0; r < B; ++r) {
+      const T* vr = v + r * ldc;
       V sq = V::zero();
       for (int64_t j = 0; j < H; j += V::size) {
-        const V vj = load_n(v + r * ldc + j, static_cast<int>(std::min<int64_t>(V::size, H - j)));
+        const V vj = load_n(vr + j, static_cast<int>(std::min<int64_t>(V::size, H - j)));
         sq = fmadd(vj, vj, sq);
       }
-      s.v_sq[(m * Tn + t) * B + r] = hsum(sq);
+      const T a = hsum(sq);
+      s.v_sq[(m * Tn + t) * B + r] = a;
+      if (reg) {  // κ_t v_t with κ_t = m_t (r_t − 1)/c_t, computed as elman_backward does
+        const T c = s.delta_sq[(m * Tn + t) * B + r];
+        const bool counted = c >= T(kOmegaBound);
+        valid += counted;
+        const V kappa = V::broadcast(counted ? (a / c - T(1)) / c : T(0));
+        T* out = reg + (t * B + r) * H;
+        for (int64_t j = 0; j < H; j += V::size) {
+          const int n = static_cast<int>(std::min<int64_t>(V::size, H - j));
+          store_n(kappa * load_n(vr + j, n), out + j, n);
+        }
+      }
     }
   }
   // ∂W_hh = Σ_{t ≥ 1} u_tᵀ h_{t−1} (h_0 = 0), ∂W_ih = Σ_t u_tᵀ x_t, ∂W_out = Σ_k gy_kᵀ h_{T−K+k}
-  if (Tn > 1) gradient_gemm(w, H, (Tn - 1) * B, ut + B, TB, hs, H, g_hh);
-  else std::fill(g_hh, g_hh + sizes[1], T(0));
+  if (reg && valid > 0) {
+    // With Ω, ∂W_hh = Σ_{t ≥ 0} u_tᵀ (h_{t−1} + ω κ_t v_t), ω = 4α/(B·N) (h_{−1} = 0): the
+    // regularizer's rank-B term of every step stacked onto the same rows (SPEC §2.5's fusion
+    // note), so one GEMM of K = T·B replaces a second one of the same size. ω is rounded as
+    // elman_backward rounds it (N in double, then the op's dtype).
+    const T n_valid = static_cast<T>(static_cast<double>(valid) / static_cast<double>(B));
+    const V omega = V::broadcast(T(4) * alpha / (static_cast<T>(B) * n_valid));
+    for (int64_t i = 0; i < B * H; i += V::size) {  // t = 0: ω κ_0 v_0
+      const int n = static_cast<int>(std::min<int64_t>(V::size, B * H - i));
+      store_n(omega * load_n(reg + i, n), reg + i, n);
+    }
+    for (int64_t i = B * H; i < TB * H; i += V::size) {  // t ≥ 1: h_{t−1} + ω κ_t v_t
+      const int n = static_cast<int>(std::min<int64_t>(V::size, TB * H - i));
+      store_n(fmadd(omega, load_n(reg + i, n), load_n(hs + i - B * H, n)), reg + i, n);
+    }
+    gradient_gemm(w, H, TB, ut, TB, reg, H, g_hh);
+  } else if (Tn > 1) {
+    gradient_gemm(w, H, (Tn - 1) * B, ut + B, TB, hs, H, g_hh);
+  } else {
+    std::fill(g_hh, g_hh + sizes[1], T(0));
+  }
   gradient_gemm(w, H, TB, ut, TB, x, I, g_ih);
   gradient_gemm(w, O, K * B, gyt, K * B, hs + first_read * B * H, H, g_out);
   for (int64_t j = 0; j < H; ++j) g_b[j] = row_sum(TB, ut + j * TB);

@@ -3,19 +3,24 @@
 The op a cell's record names (:attr:`rnnlab.cells.Cell.fused_step`) does for every model m, in one
 parallel region over the models: the input projection inside the recurrence (xp is never
 materialized), the read-out and the task's loss at its read-out steps, the whole backward with
-every gradient accumulated in the kernel, the per-step ‖δ_t‖² [M, T, B] of the VEG flags and
-‖v_t‖² (so Ω, SPEC §2.5, is reported as on the autograd path), the global gradient norm,
-clipping with the SPEC §2.4 safeguard (:mod:`rnnlab.train.clipping`) and the optimizer step
+every gradient accumulated in the kernel, with Pascanu's regularizer α·∂⁺Ω/∂W_hh (SPEC §2.5) in
+∂W_hh for the cells whose record has ``omega``, the per-step ‖δ_t‖² [M, T, B] of the VEG flags and
+‖v_t‖² (so Ω is reported as on the autograd path), the global gradient norm, clipping with the
+SPEC §2.4 safeguard (:mod:`rnnlab.train.clipping`) and the optimizer step
 (:mod:`rnnlab.train.optim`, constant or cosine learning rate) on the parameters and optimizer
 state in place. A model runs on one thread from start to end, so its update is bitwise the same
 alone or in any population, at any thread count. The autograd path of the trainer is its
 executable reference.
 
 Every cell's op takes the same arguments (the parameters in the order of the cell's ``shapes``)
-followed by the cell's own forward options as keywords (the Elman cell's ``nonlinearity``).
+followed by the cell's own forward options as keywords (the Elman cell's ``nonlinearity``), and,
+for a cell with Ω (``Cell.omega``; :class:`RunConfig` allows α > 0 for those only), the per-model
+α of the update (``alpha`` decayed by :func:`rnnlab.train.schedules.decayed_alpha`, as the
+autograd path computes it) as ``reg_weight`` whenever some run has α > 0. A model with α = 0
+then gets exactly the update it would get without ``reg_weight``.
 
 Covered (:func:`unsupported` returns None): a cell whose record names a fused step, one plain
-layer, α = 0 for every model, a task whose loss is :meth:`rnnlab.tasks.base.Task.loss`
+layer, any α (with its 1/t decay), a task whose loss is :meth:`rnnlab.tasks.base.Task.loss`
 (cross-entropy for classification, mean squared error for regression) or system identification's
 ½·MSE, every optimizer and schedule, float32 and float64, on the CPU. Everything else falls back to
 the autograd path, for the reason :func:`unsupported` gives.
@@ -32,7 +37,7 @@ from ..tasks.system_id import SystemIdentification
 from .clipping import ClipStats
 from .config import RunConfig
 from .optim import init_state
-from .schedules import cosine_lr
+from .schedules import cosine_lr, decayed_alpha
 
 
 def loss_of(task: Task) -> tuple[str, float] | None:
@@ -54,8 +59,6 @@ def unsupported(configs: list[RunConfig], task: Task, device: torch.device) -> s
         return f"cell {cfg.cell!r}: its record has no fused training step (Cell.fused_step)"
     if options.get("num_layers", 1) != 1 or options.get("double", False):
         return "stacked or double layers: the fused step runs one plain layer"
-    if any(c.alpha > 0 for c in configs):
-        return "alpha > 0: Ω's gradient is only fused into the autograd path's backward kernel"
     if loss_of(task) is None:
         return f"task {task.name!r} defines a loss of its own that the fused step does not implement"
     if device.type != "cpu":
@@ -79,6 +82,8 @@ class FusedStep:
         self.optimizer, self.cosine, self.max_updates = cfg.optimizer, cfg.lr_schedule == "cosine", cfg.max_updates
         self.safeguard, self.eps = cfg.safeguard, cfg.eps
         self.any_clip = any(c.clip is not None for c in configs)
+        # α > 0 for some run (then the cell has Ω: RunConfig checks it); α = 0 runs are skipped in the op
+        self.any_alpha = any(c.alpha > 0 for c in configs)
         # the optimizer's state slots, in the order the op takes them ("buf"; "m", "v")
         self.slots = [key.split(".")[0] for key in init_state(cfg.optimizer, {"p": torch.zeros(0)})]
 
@@ -89,17 +94,19 @@ class FusedStep:
 
         Args:
             hyper: the trainer's [M] per-model hyper-parameters (``lr``, ``lr_min``,
-                ``momentum``, ``beta1``, ``beta2``, ``clip``) in the parameters' dtype.
+                ``momentum``, ``beta1``, ``beta2``, ``clip``, ``alpha``, ``alpha_decay``) in the
+                parameters' dtype.
         Returns:
-            the loss [M], the clipping statistics, ‖δ_t‖² [M, T, B] and Ω [M] (a diagnostic here:
-            the fused step covers α = 0 only).
+            the loss [M], the clipping statistics, ‖δ_t‖² [M, T, B] and Ω [M] (before the update,
+            as the autograd path reports it).
         """
         cosine = cosine_lr(1.0, 0.0, update, self.max_updates) if self.cosine else 0.0
+        reg = {"reg_weight": decayed_alpha(hyper["alpha"], hyper["alpha_decay"], update)} if self.any_alpha else {}
         loss, norm, clipped, fallback, delta_sq, v_sq = self.op(
             batch.x.contiguous(), batch.target.contiguous(), [params[n] for n in self.param_names],
             [state[f"{s}.{n}"] for s in self.slots for n in self.param_names], hyper["lr"],
             hyper["lr_min"] if self.cosine else None, cosine, hyper["momentum"], hyper["beta1"], hyper["beta2"],
             hyper["clip"] if self.any_clip else None, self.loss, self.loss_scale, self.optimizer,
-            self.safeguard, self.eps, update + 1, self.task.readout_steps(batch.length), **self.cell_options)
+            self.safeguard, self.eps, update + 1, self.task.readout_steps(batch.length), **self.cell_options, **reg)
         omega, _ = torch.ops.rnnlab.omega_from_norms(delta_sq, v_sq)
         return loss, ClipStats(norm, clipped, fallback), delta_sq, omega
