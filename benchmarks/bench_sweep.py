@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--fused", action="store_true", help="the fused training step against the autograd step")
     mode.add_argument("--peers", action="store_true",
-                      help="every fused cell against the nn loop, torch.func and JAX at 1 and 2 threads (rnnlab.bench.peers)")
+                      help="every fused cell against the nn loop, torch.func and JAX at 1 and 2 threads "
+                           "(rnnlab.bench.peers)")
     ap.add_argument("--cells", nargs="+", help="with --peers: these cells (default: those with a fused step)")
     ap.add_argument("--compile", action="store_true", help="with --peers: the torch.func peer through torch.compile")
     args = ap.parse_args(argv)

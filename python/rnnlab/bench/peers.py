@@ -67,7 +67,8 @@ def fused_cells() -> tuple[str, ...]:
 def training_jobs(cells: tuple[str, ...], quick: bool) -> list[update_peers.Job]:
     if quick:
         return [update_peers.Job(c, T, H, M=4, updates=2) for c in cells for T, H in ((5, 8), (7, 12))]
-    return [update_peers.Job(c, T, H, M=32, updates=UPDATES[T]) for c in cells for T in (25, 100) for H in (8, 16, 32, 64)]
+    return [update_peers.Job(c, T, H, M=32, updates=UPDATES[T])
+            for c in cells for T in (25, 100) for H in (8, 16, 32, 64)]
 
 
 def blas_info() -> dict:
@@ -115,8 +116,8 @@ def measure_training(job: update_peers.Job, spec: dict) -> dict:
     if spec["use_jax"]:
         runs["jax"] = (update_peers.jax_vmap(problem), job.M)
     calls = {k: (lambda run=run, models=models: run()[0] / (models * job.updates)) for k, (run, models) in runs.items()}
-    return {"cell": job.cell, "T": job.T, "H": job.H, "M": job.M, "updates": job.updates, "nn_models": spec["nn_models"],
-            "flops": job.flops(problem.task.n_in, problem.task.n_out), "rnnlab": ours,
+    return {"cell": job.cell, "T": job.T, "H": job.H, "M": job.M, "updates": job.updates,
+            "nn_models": spec["nn_models"], "flops": job.flops(problem.task.n_in, problem.task.n_out), "rnnlab": ours,
             "seconds": _best_of_rounds(calls, spec["rounds"])}
 
 

@@ -243,7 +243,8 @@ def _stack_nn(cell: PeerCell, units: list) -> dict[str, Tensor]:
     for rnn, head, *_ in units:
         bias, bias_hn = cell.split_bias(rnn.bias_ih_l0.detach(), rnn.bias_hh_l0.detach())
         one = {"weight_ih": rnn.weight_ih_l0, "weight_hh": rnn.weight_hh_l0, "bias": bias,
-               **({"bias_hn": bias_hn} if bias_hn is not None else {}), "weight_out": head.weight, "bias_out": head.bias}
+               **({"bias_hn": bias_hn} if bias_hn is not None else {}),
+               "weight_out": head.weight, "bias_out": head.bias}
         for n, v in one.items():
             out.setdefault(n, []).append(v.detach())
     return {n: torch.stack(v) for n, v in out.items()}

@@ -107,9 +107,10 @@ def register(sub) -> None:
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
     p.add_argument("--breakdown", action="store_true", help="also time each part of rnnlab's pass alone")
     p.add_argument("--peers", choices=("training", "dropin", "all"),
-                   help="instead of the Elman table: rnnlab against its peers at 1 and 2 pinned threads (or --threads), "
-                        "the population training update of every cell with a fused step (nn loop, torch.func, JAX), "
-                        "the drop-in modules (torch.nn, JAX), or both: Markdown tables (all: about 6-10 minutes)")
+                   help="instead of the Elman table: rnnlab against its peers at 1 and 2 pinned threads (or "
+                        "--threads), the population training update of every cell with a fused step (nn loop, "
+                        "torch.func, JAX), the drop-in modules (torch.nn, JAX), or both: Markdown tables (all: about "
+                        "4 minutes with the Elman fused step alone, up to 10 with LSTM and GRU steps)")
     p.add_argument("--cells", nargs="+", metavar="CELL",
                    help="with --peers: these cells (elman, lstm, gru; default: those with a fused step for the "
                         "training update, all three for the drop-ins)")
