@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -42,6 +41,7 @@ from torch import Tensor, nn
 
 import rnnlab
 from rnnlab.bench.harness import FULL, QUICK, OtherLoad, confined, machine_info, measure
+from rnnlab.bench.peer_cells import PEER_CELLS, PeerCell, jax_scan
 from rnnlab.bench.report import table
 
 CONFIGS = [(32, 32, 256), (64, 1, 1000), (128, 32, 200), (256, 64, 200), (512, 128, 100)]  # (H, B, T), I = H
@@ -57,78 +57,19 @@ DIAG_CONFIGS = [
 ]
 
 
-def _jax_lstm_step(jax, jnp, w_hh, b_h):
-    """One lax.scan step of nn.LSTM (gates i, f, g, o; all biases folded into xp, b_h is None)."""
-
-    def step(state, xp_t):
-        h, c = state
-        i, f, z, o = jnp.split(xp_t + h @ w_hh.T, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(z)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return (h, c), h
-
-    return step
+CELLS = {"lstm": PEER_CELLS["lstm"], "gru": PEER_CELLS["gru"]}
+#: (xp [M, T, B, G·H], w_hh, b_hn or None) -> hs [M, T, B, H]: the cell's fused recurrence
+FUSED = {"lstm": lambda xp, w_hh, b_hn: rnnlab.lstm(xp, w_hh)[0], "gru": rnnlab.gru}
 
 
-def _jax_gru_step(jax, jnp, w_hh, b_hn):
-    """One lax.scan step of nn.GRU: ``n = tanh(x_n + b_in + r ⊙ (W_hn h + b_hn))``; xp holds
-    ``x W_ihᵀ + b_ih + [b_hr, b_hz, 0]``, b_hn stays inside because r multiplies it."""
-
-    def step(state, xp_t):
-        (h,) = state
-        x_r, x_z, x_n = jnp.split(xp_t, 3, axis=-1)
-        a_r, a_z, a_n = jnp.split(h @ w_hh.T, 3, axis=-1)
-        r, z = jax.nn.sigmoid(x_r + a_r), jax.nn.sigmoid(x_z + a_z)
-        n = jnp.tanh(x_n + r * (a_n + b_hn))
-        h = (1 - z) * n + z * h
-        return (h,), h
-
-    return step
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A gated cell as each peer runs it.
-
-    ``kept_hidden_bias``: how many trailing gate blocks of ``bias_hh`` the cell applies itself
-    (the GRU's b_hn, multiplied by r) instead of folding them into the projection's bias.
-    """
-
-    name: str
-    peer: type[nn.Module]
-    ours: type[nn.Module]
-    gates: int
-    kept_hidden_bias: int
-    states: int  # recurrent state tensors: (h, c) or (h,)
-    fused: Callable[[Tensor, Tensor, Tensor | None], Tensor]  # (xp, w_hh, b_h) -> hs [M, T, B, H]
-    jax_step: Callable  # (jax, jnp, w_hh, b_h) -> lax.scan step (state tuple, xp_t) -> (state, h_t)
-
-    def split_bias(self, b_ih: Tensor, b_hh: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(bias folded into the input projection, hidden bias the cell applies itself or None), for
-        [G] or stacked [M, G] biases, as new tensors."""
-        k = self.kept_hidden_bias * (b_hh.shape[-1] // self.gates)
-        if k == 0:
-            return b_ih + b_hh, None
-        folded = torch.cat([b_hh[..., :-k], torch.zeros_like(b_hh[..., -k:])], -1)
-        return b_ih + folded, b_hh[..., -k:].clone()
-
-
-CELLS = {
-    "lstm": Cell(name="LSTM", peer=nn.LSTM, ours=rnnlab.LSTM, gates=4, kept_hidden_bias=0, states=2,
-                 fused=lambda xp, w_hh, b_h: rnnlab.lstm(xp, w_hh)[0], jax_step=_jax_lstm_step),
-    "gru": Cell(name="GRU", peer=nn.GRU, ours=rnnlab.GRU, gates=3, kept_hidden_bias=1, states=1,
-                fused=rnnlab.gru, jax_step=_jax_gru_step),
-}
-
-
-def single_case(cell: Cell, H: int, B: int, T: int) -> tuple[nn.Module, Tensor, Tensor]:
+def single_case(cell: PeerCell, H: int, B: int, T: int) -> tuple[nn.Module, Tensor, Tensor]:
     """The torch peer (I = H, seed 0), x [T, B, H] and the loss weights G."""
     torch.manual_seed(0)
-    return cell.peer(H, H), torch.randn(T, B, H), torch.randn(T, B, H)
+    return cell.nn_class(H, H), torch.randn(T, B, H), torch.randn(T, B, H)
 
 
-def drop_in(cell: Cell, peer: nn.Module) -> nn.Module:
-    ours = cell.ours(peer.input_size, peer.hidden_size)
+def drop_in(cell: PeerCell, peer: nn.Module) -> nn.Module:
+    ours = cell.dropin_class(peer.input_size, peer.hidden_size)
     ours.load_state_dict(peer.state_dict())
     return ours
 
@@ -141,7 +82,7 @@ def training_step(model: nn.Module, x: Tensor, g: Tensor) -> Callable[[], None]:
     return run
 
 
-def jax_peer(cell: Cell, peer: nn.Module, x: Tensor, g: Tensor):
+def jax_peer(cell: PeerCell, peer: nn.Module, x: Tensor, g: Tensor):
     """Blocking calls ``(forward, grad)`` of the jitted lax.scan ``cell`` with ``peer``'s weights:
     the outputs for x, and ``jax.grad(L)`` as (∂w_ih, ∂w_hh, ∂b folded, ∂b kept); None without jax."""
     try:
@@ -152,8 +93,7 @@ def jax_peer(cell: Cell, peer: nn.Module, x: Tensor, g: Tensor):
 
     def forward(params, x):
         w_ih, w_hh, b_x, b_h = params
-        zeros = jnp.zeros((x.shape[1], w_hh.shape[1]), x.dtype)
-        return jax.lax.scan(cell.jax_step(jax, jnp, w_hh, b_h), (zeros,) * cell.states, x @ w_ih.T + b_x)[1]
+        return jax_scan(cell, x @ w_ih.T + b_x, w_hh, b_h)[1]
 
     def loss(params, x, g):
         return jnp.sum(forward(params, x) * g)
@@ -167,7 +107,7 @@ def jax_peer(cell: Cell, peer: nn.Module, x: Tensor, g: Tensor):
     return lambda: jax.block_until_ready(fwd(params, xj)), lambda: jax.block_until_ready(grad(params, xj, gj))
 
 
-def check_jax_peer(cell: Cell) -> str | None:
+def check_jax_peer(cell: PeerCell) -> str | None:
     """Asserts that the JAX cell computes torch's on a small model (outputs and ∂W_ih, ∂W_hh) and
     says by how much they differ; None without jax."""
     peer, x, g = single_case(cell, 16, 3, 40)
@@ -183,11 +123,11 @@ def check_jax_peer(cell: Cell) -> str | None:
         got = torch.from_numpy(np.array(got))
         torch.testing.assert_close(got, want.detach(), rtol=1e-4, atol=1e-5)
         diffs.append((got - want).abs().max().item())
-    return (f"JAX {cell.name} = nn.{cell.name}: max |Δ output| {diffs[0]:.1e}, "
+    return (f"JAX {cell.module} = nn.{cell.module}: max |Δ output| {diffs[0]:.1e}, "
             f"max |Δ ∂W_ih|, |Δ ∂W_hh| {diffs[1]:.1e}, {diffs[2]:.1e}")
 
 
-def cell_rows(cell: Cell, budget, quick: bool) -> list[list[str]]:
+def cell_rows(cell: PeerCell, budget, quick: bool) -> list[list[str]]:
     rows = []
     for H, B, T in CONFIGS:
         peer, x, g = single_case(cell, H, B, T // 4 if quick else T)
@@ -204,11 +144,11 @@ def cell_rows(cell: Cell, budget, quick: bool) -> list[list[str]]:
     return rows
 
 
-def population_rows(cell: Cell, budget, quick: bool) -> list[list[str]]:
+def population_rows(cell: PeerCell, budget, quick: bool) -> list[list[str]]:
     M, H, B, T, I = (POPULATION[k] for k in "MHBTI")
     T = T // 4 if quick else T
     torch.manual_seed(0)
-    peers = [cell.peer(I, H) for _ in range(M)]
+    peers = [cell.nn_class(I, H) for _ in range(M)]
 
     def stacked(name: str) -> Tensor:
         return torch.stack([getattr(p, name).detach() for p in peers])
@@ -229,14 +169,14 @@ def population_rows(cell: Cell, budget, quick: bool) -> list[list[str]]:
             p.grad = None
         # one batched GEMM for all models, the bias added in its epilogue (no extra pass over xp)
         xp = torch.baddbmm(b_x.unsqueeze(1), x.reshape(1, T * B, I).expand(M, T * B, I), w_ih.transpose(1, 2))
-        (cell.fused(xp.view(M, T, B, -1), w_hh, b_h) * g).sum().backward()
+        (FUSED[cell.name](xp.view(M, T, B, -1), w_hh, b_h) * g).sum().backward()
 
     t_loop, t_fused = measure(loop, budget), measure(fused, budget)
     return [[f"M={M} H={H} B={B} T={T} I={I}", f"{1e3 * t_loop.median:.2f}", f"{1e3 * t_fused.median:.2f}",
              f"{t_loop.median / t_fused.median:.2f}"]]
 
 
-def profile_lines(cell: Cell, quick: bool, passes: int = 5) -> list[str]:
+def profile_lines(cell: PeerCell, quick: bool, passes: int = 5) -> list[str]:
     """Per config: the drop-in's wall time per forward+backward pass under torch.profiler, and the
     self time per pass of every op above 1 % of it, largest first."""
     from torch.profiler import ProfilerActivity, profile
@@ -321,16 +261,16 @@ def main() -> None:
         for key in (k for k in CELLS if k in parts):
             cell = CELLS[key]
             check = check_jax_peer(cell)
-            print(f"{cell.name} forward+backward, float32, I = H" + (f" ({check})" if check else ""))
+            print(f"{cell.module} forward+backward, float32, I = H" + (f" ({check})" if check else ""))
             rows = cell_rows(cell, budget, args.quick)
-            headers = ["config", f"nn.{cell.name} ms", f"rnnlab.{cell.name} ms", f"× nn.{cell.name}"]
+            headers = ["config", f"nn.{cell.module} ms", f"rnnlab.{cell.module} ms", f"× nn.{cell.module}"]
             headers += ["JAX ms", "× JAX"] * (len(rows[0]) > 4)
             print(table(headers, rows, args.markdown), "\n", flush=True)
-            print(f"Population of {cell.name}s, forward+backward, float32")
-            headers = ["config", f"loop of nn.{cell.name} ms", f"rnnlab.{key} fused ms", "×"]
+            print(f"Population of {cell.module}s, forward+backward, float32")
+            headers = ["config", f"loop of nn.{cell.module} ms", f"rnnlab.{key} fused ms", "×"]
             print(table(headers, population_rows(cell, budget, args.quick), args.markdown), "\n", flush=True)
             if args.profile:
-                print(f"Where rnnlab.{cell.name}'s forward+backward time goes (torch.profiler, ms per pass)")
+                print(f"Where rnnlab.{cell.module}'s forward+backward time goes (torch.profiler, ms per pass)")
                 print("\n".join(profile_lines(cell, args.quick)), "\n", flush=True)
         if "diag" in parts:
             print("Diagonal recurrence h_t = λ h_{t-1} + u_t; floor = 2.5 × copy of u (the bytes fwd+bwd move)")

@@ -4,6 +4,7 @@ nn.RNN, ≥ 5× jax.vmap; docs/sweeps.md). Results are reported, not asserted.
 
     python benchmarks/bench_sweep.py [--quick] [--threads 1] [--json out.json]
     python benchmarks/bench_sweep.py --fused [--quick] [--json out.json]
+    python benchmarks/bench_sweep.py --peers [--quick] [--cells elman ...] [--compile] [--json out.json]
 
 For each case (task, length T, hidden size H, population M), all peers train the same models
 (one-layer Elman RNN, linear read-out, cross-entropy at the last step, SGD with per-model global
@@ -22,13 +23,20 @@ gradient-norm clipping at τ = 1, batch 20) for a fixed number of updates, no ea
 * ``jax.vmap``: one ``jax.jit(jax.vmap(train_step))`` over the M models (``lax.scan`` RNN,
   per-model clipping inside the step), data pre-generated as for nn.RNN; when JAX is installed.
 
+(The peers are those of :mod:`rnnlab.bench.update_peers`, where each is checked to compute
+rnnlab's update.)
+
 With ``--fused``, the fused training step (:mod:`rnnlab.train.fused_step`, one op call per
 update) against ``rnnlab step`` (the trainer's autograd path: ≈ 25 ATen calls per update), and
 ``train_population`` with the fused step (its default for these runs) against the same trainer
 forced onto its autograd path (data generation and the final validation included), at
 H ∈ {8, 16, 32, 64} and T ∈ {25, 100} (temporal order, M = 32, SGD with clipping at τ = 1 as above,
-float32, pre-generated batches): model-updates/s and useful GFLOP/s (:func:`useful_flops`), also
+float32, pre-generated batches): model-updates/s and useful GFLOP/s (:meth:`rnnlab.bench.update_peers.Job.flops`), also
 as a fraction of one-core sgemm (torch.mm, MKL where torch has it) measured in the same run.
+
+With ``--peers``, the table of :mod:`rnnlab.bench.peers` (``rnnlab bench --peers training``): the
+fused step of every cell that has one against the nn loop, the torch.func ensemble and JAX at the
+same H and T, at one pinned core and at two, each thread count in a subprocess of its own.
 
 The peers are measured interleaved, ``--repeats`` times, and the best time of each is kept, so
 that a burst of load from other processes hurts every peer alike; the share of the cores that
@@ -37,118 +45,42 @@ other processes used meanwhile is printed with the results.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 
 import torch
 
+from rnnlab.bench import peers, update_peers
 from rnnlab.bench.harness import FULL, OtherLoad, confined, machine_info, sgemm_gflops
-from rnnlab.tasks import make_task, rng
-from rnnlab.train import RunConfig, train_population
-from rnnlab.nn.population import population_forward
-from rnnlab.train.clipping import clip_gradients_
-from rnnlab.train.fused_step import FusedStep
-from rnnlab.train.init import init_population
-from rnnlab.train.optim import init_state, update_
-
-
-@dataclass(frozen=True)
-class Case:
-    task: str
-    T: int
-    H: int
-    M: int
-    updates: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.task} T={self.T} H={self.H} M={self.M}"
-
-    def configs(self) -> list[RunConfig]:
-        return [RunConfig(task=self.task, task_kwargs={"min_length": self.T, "max_length": self.T}, hidden=self.H,
-                          init="normal", lr=0.01, clip=1.0, max_updates=self.updates, val_every=self.updates,
-                          val_size=20, val_chunk=20, stop_at_success=False, seed=s) for s in range(self.M)]
-
+from rnnlab.bench.update_peers import Job, Problem
+from rnnlab.train import train_population
 
 # Enough updates that the population's fixed costs (per-seed init, the final validation and
 # spectral radii) weigh as little as in a real sweep of thousands of updates.
-CASES = (Case("latch", 25, 8, 256, 200), Case("torder", 50, 32, 256, 60), Case("torder", 100, 50, 128, 30))
-QUICK = (Case("latch", 25, 8, 128, 10), Case("torder", 50, 32, 64, 5))
+CASES = (Job("elman", 25, 8, 256, 200, task="latch", init="normal"), Job("elman", 50, 32, 256, 60, init="normal"),
+         Job("elman", 100, 50, 128, 30, init="normal"))
+QUICK = (Job("elman", 25, 8, 128, 10, task="latch", init="normal"), Job("elman", 50, 32, 64, 5, init="normal"))
+FUSED_CASES = tuple(Job("elman", T, H, 32, 10, init="normal") for T in (25, 100) for H in (8, 16, 32, 64))
+FUSED_QUICK = (Job("elman", 25, 8, 8, 3, init="normal"), Job("elman", 100, 64, 4, 2, init="normal"))
 
 
-def _batches(case: Case, models: int, n: int):
-    """n batches (x [m, T, B, I], target [m, B]) for the first ``models`` models, from the task."""
-    task = make_task(case.task, min_length=case.T, max_length=case.T)
-    keys = rng.seed_keys(range(models))
-    return task, [task.sample(rng.derive(keys, "train", k), {}, case.T, 20) for k in range(n)]
+def per_model_update(run: update_peers.Run, models: int, updates: int):
+    """() -> seconds per model-update of an update_peers run."""
+    return lambda: run()[0] / (models * updates)
 
 
-def time_rnnlab(case: Case) -> float:
+def time_rnnlab(job: Job) -> float:
     """Seconds per model-update of train_population on the M models."""
-    configs = case.configs()
+    configs = job.configs()
     start = time.perf_counter()
     train_population(configs, "cpu", keep_params=False)
-    return (time.perf_counter() - start) / (case.M * case.updates)
+    return (time.perf_counter() - start) / (job.M * job.updates)
 
 
-def make_rnnlab_step(case: Case):
-    """run() -> seconds per model-update of M-model updates on pre-generated batches."""
-    task, batches = _batches(case, case.M, case.updates)
-    params = init_population(rng.seed_keys(range(case.M)), "normal", task.n_in, case.H, task.n_out)
-    lr = torch.full((case.M,), 0.01)
-    tau = torch.ones(case.M)
-
-    def run() -> float:
-        p = {n: v.clone() for n, v in params.items()}
-        start = time.perf_counter()
-        for b in batches:
-            leaves = {n: v.requires_grad_(True) for n, v in p.items()}
-            loss = task.loss(population_forward(leaves, b.x), b)
-            grads = dict(zip(leaves, torch.autograd.grad(loss.sum(), list(leaves.values()))))
-            p = {n: v.detach() for n, v in leaves.items()}
-            clip_gradients_(grads, p["weight_hh"], tau)
-            update_("sgd", p, grads, {}, lr)
-        return (time.perf_counter() - start) / (case.M * case.updates)
-
-    return run
-
-
-FUSED_CASES = tuple(Case("torder", T, H, 32, 10) for T in (25, 100) for H in (8, 16, 32, 64))
-FUSED_QUICK = (Case("torder", 25, 8, 8, 3), Case("torder", 100, 64, 4, 2))
-
-
-def useful_flops(case: Case, n_in: int, n_out: int, batch: int = 20, readout_steps: int = 1) -> float:
-    """Multiply-adds ×2 of one model-update that any implementation must do: forward h W_hhᵀ,
-    backward u W_hh and ∂W_hh (3·2·T·B·H²), the input projection and ∂W_ih (2·2·T·B·H·I), the
-    read-out, its input gradient and ∂W_out (3·2·K·B·H·O)."""
-    T, B, H = case.T, batch, case.H
-    return 6 * T * B * H * H + 4 * T * B * H * n_in + 6 * readout_steps * B * H * n_out
-
-
-def make_fused_step(case: Case):
-    """run() -> seconds per model-update of the fused step on the batches of make_rnnlab_step."""
-    configs = case.configs()
-    task, batches = _batches(case, case.M, case.updates)
-    params = init_population(rng.seed_keys(range(case.M)), "normal", task.n_in, case.H, task.n_out)
-    hyper = {n: torch.full((case.M,), v) for n, v in (("lr", 0.01), ("lr_min", 0.0), ("momentum", 0.0), ("beta1", 0.9),
-                                                       ("beta2", 0.999), ("clip", 1.0))}
-    fused = FusedStep(configs, task)
-
-    def run() -> float:
-        p = {n: v.clone() for n, v in params.items()}
-        state = init_state("sgd", p)
-        start = time.perf_counter()
-        for k, b in enumerate(batches):
-            fused(p, state, hyper, b, k)
-        return (time.perf_counter() - start) / (case.M * case.updates)
-
-    return run
-
-
-def time_trainer(case: Case, fused: bool) -> float:
+def time_trainer(job: Job, fused: bool) -> float:
     """time_rnnlab with the trainer's fused step, or forced onto its autograd path."""
     from rnnlab.train import trainer
 
@@ -156,7 +88,7 @@ def time_trainer(case: Case, fused: bool) -> float:
     if not fused:
         trainer.unsupported = lambda *args: "the autograd path, for the benchmark"
     try:
-        return time_rnnlab(case)
+        return time_rnnlab(job)
     finally:
         trainer.unsupported = saved
 
@@ -165,16 +97,17 @@ def _run_fused(args) -> int:
     load = OtherLoad()
     gemm = sgemm_gflops(512, FULL)
     results = []
-    for case in FUSED_QUICK if args.quick else FUSED_CASES:
-        task = make_task(case.task, min_length=case.T, max_length=case.T)
-        flops = useful_flops(case, task.n_in, task.n_out)
-        runs = {"rnnlab step": make_rnnlab_step(case), "fused step": make_fused_step(case),
-                "trainer autograd": lambda: time_trainer(case, False), "trainer fused": lambda: time_trainer(case, True)}
+    for job in FUSED_QUICK if args.quick else FUSED_CASES:
+        problem = Problem.make(job)
+        flops = job.flops(problem.task.n_in, problem.task.n_out)
+        runs = {"rnnlab step": per_model_update(update_peers.rnnlab_autograd(problem), job.M, job.updates),
+                "fused step": per_model_update(update_peers.rnnlab_fused(problem), job.M, job.updates),
+                "trainer autograd": lambda: time_trainer(job, False), "trainer fused": lambda: time_trainer(job, True)}
         best = {k: float("inf") for k in runs}
         for _ in range(args.repeats):
             for k, run in runs.items():
                 best[k] = min(best[k], run())
-        row = {"case": case.label, **{f"{k} model-updates/s": 1 / v for k, v in best.items()},
+        row = {"case": job.label, **{f"{k} model-updates/s": 1 / v for k, v in best.items()},
                **{f"{k} GFLOP/s": flops / v / 1e9 for k, v in best.items()}}
         row["fused ÷ step"] = best["rnnlab step"] / best["fused step"]
         row["trainer fused ÷ autograd"] = best["trainer autograd"] / best["trainer fused"]
@@ -198,132 +131,66 @@ def _run_fused(args) -> int:
     return 0
 
 
-def time_nn_rnn(case: Case, subset: int) -> float:
-    """Seconds per model-update of the standard PyTorch loop, one model after the other."""
-    task, batches = _batches(case, subset, case.updates)
-    params = init_population(rng.seed_keys(range(subset)), "normal", task.n_in, case.H, task.n_out)
-    total = 0.0
-    for m in range(subset):
-        rnn = torch.nn.RNN(task.n_in, case.H)
-        head = torch.nn.Linear(case.H, task.n_out)
-        with torch.no_grad():  # same initial weights as the population's model m
-            rnn.weight_ih_l0.copy_(params["weight_ih"][m])
-            rnn.weight_hh_l0.copy_(params["weight_hh"][m])
-            rnn.bias_ih_l0.zero_()
-            rnn.bias_hh_l0.zero_()
-            head.weight.copy_(params["weight_out"][m])
-            head.bias.zero_()
-        model_params = [*rnn.parameters(), *head.parameters()]
-        opt = torch.optim.SGD(model_params, lr=0.01)
-        data = [(b.x[m], b.target[m, 0]) for b in batches]
-        start = time.perf_counter()
-        for x, y in data:
-            out, _ = rnn(x)
-            loss = torch.nn.functional.cross_entropy(head(out[-1]), y)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model_params, 1.0)
-            opt.step()
-        total += time.perf_counter() - start
-    return total / (subset * case.updates)
-
-
-def jax_available() -> bool:
-    try:
-        import jax  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def make_jax_step(case: Case):
-    """A jitted, vmapped SGD step with per-model clipping, and its data; returns run() -> None."""
-    import jax
-    import jax.numpy as jnp
-
-    task, batches = _batches(case, case.M, case.updates)
-    p = init_population(rng.seed_keys(range(case.M)), "normal", task.n_in, case.H, task.n_out)
-    params = tuple(jnp.asarray(p[n].numpy()) for n in ("weight_ih", "weight_hh", "bias", "weight_out", "bias_out"))
-    data = [(jnp.asarray(b.x.numpy()), jnp.asarray(b.target[:, 0].numpy())) for b in batches]
-
-    def loss_fn(prm, x, y):
-        w_ih, w_hh, b, w_out, b_out = prm
-        xp = x @ w_ih.T + b
-
-        def step(h, xp_t):
-            h = jnp.tanh(xp_t + h @ w_hh.T)
-            return h, None
-
-        h, _ = jax.lax.scan(step, jnp.zeros(xp.shape[1:], xp.dtype), xp)
-        logits = h @ w_out.T + b_out
-        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
-
-    def train_step(prm, x, y):
-        g = jax.grad(loss_fn)(prm, x, y)
-        norm = jnp.sqrt(sum(jnp.sum(gi * gi) for gi in g))
-        scale = jnp.where(norm > 1.0, 1.0 / norm, 1.0)
-        return tuple(pi - 0.01 * scale * gi for pi, gi in zip(prm, g))
-
-    step = jax.jit(jax.vmap(train_step))
-    jax.block_until_ready(step(params, *data[0]))  # compile outside the clock
-
-    def run() -> float:
-        prm = params
-        start = time.perf_counter()
-        for x, y in data:
-            prm = step(prm, x, y)
-        jax.block_until_ready(prm)
-        return (time.perf_counter() - start) / (case.M * case.updates)
-
-    return run
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller cases (a smoke run)")
-    ap.add_argument("--threads", type=int, default=1, help="CPUs for torch and JAX (default 1; see harness.confined)")
+    ap.add_argument("--threads", type=int,
+                    help="CPUs for torch and JAX (default 1, with --peers 1 and 2; see harness.confined)")
     ap.add_argument("--subset", type=int, default=4, help="models the nn.RNN loop trains (default 4)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repetitions; the best is kept")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--fused", action="store_true", help="the fused training step against the autograd step")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--fused", action="store_true", help="the fused training step against the autograd step")
+    mode.add_argument("--peers", action="store_true",
+                      help="every fused cell against the nn loop, torch.func and JAX at 1 and 2 threads "
+                           "(rnnlab.bench.peers)")
+    ap.add_argument("--cells", nargs="+", help="with --peers: these cells (default: those with a fused step)")
+    ap.add_argument("--compile", action="store_true", help="with --peers: the torch.func peer through torch.compile")
     args = ap.parse_args(argv)
+    if args.peers:
+        # each thread count in a subprocess of its own (JAX's pool is sized once per process)
+        print(peers.run("training", threads=None if args.threads is None else [args.threads],
+                        cells=args.cells, quick=args.quick, rounds=args.repeats, use_jax=not args.no_jax,
+                        compile=args.compile, nn_models=args.subset, json_path=args.json))
+        return 0
+    args.threads = args.threads or 1
     with confined(args.threads):  # before JAX starts its thread pools
         return _run_fused(args) if args.fused else _run(args)
 
 
 def _run(args) -> int:
-    use_jax = jax_available() and not args.no_jax
+    use_jax = importlib.util.find_spec("jax") is not None and not args.no_jax
     load = OtherLoad()
     results = []
-    for case in QUICK if args.quick else CASES:
-        jax_run = make_jax_step(case) if use_jax else None
-        step_run = make_rnnlab_step(case)
-        best = {"rnnlab sweep": float("inf"), "rnnlab step": float("inf"), "nn.RNN loop": float("inf"),
-                "jax.vmap": float("inf")}
+    for job in QUICK if args.quick else CASES:
+        problem = Problem.make(job)
+        runs = {"rnnlab sweep": lambda: time_rnnlab(job),
+                "rnnlab step": per_model_update(update_peers.rnnlab_autograd(problem), job.M, job.updates),
+                "nn.RNN loop": per_model_update(update_peers.nn_loop(problem, args.subset), args.subset, job.updates)}
+        if use_jax:
+            runs["jax.vmap"] = per_model_update(update_peers.jax_vmap(problem), job.M, job.updates)
+        best = {k: float("inf") for k in ("rnnlab sweep", "rnnlab step", "nn.RNN loop", "jax.vmap")}
         for _ in range(args.repeats):
-            best["rnnlab sweep"] = min(best["rnnlab sweep"], time_rnnlab(case))
-            best["rnnlab step"] = min(best["rnnlab step"], step_run())
-            best["nn.RNN loop"] = min(best["nn.RNN loop"], time_nn_rnn(case, args.subset))
-            if jax_run is not None:
-                best["jax.vmap"] = min(best["jax.vmap"], jax_run())
-        row = {"case": case.label, "updates": case.updates,
+            for k, run in runs.items():
+                best[k] = min(best[k], run())
+        row = {"case": job.label, "updates": job.updates,
                **{f"{k} model-updates/s": 1 / v for k, v in best.items() if v < float("inf")}}
         row["speedup vs nn.RNN loop"] = best["nn.RNN loop"] / best["rnnlab sweep"]
         row["step speedup vs nn.RNN loop"] = best["nn.RNN loop"] / best["rnnlab step"]
-        if jax_run is not None:
+        if use_jax:
             row["speedup vs jax.vmap"] = best["jax.vmap"] / best["rnnlab sweep"]
             row["step speedup vs jax.vmap"] = best["jax.vmap"] / best["rnnlab step"]
         results.append(row)
         print(json.dumps(row), flush=True)
     info = {**machine_info(), "threads": args.threads, "other_load": load.share(), "torch": torch.__version__}
     print(f"\nmachine: {info}")
-    peers = ("rnnlab sweep", "rnnlab step", "nn.RNN loop", "jax.vmap")
-    header = ["case (model-updates/s)", *peers, "sweep ÷ nn.RNN", "sweep ÷ jax", "step ÷ nn.RNN", "step ÷ jax"]
+    columns = ("rnnlab sweep", "rnnlab step", "nn.RNN loop", "jax.vmap")
+    header = ["case (model-updates/s)", *columns, "sweep ÷ nn.RNN", "sweep ÷ jax", "step ÷ nn.RNN", "step ÷ jax"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     nan = float("nan")
     for r in results:
-        cells = [r["case"], *(f"{r.get(k + ' model-updates/s', nan):,.0f}" for k in peers),
+        cells = [r["case"], *(f"{r.get(k + ' model-updates/s', nan):,.0f}" for k in columns),
                  *(f"{r.get(k, nan):.2f}" for k in ("speedup vs nn.RNN loop", "speedup vs jax.vmap",
                                                     "step speedup vs nn.RNN loop", "step speedup vs jax.vmap"))]
         print("| " + " | ".join(cells) + " |")

@@ -1,4 +1,5 @@
-"""The JAX peer: the same Elman RNN written with ``jax.lax.scan``, compiled with ``jax.jit``.
+"""The JAX peer: the same Elman RNN written with ``jax.lax.scan`` (peer_cells.jax_scan), compiled
+with ``jax.jit``.
 
 Optional (``pip install rnnlab[bench]``); :func:`available` says whether jax imports. The
 projection is hoisted out of the scan as a JAX user would write it (and as rnnlab does), the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .peer_cells import PEER_CELLS, jax_scan
 from .workload import Config, Data
 
 
@@ -27,14 +29,7 @@ def _model():
     def elman(params, x):
         """params: (w_ih [H, I], w_hh [H, H], b_ih [H], b_hh [H]); x: [T, B, I] -> hs [T, B, H]."""
         w_ih, w_hh, b_ih, b_hh = params
-        xp = x @ w_ih.T + (b_ih + b_hh)
-
-        def step(h, xp_t):
-            h = jnp.tanh(xp_t + h @ w_hh.T)
-            return h, h
-
-        _, hs = jax.lax.scan(step, jnp.zeros(xp.shape[1:], xp.dtype), xp)
-        return hs
+        return jax_scan(PEER_CELLS["elman"], x @ w_ih.T + (b_ih + b_hh), w_hh, None)[1]
 
     def loss(params, x, g):
         return jnp.sum(elman(params, x) * g)

@@ -1,4 +1,5 @@
-"""``rnnlab bench``: the Elman benchmark table (rnnlab against nn.RNN, JAX and batched baselines)."""
+"""``rnnlab bench``: the Elman benchmark table (rnnlab against nn.RNN, JAX and batched baselines), or
+with ``--peers`` rnnlab against its peers at one and two pinned threads (:mod:`rnnlab.bench.peers`)."""
 from __future__ import annotations
 
 import argparse
@@ -35,12 +36,30 @@ def parse_threads(text: str) -> int:
 
 
 def run(args) -> int:
+    if args.peers is not None:
+        return _peers(args)
     from ..bench.harness import confined
 
     # JAX sizes its thread pool from the CPUs it may use, not from torch's thread count, so a
     # thread limit must confine the whole process for the peers to be compared on equal cores.
     with confined(args.threads):
         return _measure(args)
+
+
+def _peers(args) -> int:
+    from ..bench import peers
+
+    if args.configs is not None or args.breakdown:
+        print("rnnlab bench: --configs and --breakdown apply to the Elman table, not to --peers", file=sys.stderr)
+        return 2
+    try:
+        # each thread count runs in a subprocess of its own, confined there (peers module doc)
+        print(peers.run(args.peers, threads=None if args.threads is None else [args.threads], cells=args.cells,
+                        quick=args.quick, use_jax=not args.no_jax, compile=args.compile, json_path=args.json))
+    except ValueError as e:
+        print(f"rnnlab bench: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _measure(args) -> int:
@@ -87,4 +106,14 @@ def register(sub) -> None:
     p.add_argument("--json", metavar="PATH", help="also write the raw results (seconds, per case) as JSON")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
     p.add_argument("--breakdown", action="store_true", help="also time each part of rnnlab's pass alone")
+    p.add_argument("--peers", choices=("training", "dropin", "all"),
+                   help="instead of the Elman table: rnnlab against its peers at 1 and 2 pinned threads (or "
+                        "--threads), the population training update of every cell with a fused step (nn loop, "
+                        "torch.func, JAX), the drop-in modules (torch.nn, JAX), or both: Markdown tables (all: about "
+                        "4 minutes with the Elman fused step alone, up to 10 with LSTM and GRU steps)")
+    p.add_argument("--cells", nargs="+", metavar="CELL",
+                   help="with --peers: these cells (elman, lstm, gru; default: those with a fused step for the "
+                        "training update, all three for the drop-ins)")
+    p.add_argument("--compile", action="store_true",
+                   help="with --peers: the torch.func peer through torch.compile (minutes of compilation per case)")
     p.set_defaults(func=run)
