@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -18,13 +19,17 @@ from rnnlab.cli import main
 from rnnlab.sweep import ResultStore, SweepSpec, run_sweep
 from rnnlab.train import RunConfig, train_population
 from rnnlab.train.checkpoint import Checkpointing, TrainingPaused, read_summary
+from rnnlab.train.fused_step import unsupported
 
 #: row columns that record when and where a run was trained, not what it computed
 _TIMING = {"wall_time_s", "finished_at", "host"}
 
 
-#: per-model variants: with an α > 0 the population trains on the autograd path, else on the fused Elman step
-_VARIANTS = {"autograd": ({"alpha": 0.0}, {"alpha": 2.0}), "fused": ({"clip": 1.0}, {"clip": 0.5, "lr": 0.05})}
+#: per-model variants: a two-layer stack trains on the autograd path (the fused step runs one plain
+#: layer), a plain layer on the fused Elman step
+_STACK = {"cell_kwargs": {"num_layers": 2}}
+_VARIANTS = {"autograd": ({**_STACK, "alpha": 0.0}, {**_STACK, "alpha": 2.0}),
+             "fused": ({"clip": 1.0}, {"clip": 0.5, "lr": 0.05})}
 
 
 def _configs(path: str = "autograd", **over) -> list[RunConfig]:
@@ -46,6 +51,7 @@ def _same(a, b) -> bool:
 @pytest.mark.parametrize("path", list(_VARIANTS))
 def test_paused_at_every_few_updates_and_resumed_equals_uninterrupted(tmp_path, path):
     configs = _configs(path)
+    assert (unsupported(configs, configs[0].make_task(), torch.device("cpu")) is None) == (path == "fused")
     reference = train_population(configs)
     checkpoint = Checkpointing(tmp_path / "population.pt", every_s=1e-9)  # at every update
     pauses = 0
@@ -122,12 +128,14 @@ def _stored(db) -> dict:
 
 
 def test_sweep_killed_at_random_points_resumes_to_the_uninterrupted_rows_and_weights(tmp_path):
+    start = time.perf_counter()
     _sweep(tmp_path / "reference.sqlite")
+    duration = time.perf_counter() - start  # the kill points scale with this machine's speed
     rng = random.Random(2013)
     db = tmp_path / "killed.sqlite"
     kills = 0
     for _ in range(4):  # a few kills at random points, then the sweep runs to its end
-        kills += _sweep(db, kill_after=rng.uniform(2.0, 6.0))
+        kills += _sweep(db, kill_after=rng.uniform(0.3, 0.9) * duration)
     _sweep(db)
     reference, resumed = _stored(tmp_path / "reference.sqlite"), _stored(db)
     assert kills >= 1 and reference.keys() == resumed.keys() and len(reference) == 12
