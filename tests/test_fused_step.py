@@ -35,7 +35,8 @@ HYPER = ("lr", "lr_min", "momentum", "beta1", "beta2", "clip")
 
 def make_population(task: str, task_kwargs: dict, optimizer: str, clip: bool, dtype=torch.float64, M: int = 3,
                     hidden: int = 7, seeds=None, **overrides):
-    """Configs, task, params, optimizer state and [M] hyper-parameters as the trainer builds them."""
+    """Configs, task, params, optimizer state and [M] hyper-parameters as the trainer builds them
+    (``overrides`` are RunConfig fields, e.g. ``cell="lstm"``)."""
     seeds = list(range(M)) if seeds is None else seeds
     configs = [RunConfig(task=task, task_kwargs=task_kwargs, hidden=hidden, optimizer=optimizer, batch_size=5,
                          lr=0.05 * (1 + s % 3), lr_min=0.001 * s, momentum=0.5 + 0.1 * (s % 3), beta1=0.8 + 0.05 * (s % 3),
@@ -46,7 +47,7 @@ def make_population(task: str, task_kwargs: dict, optimizer: str, clip: bool, dt
     keys = rng.seed_keys([c.seed for c in configs], "cpu")
     ctx = task_obj.setup(keys)
     params = init_population(keys, [c.init for c in configs], task_obj.n_in, hidden, task_obj.n_out,
-                             [c.init_gain for c in configs], dtype, "elman", {})
+                             [c.init_gain for c in configs], dtype, configs[0].cell, configs[0].cell_kwargs)
     state = init_state(optimizer, params)
     hyper = {n: torch.tensor([math.inf if getattr(c, n) is None else float(getattr(c, n)) for c in configs], dtype=dtype)
              for n in HYPER}
@@ -59,7 +60,7 @@ def autograd_update(configs, task, params, state, hyper, batch, k):
     T = batch.length
     p = {n: v.detach().requires_grad_(True) for n, v in params.items()}
     sink = make_sink(len(configs), T, cfg.batch_size, params["weight_hh"].dtype, "cpu")
-    y = population_forward(p, batch.x, readout_steps=task.readout_steps(T), sink=sink, cell="elman",
+    y = population_forward(p, batch.x, readout_steps=task.readout_steps(T), sink=sink, cell=cfg.cell,
                            **cfg.forward_options())
     loss = task.loss(y, batch)
     loss.sum().backward()
@@ -78,10 +79,12 @@ def batch_at(configs, task, keys, ctx, k, dtype):
 
 
 def check_against_reference(task, task_kwargs, optimizer, clip, schedule="constant", dtype=torch.float64,
-                            updates=4, tol=1e-12, nonlinearity=None):
-    """Fused and autograd populations trained side by side agree after every update."""
+                            updates=4, tol=1e-12, nonlinearity=None, **population):
+    """Fused and autograd populations trained side by side agree after every update (``population``:
+    more arguments of make_population, e.g. ``cell="lstm"``)."""
     configs, task_obj, keys, ctx, params, state, hyper = make_population(task, task_kwargs, optimizer, clip, dtype,
-                                                                         lr_schedule=schedule, nonlinearity=nonlinearity)
+                                                                         lr_schedule=schedule, nonlinearity=nonlinearity,
+                                                                         **population)
     assert unsupported(configs, task_obj, torch.device("cpu")) is None
     fused = FusedStep(configs, task_obj)
     ref_params = {n: v.clone() for n, v in params.items()}
@@ -143,12 +146,12 @@ def test_safeguard_decays_w_hh_of_a_non_finite_model():
         torch.testing.assert_close(params[n], ref_params[n], rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
-def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7):
+def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7, **overrides):
     """Params, state and per-update outputs of the fused step on the models ``seeds``; with
     ``pick``, only the models at those positions, on their slices of the same batches (a task's
     data generator need not be bitwise the same across population sizes, the kernel must)."""
     configs, task_obj, keys, ctx, params, state, hyper = make_population(task[0], task[1], optimizer, True, seeds=seeds,
-                                                                         M=len(seeds), hidden=hidden)
+                                                                         M=len(seeds), hidden=hidden, **overrides)
     batches = [batch_at(configs, task_obj, keys, ctx, k, torch.float64) for k in range(updates)]
     if pick is not None:
         configs = [configs[j] for j in pick]
@@ -213,7 +216,7 @@ def test_fallback_reasons():
     base = dict(task="torder", hidden=4)
     task = RunConfig(**base).make_task()
     assert unsupported([RunConfig(**base)], task, cpu) is None
-    assert "cell" in unsupported([RunConfig(**base, cell="lstm")], task, cpu)
+    assert "cell" in unsupported([RunConfig(**base, cell="diag")], task, cpu)
     assert "layers" in unsupported([RunConfig(**base, cell_kwargs={"num_layers": 2})], task, cpu)
     assert "alpha" in unsupported([RunConfig(**base), RunConfig(**base, alpha=0.5)], task, cpu)
     assert "CPU" in unsupported([RunConfig(**base)], task, torch.device("meta"))
@@ -221,14 +224,15 @@ def test_fallback_reasons():
 
 # ---- bad inputs ------------------------------------------------------------------------------
 
-def _op_args():
-    configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "momentum", True)
+def _op_args(**overrides):
+    """Valid arguments of the op of ``overrides``' cell (Elman by default) for one update."""
+    configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "momentum", True, **overrides)
     batch = batch_at(configs, task, keys, ctx, 0, torch.float64)
     return dict(x=batch.x.contiguous(), target=batch.target.contiguous(), params=[params[n] for n in PARAM_NAMES],
                 state=[state[f"buf.{n}"] for n in PARAM_NAMES], lr=hyper["lr"], lr_min=None, cosine_factor=0.0,
-                momentum=hyper["momentum"], beta1=None, beta2=None, clip=hyper["clip"], nonlinearity="tanh",
-                loss="cross_entropy", loss_scale=1.0, optimizer="momentum", safeguard=True, eps=1e-8, step=1,
-                readout_steps=1)
+                momentum=hyper["momentum"], beta1=None, beta2=None, clip=hyper["clip"], loss="cross_entropy",
+                loss_scale=1.0, optimizer="momentum", safeguard=True, eps=1e-8, step=1, readout_steps=1,
+                **configs[0].forward_options())
 
 
 @pytest.mark.parametrize("change,message", [
@@ -266,6 +270,12 @@ def _trainer_configs(**overrides):
 
 
 def test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch):
+    check_trainer_takes_the_fused_step(monkeypatch)
+
+
+def check_trainer_takes_the_fused_step(monkeypatch, **overrides):
+    """train_population calls the fused step on every update of runs it covers (RunConfig
+    ``overrides``, e.g. ``cell="lstm"``), and ends where its autograd path ends."""
     from rnnlab.train import train_population, trainer
 
     calls = []
@@ -276,10 +286,10 @@ def test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch):
             return super().__call__(*args)
 
     monkeypatch.setattr(trainer, "FusedStep", Spy)
-    fused = train_population(_trainer_configs())
+    fused = train_population(_trainer_configs(**overrides))
     assert calls == list(range(12))
     monkeypatch.setattr(trainer, "unsupported", lambda *args: "the autograd path, forced by the test")
-    ref = train_population(_trainer_configs())
+    ref = train_population(_trainer_configs(**overrides))
     assert len(calls) == 12
     for a, b in zip(fused, ref):
         for n in a.params:
