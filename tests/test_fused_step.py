@@ -99,12 +99,12 @@ def recording(fused: FusedStep) -> list:
 
 
 def check_against_reference(task, task_kwargs, optimizer, clip, schedule="constant", dtype=torch.float64,
-                            updates=4, tol=1e-12, nonlinearity=None, cell="elman", omega=False, steps=None):
+                            updates=4, tol=1e-12, nonlinearity=None, cell="elman", omega=False, steps=None, **overrides):
     """Fused and autograd populations trained side by side agree after every update; ``steps``:
-    the batches cut to their first ``steps`` steps."""
+    the batches cut to their first ``steps`` steps; ``overrides``: of :func:`make_population`."""
     configs, task_obj, keys, ctx, params, state, hyper = make_population(task, task_kwargs, optimizer, clip, dtype,
                                                                          lr_schedule=schedule, nonlinearity=nonlinearity,
-                                                                         cell=cell, omega=omega)
+                                                                         cell=cell, omega=omega, **overrides)
     assert unsupported(configs, task_obj, torch.device("cpu")) is None
     fused = FusedStep(configs, task_obj)
     outputs = recording(fused)
@@ -298,7 +298,7 @@ def test_fallback_reasons():
     base = dict(task="torder", hidden=4)
     task = RunConfig(**base).make_task()
     assert unsupported([RunConfig(**base)], task, cpu) is None
-    assert "cell" in unsupported([RunConfig(**base, cell="lstm")], task, cpu)
+    assert "cell" in unsupported([RunConfig(**base, cell="diag")], task, cpu)
     assert "layers" in unsupported([RunConfig(**base, cell_kwargs={"num_layers": 2})], task, cpu)
     assert unsupported([RunConfig(**base), RunConfig(**base, alpha=0.5, alpha_decay=10.0)], task, cpu) is None
     assert "CPU" in unsupported([RunConfig(**base)], task, torch.device("meta"))

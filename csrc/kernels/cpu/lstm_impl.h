@@ -20,17 +20,15 @@ namespace rnnlab::cpu::RNNLAB_ISA_NS {
 
 constexpr int kGateRows = rows_for_width<4>();  // batch rows per forward micro-kernel block
 
-// The cell update for n ≤ W units [u0, u0 + n) of one batch row. rec holds the four recurrent
-// blocks h_{t-1} w_hhᵀ of these units (one gate-interleaved panel row); x, gates point at the
-// row's 4H-wide xp and gates, c_prev/c/h at its H-wide states, all offset by u0.
+// The cell update for n ≤ W units [u0, u0 + n) of one batch row from their pre-activations
+// z_i, z_f, z_g, z_o: gates points at the row's 4H-wide gates, c_prev/c/h at its H-wide states,
+// all offset by u0. Shared with the fused training step (lstm_train_step_impl.h), whose z holds
+// the input projection computed inside the step.
 template <typename T>
-inline void cell_forward(int64_t H, int n, const T* rec, const T* x, const T* c_prev, T* gates, T* c, T* h) {
+inline void cell_update(int64_t H, int n, Vec<T> zi, Vec<T> zf, Vec<T> zg, Vec<T> zo, const T* c_prev, T* gates, T* c,
+                        T* h) {
   using V = Vec<T>;
-  constexpr int W = V::size;
-  const V i = vsigmoid(V::load(rec + 0 * W) + load_n(x + 0 * H, n));
-  const V f = vsigmoid(V::load(rec + 1 * W) + load_n(x + 1 * H, n));
-  const V g = vtanh(V::load(rec + 2 * W) + load_n(x + 2 * H, n));
-  const V o = vsigmoid(V::load(rec + 3 * W) + load_n(x + 3 * H, n));
+  const V i = vsigmoid(zi), f = vsigmoid(zf), g = vtanh(zg), o = vsigmoid(zo);
   const V cn = fmadd(f, load_n(c_prev, n), i * g);
   store_n(i, gates + 0 * H, n);
   store_n(f, gates + 1 * H, n);
@@ -38,6 +36,17 @@ inline void cell_forward(int64_t H, int n, const T* rec, const T* x, const T* c_
   store_n(o, gates + 3 * H, n);
   store_n(cn, c, n);
   store_n(o * vtanh(cn), h, n);
+}
+
+// cell_update with z = rec + xp: rec holds the four recurrent blocks h_{t-1} w_hhᵀ of the units
+// (one gate-interleaved panel row), x points at the row's 4H-wide xp, offset by u0.
+template <typename T>
+inline void cell_forward(int64_t H, int n, const T* rec, const T* x, const T* c_prev, T* gates, T* c, T* h) {
+  using V = Vec<T>;
+  constexpr int W = V::size;
+  cell_update(H, n, V::load(rec + 0 * W) + load_n(x + 0 * H, n), V::load(rec + 1 * W) + load_n(x + 1 * H, n),
+              V::load(rec + 2 * W) + load_n(x + 2 * H, n), V::load(rec + 3 * W) + load_n(x + 3 * H, n), c_prev, gates,
+              c, h);
 }
 
 template <typename T>
@@ -65,31 +74,49 @@ void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, co
   }
 }
 
-// The backward cell epilogue of one batch row at step t (formulas in lstm.h). Reads δ_t's parts
-// (g_h, and v = v_{t+1} unless null), ε'_{t+1} from dc, and writes ∂z_t into dz and ε'_t into dc.
+// ∂z_t of n ≤ W units of one batch row (formulas in lstm.h), in gate order i, f, g, o.
+template <typename T>
+struct GateGrads {
+  Vec<T> i, f, g, o;
+};
+
+// The backward cell update of n ≤ W units of one batch row at step t from δ_t (d) and
+// ε'_{t+1} + ∂⁺L/∂c_t (e): writes ε'_t into dc and returns ∂z_t, which each caller stores where
+// it needs it. gates points at the row's 4H-wide gates, c, c_prev, dc at its H-wide states, all
+// offset by the units' first. Shared with the fused training step (lstm_train_step_impl.h).
+template <typename T>
+inline GateGrads<T> cell_backward_units(int64_t H, int n, Vec<T> d, Vec<T> e, const T* gates, const T* c,
+                                        const T* c_prev, T* dc) {
+  using V = Vec<T>;
+  const V one = V::broadcast(T(1));
+  const V i = load_n(gates + 0 * H, n), f = load_n(gates + 1 * H, n);
+  const V g = load_n(gates + 2 * H, n), o = load_n(gates + 3 * H, n);
+  const V tc = vtanh(load_n(c, n));
+  e = fmadd(d * o, one - tc * tc, e);
+  store_n(e * f, dc, n);
+  return {e * g * i * (one - i), e * load_n(c_prev, n) * f * (one - f), e * i * (one - g * g), d * tc * o * (one - o)};
+}
+
+// The backward cell epilogue of one batch row at step t. Reads δ_t's parts (g_h, and
+// v = v_{t+1} unless null), ε'_{t+1} from dc, and writes ∂z_t into dz and ε'_t into dc.
 // Returns ‖δ_t‖².
 template <typename T>
 inline T cell_backward(int64_t H, const T* g_h, const T* g_c, const T* v, const T* gates, const T* c, const T* c_prev,
                        T* dc, T* dz) {
   using V = Vec<T>;
-  const V one = V::broadcast(T(1));
   V sq = V::zero();
   for (int64_t j = 0; j < H; j += V::size) {
     const int n = static_cast<int>(std::min<int64_t>(V::size, H - j));
     V d = load_n(g_h + j, n);
     if (v) d = d + load_n(v + j, n);
     sq = fmadd(d, d, sq);
-    const V i = load_n(gates + 0 * H + j, n), f = load_n(gates + 1 * H + j, n);
-    const V g = load_n(gates + 2 * H + j, n), o = load_n(gates + 3 * H + j, n);
-    const V tc = vtanh(load_n(c + j, n));
     V e = load_n(dc + j, n);
     if (g_c) e = e + load_n(g_c + j, n);
-    e = fmadd(d * o, one - tc * tc, e);
-    store_n(e * g * i * (one - i), dz + 0 * H + j, n);
-    store_n(e * load_n(c_prev + j, n) * f * (one - f), dz + 1 * H + j, n);
-    store_n(e * i * (one - g * g), dz + 2 * H + j, n);
-    store_n(d * tc * o * (one - o), dz + 3 * H + j, n);
-    store_n(e * f, dc + j, n);
+    const GateGrads<T> dz_j = cell_backward_units(H, n, d, e, gates + j, c + j, c_prev + j, dc + j);
+    store_n(dz_j.i, dz + 0 * H + j, n);
+    store_n(dz_j.f, dz + 1 * H + j, n);
+    store_n(dz_j.g, dz + 2 * H + j, n);
+    store_n(dz_j.o, dz + 3 * H + j, n);
   }
   return hsum(sq);
 }

@@ -22,6 +22,8 @@ LSTM = projected_cell(
     # xp and the saved gates (4H each), h and c.
     state_width=10,
     omega=False,
+    # the trainer's whole update is one op call (rnnlab.train.fused_step)
+    fused_step="lstm_train_step",
     system=None,
     # ρ of the stacked [4H, H] matrix says nothing about the gated recurrence.
     radius=None,

@@ -1,0 +1,27 @@
+// The fused LSTM training step of the ISA selected_isa() names (compiled three times, in
+// lstm_train_step_<isa>.cpp).
+#include "kernels/cpu/lstm_train_step.h"
+
+namespace rnnlab::cpu {
+
+#if defined(__x86_64__)
+template <typename T> LstmTrainStepFn<T> lstm_train_step_avx512();
+template <typename T> LstmTrainStepFn<T> lstm_train_step_avx2();
+#endif
+template <typename T> LstmTrainStepFn<T> lstm_train_step_portable();
+
+template <typename T>
+LstmTrainStepFn<T> lstm_train_step_kernel(Isa isa) {
+  switch (isa) {
+#if defined(__x86_64__)
+    case Isa::Avx512: return lstm_train_step_avx512<T>();
+    case Isa::Avx2: return lstm_train_step_avx2<T>();
+#endif
+    default: return lstm_train_step_portable<T>();
+  }
+}
+
+template LstmTrainStepFn<float> lstm_train_step_kernel<float>(Isa);
+template LstmTrainStepFn<double> lstm_train_step_kernel<double>(Isa);
+
+}  // namespace rnnlab::cpu

@@ -1,0 +1,63 @@
+// ATen glue of the fused LSTM training step (kernels/cpu/lstm_train_step.h): its parameter shapes
+// and one parallel region over the models. The checks and fields every cell shares are in
+// train_step_glue.h.
+#include <torch/library.h>
+
+#include "kernels/cpu/lstm_train_step.h"
+#include "torch/checks.h"
+#include "torch/no_derivative.h"
+#include "torch/tiles.h"
+#include "torch/train_step_glue.h"
+
+namespace rnnlab {
+namespace {
+
+TrainStepOutputs lstm_train_step_cpu(const at::Tensor& x, const at::Tensor& target, at::TensorList params,
+                                     at::TensorList state, const at::Tensor& lr, const std::optional<at::Tensor>& lr_min,
+                                     double cosine_factor, const std::optional<at::Tensor>& momentum,
+                                     const std::optional<at::Tensor>& beta1, const std::optional<at::Tensor>& beta2,
+                                     const std::optional<at::Tensor>& clip, c10::string_view loss, double loss_scale,
+                                     c10::string_view optimizer, bool safeguard, double eps, int64_t step,
+                                     int64_t readout_steps) {
+  check_float("x", x);
+  check_dim("x", x, 4, "[M, T, B, I]");
+  TORCH_CHECK_VALUE(params.size() == cpu::kLstmTrainParams,
+                    "params must be [weight_ih, weight_hh, bias, weight_out, bias_out], got ", params.size(), " tensors");
+  check_dim("params[1] (weight_hh)", params[1], 3, "[M, 4H, H]");
+  check_dim("params[3] (weight_out)", params[3], 3, "[M, O, H]");
+  const int64_t M = x.size(0), I = x.size(3), H = params[1].size(2), O = params[3].size(1);
+  const std::vector<ParamSpec> specs = {{"params[0] (weight_ih)", {M, 4 * H, I}, "[M, 4H, I]"},
+                                        {"params[1] (weight_hh)", {M, 4 * H, H}, "[M, 4H, H]"},
+                                        {"params[2] (bias)", {M, 4 * H}, "[M, 4H]"},
+                                        {"params[3] (weight_out)", {M, O, H}, "[M, O, H]"},
+                                        {"params[4] (bias_out)", {M, O}, "[M, O]"}};
+  const TrainStepCall c = check_train_step(x, target, params, state, specs, H, O, loss, loss_scale, optimizer, step,
+                                           readout_steps);
+  TrainStepOutputs out = train_step_outputs(c, x);
+  if (M == 0) return out;
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_train_step", [&] {
+    cpu::LstmTrainStep<scalar_t> s{};
+    fill_train_step<scalar_t>(s, c, x, target, params, state, lr, lr_min, cosine_factor, momentum, beta1, beta2, clip,
+                              loss_scale, safeguard, eps, step, out);
+    const auto kernel = cpu::lstm_train_step_kernel<scalar_t>(cpu::selected_isa());
+    // One tile per model, all its rows: a model never spans threads, so its result does not
+    // depend on the thread count or on the models beside it. Work: the forward, v_t and ∂W_hh
+    // GEMMs, 4 gate blocks of H × H each.
+    const RecurrenceShape shape{c.M, c.T, c.B, c.H};
+    for_each_tile(make_tiles(c.M, c.B, c.B), shape.recurrent_work(3 * 4), [&](BatchTile tile) { kernel(s, tile.model); });
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(rnnlab, m) {
+  m.def("lstm_train_step(" RNNLAB_TRAIN_STEP_ARGS ") -> " RNNLAB_TRAIN_STEP_RETURNS);
+}
+
+TORCH_LIBRARY_IMPL(rnnlab, CPU, m) { m.impl("lstm_train_step", &lstm_train_step_cpu); }
+
+TORCH_LIBRARY_IMPL(rnnlab, Autograd, m) { register_no_derivative(m, {"lstm_train_step"}); }
+
+}  // namespace rnnlab
