@@ -180,3 +180,24 @@ def test_cli_train_other_cells(tmp_path, capsys):
     assert (config["cell"], config["init"], config["cell_kwargs"]) == ("diag", "ring", {"r_min": 0.9})
     assert cli_main(["train", "--cell", "lstm", "--init", "sigmoid", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     assert "init 'sigmoid' is not defined for cell='lstm'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru", "diag"])
+def test_validation_in_blocks_of_models_equals_one_call(cell, monkeypatch):
+    """A validation chunk too big for VALIDATION_BLOCK_BYTES is evaluated in blocks of models: the
+    same outputs as one call (each model's are its own; float64, so BLAS rounding stays far below
+    the tolerance), for blocks of one and of several models, the last one partial."""
+    from rnnlab.train import trainer
+
+    M, T, B = 7, 9, 11
+    cfg = RunConfig(task="latch", task_kwargs={"n_info": 3, "noise": 0.2, "min_length": T, "max_length": T}, cell=cell,
+                    hidden=5, dtype="float64")
+    task = cfg.make_task()
+    keys = rng.seed_keys(list(range(M)), "cpu")
+    params = init_population(keys, [cfg.init] * M, task.n_in, cfg.hidden, task.n_out, [1.0] * M, torch.float64, cell, {})
+    x = torch.randn(M, T, B, task.n_in, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    whole = population_forward(params, x, cell=cell, readout_steps=2)
+    per_model = T * B * trainer.get_cell(cell).state_width * cfg.hidden * 8
+    for models in (1, 3):
+        monkeypatch.setattr(trainer, "VALIDATION_BLOCK_BYTES", models * per_model)
+        torch.testing.assert_close(trainer._blocked_forward(params, x, cfg, 2), whole, rtol=1e-12, atol=1e-12)
