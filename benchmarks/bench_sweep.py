@@ -4,6 +4,7 @@ nn.RNN, ≥ 5× jax.vmap; docs/sweeps.md). Results are reported, not asserted.
 
     python benchmarks/bench_sweep.py [--quick] [--threads 1] [--json out.json]
     python benchmarks/bench_sweep.py --fused [--quick] [--json out.json]
+    python benchmarks/bench_sweep.py --layouts [--quick] [--json out.json]
 
 For each case (task, length T, hidden size H, population M), all peers train the same models
 (one-layer Elman RNN, linear read-out, cross-entropy at the last step, SGD with per-model global
@@ -29,6 +30,12 @@ forced onto its autograd path (data generation and the final validation included
 H ∈ {8, 16, 32, 64} and T ∈ {25, 100} (temporal order, M = 32, SGD with clipping at τ = 1 as above,
 float32, pre-generated batches): model-updates/s and useful GFLOP/s (:func:`useful_flops`), also
 as a fraction of one-core sgemm (torch.mm, MKL where torch has it) measured in the same run.
+
+With ``--layouts``, the fused step alone in its two layouts (the row layout, each model
+vectorized over H, and the lanes layout, one model per vector lane; forced with
+``RNNLAB_ELMAN_TRAIN_LAYOUT``) at H ∈ {8, 16, 32, 64}, T ∈ {25, 100}, M = 96, on temporal order
+(I = 6, O = 4) and latching (I = 1, O = 2), float32: useful GFLOP/s and their fraction of one-core
+sgemm, the measurements behind the op's choice of layout (docs/sweeps.md).
 
 The peers are measured interleaved, ``--repeats`` times, and the best time of each is kept, so
 that a burst of load from other processes hurts every peer alike; the share of the cores that
@@ -146,6 +153,41 @@ def make_fused_step(case: Case):
         return (time.perf_counter() - start) / (case.M * case.updates)
 
     return run
+
+
+LAYOUT_CASES = tuple(Case(task, T, H, 96, 3) for task in ("torder", "latch") for T in (25, 100) for H in (8, 16, 32, 64))
+LAYOUT_QUICK = (Case("torder", 25, 8, 32, 2), Case("latch", 25, 32, 32, 2))
+
+
+def _run_layouts(args) -> int:
+    load = OtherLoad()
+    gemm = sgemm_gflops(512, FULL)
+    results = []
+    for case in LAYOUT_QUICK if args.quick else LAYOUT_CASES:
+        task = make_task(case.task, min_length=case.T, max_length=case.T)
+        flops = useful_flops(case, task.n_in, task.n_out)
+        run = make_fused_step(case)
+        best = {"rows": float("inf"), "lanes": float("inf")}
+        for _ in range(args.repeats):
+            for layout in best:
+                os.environ["RNNLAB_ELMAN_TRAIN_LAYOUT"] = layout
+                best[layout] = min(best[layout], run())
+        del os.environ["RNNLAB_ELMAN_TRAIN_LAYOUT"]
+        row = {"case": f"{case.label} I={task.n_in}", **{f"{k} GFLOP/s": flops / v / 1e9 for k, v in best.items()}}
+        row.update({f"{k} ÷ sgemm": row[f"{k} GFLOP/s"] / gemm for k in best})
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    info = {**machine_info(), "threads": args.threads, "other_load": load.share(), "loadavg": os.getloadavg(),
+            "sgemm GFLOP/s": gemm, "mkl": torch.backends.mkl.is_available()}
+    print(f"\nmachine: {info}")
+    print("| case | rows GFLOP/s | lanes GFLOP/s | rows ÷ sgemm | lanes ÷ sgemm | lanes ÷ rows |\n|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['case']} | {r['rows GFLOP/s']:.1f} | {r['lanes GFLOP/s']:.1f} | {r['rows ÷ sgemm']:.3f} | "
+              f"{r['lanes ÷ sgemm']:.3f} | {r['lanes GFLOP/s'] / r['rows GFLOP/s']:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "results": results}, f, indent=1)
+    return 0
 
 
 def time_trainer(case: Case, fused: bool) -> float:
@@ -287,9 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--fused", action="store_true", help="the fused training step against the autograd step")
+    ap.add_argument("--layouts", action="store_true", help="the fused training step's two layouts")
     args = ap.parse_args(argv)
     with confined(args.threads):  # before JAX starts its thread pools
-        return _run_fused(args) if args.fused else _run(args)
+        return _run_layouts(args) if args.layouts else _run_fused(args) if args.fused else _run(args)
 
 
 def _run(args) -> int:

@@ -33,6 +33,13 @@ OPTIMIZERS = ["sgd", "momentum", "adam"]
 HYPER = ("lr", "lr_min", "momentum", "beta1", "beta2", "clip")
 
 
+@pytest.fixture(autouse=True)
+def row_layout(monkeypatch):
+    """These tests run the row layout (each model vectorized over H) at every H; the lanes layout
+    that the op picks for small H has its own, tests/test_fused_step_lanes.py."""
+    monkeypatch.setenv("RNNLAB_ELMAN_TRAIN_LAYOUT", "rows")
+
+
 def make_population(task: str, task_kwargs: dict, optimizer: str, clip: bool, dtype=torch.float64, M: int = 3,
                     hidden: int = 7, seeds=None, **overrides):
     """Configs, task, params, optimizer state and [M] hyper-parameters as the trainer builds them."""
@@ -78,10 +85,12 @@ def batch_at(configs, task, keys, ctx, k, dtype):
 
 
 def check_against_reference(task, task_kwargs, optimizer, clip, schedule="constant", dtype=torch.float64,
-                            updates=4, tol=1e-12, nonlinearity=None):
-    """Fused and autograd populations trained side by side agree after every update."""
+                            updates=4, tol=1e-12, nonlinearity=None, **population):
+    """Fused and autograd populations trained side by side agree after every update (population:
+    make_population's M, hidden)."""
     configs, task_obj, keys, ctx, params, state, hyper = make_population(task, task_kwargs, optimizer, clip, dtype,
-                                                                         lr_schedule=schedule, nonlinearity=nonlinearity)
+                                                                         lr_schedule=schedule, nonlinearity=nonlinearity,
+                                                                         **population)
     assert unsupported(configs, task_obj, torch.device("cpu")) is None
     fused = FusedStep(configs, task_obj)
     ref_params = {n: v.clone() for n, v in params.items()}
@@ -143,13 +152,13 @@ def test_safeguard_decays_w_hh_of_a_non_finite_model():
         torch.testing.assert_close(params[n], ref_params[n], rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
-def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7):
+def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7, dtype=torch.float64):
     """Params, state and per-update outputs of the fused step on the models ``seeds``; with
     ``pick``, only the models at those positions, on their slices of the same batches (a task's
     data generator need not be bitwise the same across population sizes, the kernel must)."""
-    configs, task_obj, keys, ctx, params, state, hyper = make_population(task[0], task[1], optimizer, True, seeds=seeds,
-                                                                         M=len(seeds), hidden=hidden)
-    batches = [batch_at(configs, task_obj, keys, ctx, k, torch.float64) for k in range(updates)]
+    configs, task_obj, keys, ctx, params, state, hyper = make_population(task[0], task[1], optimizer, True, dtype,
+                                                                         seeds=seeds, M=len(seeds), hidden=hidden)
+    batches = [batch_at(configs, task_obj, keys, ctx, k, dtype) for k in range(updates)]
     if pick is not None:
         configs = [configs[j] for j in pick]
         params, state, hyper = ({n: v[pick].contiguous() for n, v in d.items()} for d in (params, state, hyper))
