@@ -33,9 +33,12 @@ as a fraction of one-core sgemm (torch.mm, MKL where torch has it) measured in t
 
 With ``--layouts``, the fused step alone in its two layouts (the row layout, each model
 vectorized over H, and the lanes layout, one model per vector lane; forced with
-``RNNLAB_ELMAN_TRAIN_LAYOUT``) at H ∈ {8, 16, 32, 64}, T ∈ {25, 100}, M = 96, on temporal order
-(I = 6, O = 4) and latching (I = 1, O = 2), float32: useful GFLOP/s and their fraction of one-core
-sgemm, the measurements behind the op's choice of layout (docs/sweeps.md).
+``RNNLAB_ELMAN_TRAIN_LAYOUT``) at H ∈ {8, 16, 32, 64, 96}, T ∈ {25, 100}, M = 96, on temporal order
+(I = 6, O = 4) and latching (I = 1, O = 2), float32 (``--dtype float64``; another ISA with
+``RNNLAB_ISA=avx2``): useful GFLOP/s and their fraction of one-core
+sgemm, the measurements behind the op's choice of layout (docs/sweeps.md). Both are timed in
+the thread's CPU time (``time.thread_time``; one thread), which other processes' load does not
+inflate as it does wall time on a shared machine.
 
 The peers are measured interleaved, ``--repeats`` times, and the best time of each is kept, so
 that a burst of load from other processes hurts every peer alike; the share of the cores that
@@ -54,6 +57,7 @@ import torch
 
 from rnnlab.bench.harness import FULL, OtherLoad, confined, machine_info, sgemm_gflops
 from rnnlab.tasks import make_task, rng
+from rnnlab.tasks.base import Batch
 from rnnlab.train import RunConfig, train_population
 from rnnlab.nn.population import population_forward
 from rnnlab.train.clipping import clip_gradients_
@@ -135,38 +139,54 @@ def useful_flops(case: Case, n_in: int, n_out: int, batch: int = 20, readout_ste
     return 6 * T * B * H * H + 4 * T * B * H * n_in + 6 * readout_steps * B * H * n_out
 
 
-def make_fused_step(case: Case):
-    """run() -> seconds per model-update of the fused step on the batches of make_rnnlab_step."""
+def make_fused_step(case: Case, clock=time.perf_counter, dtype=torch.float32):
+    """run() -> seconds per model-update of the fused step on the batches of make_rnnlab_step,
+    by ``clock``, in ``dtype``."""
     configs = case.configs()
     task, batches = _batches(case, case.M, case.updates)
-    params = init_population(rng.seed_keys(range(case.M)), "normal", task.n_in, case.H, task.n_out)
-    hyper = {n: torch.full((case.M,), v) for n, v in (("lr", 0.01), ("lr_min", 0.0), ("momentum", 0.0), ("beta1", 0.9),
-                                                       ("beta2", 0.999), ("clip", 1.0))}
+    batches = [Batch(b.x.to(dtype), b.target if task.classification else b.target.to(dtype)) for b in batches]
+    params = init_population(rng.seed_keys(range(case.M)), "normal", task.n_in, case.H, task.n_out, dtype=dtype)
+    hyper = {n: torch.full((case.M,), v, dtype=dtype) for n, v in (("lr", 0.01), ("lr_min", 0.0), ("momentum", 0.0),
+                                                                    ("beta1", 0.9), ("beta2", 0.999), ("clip", 1.0))}
     fused = FusedStep(configs, task)
 
     def run() -> float:
         p = {n: v.clone() for n, v in params.items()}
         state = init_state("sgd", p)
-        start = time.perf_counter()
+        start = clock()
         for k, b in enumerate(batches):
             fused(p, state, hyper, b, k)
-        return (time.perf_counter() - start) / (case.M * case.updates)
+        return (clock() - start) / (case.M * case.updates)
 
     return run
 
 
-LAYOUT_CASES = tuple(Case(task, T, H, 96, 3) for task in ("torder", "latch") for T in (25, 100) for H in (8, 16, 32, 64))
+LAYOUT_CASES = tuple(Case(task, T, H, 96, 3) for task in ("torder", "latch") for T in (25, 100)
+                     for H in (8, 16, 32, 64, 96))
 LAYOUT_QUICK = (Case("torder", 25, 8, 32, 2), Case("latch", 25, 32, 32, 2))
+
+
+def _sgemm_cpu_gflops(n: int = 512, repeats: int = 20) -> float:
+    """sgemm_gflops in the thread's CPU time: the best of ``repeats`` torch.mm n×n float32."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    c = torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.thread_time()
+        for _ in range(5):
+            torch.mm(a, b, out=c)
+        best = min(best, (time.thread_time() - start) / 5)
+    return 2 * n**3 / best / 1e9
 
 
 def _run_layouts(args) -> int:
     load = OtherLoad()
-    gemm = sgemm_gflops(512, FULL)
+    gemm = _sgemm_cpu_gflops()
     results = []
     for case in LAYOUT_QUICK if args.quick else LAYOUT_CASES:
         task = make_task(case.task, min_length=case.T, max_length=case.T)
         flops = useful_flops(case, task.n_in, task.n_out)
-        run = make_fused_step(case)
+        run = make_fused_step(case, time.thread_time, getattr(torch, args.dtype))
         best = {"rows": float("inf"), "lanes": float("inf")}
         for _ in range(args.repeats):
             for layout in best:
@@ -178,7 +198,7 @@ def _run_layouts(args) -> int:
         results.append(row)
         print(json.dumps(row), flush=True)
     info = {**machine_info(), "threads": args.threads, "other_load": load.share(), "loadavg": os.getloadavg(),
-            "sgemm GFLOP/s": gemm, "mkl": torch.backends.mkl.is_available()}
+            "sgemm GFLOP/s": gemm, "mkl": torch.backends.mkl.is_available(), "dtype": args.dtype}
     print(f"\nmachine: {info}")
     print("| case | rows GFLOP/s | lanes GFLOP/s | rows ÷ sgemm | lanes ÷ sgemm | lanes ÷ rows |\n|---|---|---|---|---|---|")
     for r in results:
@@ -330,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--fused", action="store_true", help="the fused training step against the autograd step")
     ap.add_argument("--layouts", action="store_true", help="the fused training step's two layouts")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="with --layouts")
     args = ap.parse_args(argv)
     with confined(args.threads):  # before JAX starts its thread pools
         return _run_layouts(args) if args.layouts else _run_fused(args) if args.fused else _run(args)

@@ -15,8 +15,9 @@
 // and are never written back.
 //
 // Padding: every matrix dimension that a register block tiles as an output (batch rows, H, O)
-// is padded to a multiple of kLanePad with zeros; sums run over the true extents only, so what a
-// padded row or column holds never reaches a true one.
+// is padded to a multiple of kLanePad with zeros, the inputs (with the bias' constant one) to an
+// even count; sums run over the true extents only, so what a padded row or column holds never
+// reaches a true one.
 #pragma once
 
 #include <new>
@@ -40,12 +41,17 @@ constexpr int kR = 2, kC = 4;
 constexpr int64_t kLanePad = 4;  // a multiple of kR and kC
 static_assert(kLanePad % kR == 0 && kLanePad % kC == 0);
 
-// The lanes layout runs a shape when H ≤ max_hidden<T>() (elman_train_step_ops.cpp): above it the
-// row layout's packed GEMMs are faster (measured per ISA and dtype, docs/sweeps.md).
-template <typename T>
-constexpr int64_t max_hidden() {
-  return 32;
-}
+// The op takes the lanes layout when H ≤ kMaxHidden (elman_train_step_ops.cpp). Above it the
+// row layout is faster: the group's W-fold interleaved matrices (W_hh is W·H²) outgrow L1 and L2
+// while the row layout's packed GEMMs reach full vectors. Measured per ISA and dtype
+// (benchmarks/bench_sweep.py --layouts, docs/sweeps.md): on AVX-512 the layouts tie at H = 64
+// and the rows win at 96; on AVX2 they tie at 32 and the rows win at 48 (float32) and 64
+// (float64); the portable build's lanes are still 2× faster at 64.
+#if defined(RNNLAB_ISA_AVX2)
+constexpr int64_t kMaxHidden = 32;
+#else
+constexpr int64_t kMaxHidden = 64;
+#endif
 
 inline int64_t padded(int64_t n) { return (n + kLanePad - 1) / kLanePad * kLanePad; }
 
@@ -459,7 +465,7 @@ void group_dispatch(const ElmanTrainStep<T>& s, int64_t first_model) {
   template <typename T>                                                                               \
   ElmanLanesKernel<T> getter##_lanes() {                                                              \
     return {&RNNLAB_ISA_NS::train_step::lanes::group_dispatch<T>, RNNLAB_ISA_NS::Vec<T>::size,        \
-            RNNLAB_ISA_NS::train_step::lanes::max_hidden<T>()};                                       \
+            RNNLAB_ISA_NS::train_step::lanes::kMaxHidden};                                            \
   }                                                                                                   \
   template ElmanLanesKernel<float> getter##_lanes<float>();                                           \
   template ElmanLanesKernel<double> getter##_lanes<double>();                                         \
