@@ -22,16 +22,16 @@ namespace {
 // row layout (each model vectorized over H) above. The choice depends on the shape alone, never
 // on M, so a model's bits do not depend on the population it trains in.
 // RNNLAB_ELMAN_TRAIN_LAYOUT=rows|lanes forces one layout (tests and benchmarks of both).
+// The lanes layout gathers a group's inputs with 32-bit offsets between its models' x, so an x of
+// more than 2^31 / W entries per model (≈ 10^8) takes the row layout whatever H.
 template <typename T>
 bool use_lanes_layout(const TrainStepCall& c, const cpu::ElmanLanesKernel<T>& lanes) {
-  // the lanes layout gathers a group's inputs with 32-bit offsets between its models' x
-  if (c.T * c.B * c.I * (lanes.lanes - 1) > std::numeric_limits<int32_t>::max()) return false;
   const char* forced = std::getenv("RNNLAB_ELMAN_TRAIN_LAYOUT");
-  if (!forced || !*forced) return c.H <= lanes.max_hidden;
-  const std::string layout(forced);
-  TORCH_CHECK_VALUE(layout == "rows" || layout == "lanes", "RNNLAB_ELMAN_TRAIN_LAYOUT must be 'rows' or 'lanes', got '",
-                    layout, "'");
-  return layout == "lanes";
+  const std::string layout(forced ? forced : "");
+  TORCH_CHECK_VALUE(layout.empty() || layout == "rows" || layout == "lanes",
+                    "RNNLAB_ELMAN_TRAIN_LAYOUT must be 'rows' or 'lanes', got '", layout, "'");
+  if (c.T * c.B * c.I * (lanes.lanes - 1) > std::numeric_limits<int32_t>::max()) return false;
+  return layout.empty() ? c.H <= lanes.max_hidden : layout == "lanes";
 }
 
 TrainStepOutputs elman_train_step_cpu(const at::Tensor& x, const at::Tensor& target, at::TensorList params,
