@@ -5,8 +5,11 @@ model beside others; every compiled ISA; the layout chosen by shape. The helpers
 test_fused_step.py's (whose own tests run the row layout)."""
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -122,6 +125,33 @@ def test_a_non_finite_model_leaves_the_others_alone(dtype):
     tol = 1e-12 if dtype == torch.float64 else 2e-5
     for n in params:
         torch.testing.assert_close(bad[n], ref_params[n], rtol=tol, atol=tol, equal_nan=True)
+
+
+def _has_feenableexcept() -> bool:
+    try:
+        return hasattr(ctypes.CDLL("libm.so.6"), "feenableexcept")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_feenableexcept(), reason="needs glibc's feenableexcept")
+@pytest.mark.parametrize("task", [base.TASKS[0], base.TASKS[2]], ids=["torder", "add"])
+def test_empty_lanes_raise_no_floating_point_exception(task):
+    """3 models leave most lanes of their group empty; with invalid, divide-by-zero and overflow
+    trapping (SIGFPE) the update still runs: the empty lanes compute on zeros."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (f"import sys, ctypes, torch; sys.path.insert(0, {here!r}); import test_fused_step as t\n"
+            "from rnnlab.train.fused_step import FusedStep\n"
+            "traps = 1 | 4 | 8  # FE_INVALID | FE_DIVBYZERO | FE_OVERFLOW\n"
+            "libm = ctypes.CDLL('libm.so.6')\n"
+            "for dtype in (torch.float32, torch.float64):\n"
+            f"    c, task, keys, ctx, p, s, h = t.make_population({task[0]!r}, {task[1]!r}, 'adam', True, dtype, M=3)\n"
+            "    batch = t.batch_at(c, task, keys, ctx, 0, dtype)\n"
+            "    step = FusedStep(c, task)\n"
+            "    libm.feenableexcept(traps)\n"
+            "    step(p, s, h, batch, 0)\n"
+            "    libm.fedisableexcept(traps)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_class_out_of_range_raises():
