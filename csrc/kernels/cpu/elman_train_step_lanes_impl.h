@@ -45,7 +45,7 @@ static_assert(kLanePad % kR == 0 && kLanePad % kC == 0);
 // row layout is faster: the group's W-fold interleaved matrices (W_hh is W·H²) outgrow L1 and L2
 // while the row layout's packed GEMMs reach full vectors. Measured per ISA and dtype
 // (benchmarks/bench_sweep.py --layouts, docs/sweeps.md): on AVX-512 the layouts tie at H = 64
-// and the rows win at 96; on AVX2 they tie at 32 and the rows win at 48 (float32) and 64
+// and 96 and the rows win at 128; on AVX2 they tie at 32 and the rows win at 48 (float32) and 64
 // (float64); the portable build's lanes are still 2× faster at 64.
 #if defined(RNNLAB_ISA_AVX2)
 constexpr int64_t kMaxHidden = 32;
