@@ -38,6 +38,13 @@ def omega_fields(s: int) -> dict:
     return dict(alpha=(0.0, 1.5, 4.0)[s % 3], alpha_decay=2.0 if s % 2 else None)
 
 
+@pytest.fixture(autouse=True)
+def row_layout(monkeypatch):
+    """These tests run the row layout (each model vectorized over H) at every H; the lanes layout
+    that the op picks for small H has its own, tests/test_fused_step_lanes.py."""
+    monkeypatch.setenv("RNNLAB_ELMAN_TRAIN_LAYOUT", "rows")
+
+
 def make_population(task: str, task_kwargs: dict, optimizer: str, clip: bool, dtype=torch.float64, M: int = 3,
                     hidden: int = 7, seeds=None, cell: str = "elman", omega: bool = False, **overrides):
     """Configs, task, params, optimizer state and [M] hyper-parameters as the trainer builds them;
@@ -215,13 +222,15 @@ def test_safeguard_decays_w_hh_of_a_non_finite_model():
     check_safeguard()
 
 
-def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7, cell="elman", omega=False):
+def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7, cell="elman", omega=False,
+               dtype=torch.float64):
     """Params, state and per-update outputs of the fused step on the models ``seeds``; with
     ``pick``, only the models at those positions, on their slices of the same batches (a task's
     data generator need not be bitwise the same across population sizes, the kernel must)."""
-    configs, task_obj, keys, ctx, params, state, hyper = make_population(task[0], task[1], optimizer, True, seeds=seeds,
-                                                                         M=len(seeds), hidden=hidden, cell=cell, omega=omega)
-    batches = [batch_at(configs, task_obj, keys, ctx, k, torch.float64) for k in range(updates)]
+    configs, task_obj, keys, ctx, params, state, hyper = make_population(task[0], task[1], optimizer, True, dtype,
+                                                                         seeds=seeds, M=len(seeds), hidden=hidden,
+                                                                         cell=cell, omega=omega)
+    batches = [batch_at(configs, task_obj, keys, ctx, k, dtype) for k in range(updates)]
     if pick is not None:
         configs = [configs[j] for j in pick]
         params, state, hyper = ({n: v[pick].contiguous() for n, v in d.items()} for d in (params, state, hyper))

@@ -6,7 +6,7 @@
 // three compilations of the same template never collide at link time.
 //
 // Vec<T> exposes only what the kernels need (operations are free functions, not hidden friends:
-// GCC does not apply `#pragma GCC target` to friends defined inside a class): (partial) load/store, broadcast, fma, a few
+// GCC does not apply `#pragma GCC target` to friends defined inside a class): (partial) load/store, a strided gather, broadcast, fma, a few
 // arithmetic ops, a horizontal sum, and lane-wise select. Partial loads/stores touch exactly
 // `n` lanes, which is how the kernels handle a hidden size that is not a multiple of the width.
 #pragma once
@@ -37,6 +37,11 @@ struct Vec<float> {
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void store(float* p, int n) const { _mm512_mask_storeu_ps(p, mask(n), v); }
   static __mmask16 mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  // Lane i < n reads p[i·stride] (a gather), the others are 0; stride·(size − 1) must fit in int32.
+  static Vec gather(const float* p, int stride, int n) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set1_epi32(stride), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    return {_mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask(n), idx, p, 4)};
+  }
   // Lane-wise (a > b) ? x : y
   // 2^n for integer-valued n in [-126, 127]
 };
@@ -80,6 +85,11 @@ struct Vec<double> {
   void store(double* p) const { _mm512_storeu_pd(p, v); }
   void store(double* p, int n) const { _mm512_mask_storeu_pd(p, mask(n), v); }
   static __mmask8 mask(int n) { return static_cast<__mmask8>((1u << n) - 1u); }
+  // Lane i < n reads p[i·stride] (a gather), the others are 0; stride·(size − 1) must fit in int32.
+  static Vec gather(const double* p, int stride, int n) {
+    const __m256i idx = _mm256_mullo_epi32(_mm256_set1_epi32(stride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return {_mm512_mask_i32gather_pd(_mm512_setzero_pd(), mask(n), idx, p, 8)};
+  }
 };
 
 inline Vec<double> fmadd(Vec<double> a, Vec<double> b, Vec<double> c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
@@ -109,6 +119,11 @@ struct Vec<float> {
   void store(float* p, int n) const { _mm256_maskstore_ps(p, mask(n), v); }
   static __m256i mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  // Lane i < n reads p[i·stride] (a gather), the others are 0; stride·(size − 1) must fit in int32.
+  static Vec gather(const float* p, int stride, int n) {
+    const __m256i idx = _mm256_mullo_epi32(_mm256_set1_epi32(stride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return {_mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, idx, _mm256_castsi256_ps(mask(n)), 4)};
   }
 };
 
@@ -148,6 +163,11 @@ struct Vec<double> {
   void store(double* p) const { _mm256_storeu_pd(p, v); }
   void store(double* p, int n) const { _mm256_maskstore_pd(p, mask(n), v); }
   static __m256i mask(int n) { return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)); }
+  // Lane i < n reads p[i·stride] (a gather), the others are 0; stride·(size − 1) must fit in int32.
+  static Vec gather(const double* p, int stride, int n) {
+    const __m128i idx = _mm_mullo_epi32(_mm_set1_epi32(stride), _mm_setr_epi32(0, 1, 2, 3));
+    return {_mm256_mask_i32gather_pd(_mm256_setzero_pd(), p, idx, _mm256_castsi256_pd(mask(n)), 8)};
+  }
 };
 
 inline Vec<double> fmadd(Vec<double> a, Vec<double> b, Vec<double> c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
@@ -184,6 +204,12 @@ struct Vec {
   void store(T* p) const { store(p, size); }
   void store(T* p, int n) const {
     for (int i = 0; i < n; ++i) p[i] = v[i];
+  }
+  // Lane i < n reads p[i·stride] (a gather), the others are 0; stride·(size − 1) must fit in int32.
+  static Vec gather(const T* p, int stride, int n) {
+    Vec r = zero();
+    for (int i = 0; i < n; ++i) r.v[i] = p[static_cast<int64_t>(i) * stride];
+    return r;
   }
 };
 

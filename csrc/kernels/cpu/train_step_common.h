@@ -22,8 +22,8 @@ struct GemmBuffers {
   std::vector<T> packed;    // the right operand of a gradient GEMM, packed
 };
 
-template <typename T>
-T* grow(std::vector<T>& v, int64_t n) {
+template <typename T, typename Alloc>
+T* grow(std::vector<T, Alloc>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   return v.data();
 }

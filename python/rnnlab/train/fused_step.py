@@ -16,8 +16,9 @@ Every cell's op takes the same arguments (the parameters in the order of the cel
 followed by the cell's own forward options as keywords (the Elman cell's ``nonlinearity``), and,
 for a cell with Ω (``Cell.omega``; :class:`RunConfig` allows α > 0 for those only), the per-model
 α of the update (``alpha`` decayed by :func:`rnnlab.train.schedules.decayed_alpha`, as the
-autograd path computes it) as ``reg_weight`` whenever some run has α > 0. A model with α = 0
-then gets exactly the update it would get without ``reg_weight``.
+autograd path computes it) as ``reg_weight``. A population that mixes α = 0 and α > 0 runs is
+updated by two calls, one per kind (the Elman op runs Ω in its row layout only, while an α = 0
+model of small H takes the lanes layout): a model gets exactly the update it would get alone.
 
 Covered (:func:`unsupported` returns None): a cell whose record names a fused step, one plain
 layer, any α (with its 1/t decay), a task whose loss is :meth:`rnnlab.tasks.base.Task.loss`
@@ -82,7 +83,7 @@ class FusedStep:
         self.optimizer, self.cosine, self.max_updates = cfg.optimizer, cfg.lr_schedule == "cosine", cfg.max_updates
         self.safeguard, self.eps = cfg.safeguard, cfg.eps
         self.any_clip = any(c.clip is not None for c in configs)
-        # α > 0 for some run (then the cell has Ω: RunConfig checks it); α = 0 runs are skipped in the op
+        # α > 0 for some run (then the cell has Ω: RunConfig checks it)
         self.any_alpha = any(c.alpha > 0 for c in configs)
         # the optimizer's state slots, in the order the op takes them ("buf"; "m", "v")
         self.slots = [key.split(".")[0] for key in init_state(cfg.optimizer, {"p": torch.zeros(0)})]
@@ -100,13 +101,39 @@ class FusedStep:
             the loss [M], the clipping statistics, ‖δ_t‖² [M, T, B] and Ω [M] (before the update,
             as the autograd path reports it).
         """
+        if not self.any_alpha:
+            return self._call(params, state, hyper, batch, update, None)
+        regularized = hyper["alpha"] > 0
+        if bool(regularized.all()) or not bool(regularized.any()):
+            return self._call(params, state, hyper, batch, update, bool(regularized.all()))
+        # A mixed population: the models with α > 0 in one call with Ω (the row layout), the others
+        # in one without (the layout their shape picks), so that a model's update is the one it
+        # gets alone, whatever α its neighbours have.
+        parts = [regularized.nonzero()[:, 0], (~regularized).nonzero()[:, 0]]
+        outs = []
+        for idx, omega in zip(parts, (True, False)):
+            sub = {n: v[idx] for n, v in params.items()}, {n: v[idx] for n, v in state.items()}
+            outs.append(self._call(*sub, {n: v[idx] for n, v in hyper.items()},
+                                   Batch(batch.x[idx], batch.target[idx]), update, omega))
+            for whole, part in zip((params, state), sub):
+                for n, v in part.items():
+                    whole[n][idx] = v
+        order = torch.cat(parts).argsort()
+        (loss_a, stats_a, dsq_a, om_a), (loss_b, stats_b, dsq_b, om_b) = outs
+        join = lambda a, b: torch.cat([a, b])[order]  # noqa: E731
+        stats = ClipStats(join(stats_a.norm, stats_b.norm), join(stats_a.clipped, stats_b.clipped),
+                          join(stats_a.fallback, stats_b.fallback))
+        return join(loss_a, loss_b), stats, join(dsq_a, dsq_b), join(om_a, om_b)
+
+    def _call(self, params, state, hyper, batch, update, omega) -> tuple[Tensor, ClipStats, Tensor, Tensor]:
+        """One op call on these models, with Ω (``reg_weight``) when ``omega``."""
         cosine = cosine_lr(1.0, 0.0, update, self.max_updates) if self.cosine else 0.0
-        reg = {"reg_weight": decayed_alpha(hyper["alpha"], hyper["alpha_decay"], update)} if self.any_alpha else {}
+        reg = {"reg_weight": decayed_alpha(hyper["alpha"], hyper["alpha_decay"], update)} if omega else {}
         loss, norm, clipped, fallback, delta_sq, v_sq = self.op(
             batch.x.contiguous(), batch.target.contiguous(), [params[n] for n in self.param_names],
             [state[f"{s}.{n}"] for s in self.slots for n in self.param_names], hyper["lr"],
             hyper["lr_min"] if self.cosine else None, cosine, hyper["momentum"], hyper["beta1"], hyper["beta2"],
             hyper["clip"] if self.any_clip else None, self.loss, self.loss_scale, self.optimizer,
             self.safeguard, self.eps, update + 1, self.task.readout_steps(batch.length), **self.cell_options, **reg)
-        omega, _ = torch.ops.rnnlab.omega_from_norms(delta_sq, v_sq)
-        return loss, ClipStats(norm, clipped, fallback), delta_sq, omega
+        omega_value, _ = torch.ops.rnnlab.omega_from_norms(delta_sq, v_sq)
+        return loss, ClipStats(norm, clipped, fallback), delta_sq, omega_value
