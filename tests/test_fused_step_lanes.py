@@ -116,7 +116,7 @@ def test_a_non_finite_model_leaves_the_others_alone(dtype):
     step = FusedStep(configs, task)
     out = step(params, state, hyper, batch, 0)
     bad_out = step(bad, bad_state, hyper, batch, 0)
-    _, ref_stats, _, _ = base.autograd_update(configs, task, ref_params, ref_state, hyper, batch, 0)
+    _, ref_stats, *_ = base.autograd_update(configs, task, ref_params, ref_state, hyper, batch, 0)
     assert bad_out[1].fallback.tolist() == [False, True, False, True, False] == ref_stats.fallback.tolist()
     for j in (0, 2, 4):
         for n in params:
@@ -155,14 +155,14 @@ def test_empty_lanes_raise_no_floating_point_exception(task):
 
 
 def test_class_out_of_range_raises():
-    args = base._op_args()
+    args = base.op_args()
     args["target"] = args["target"].clamp(max=0) + 99
     with pytest.raises(ValueError, match="target: class index out of range"):
         torch.ops.rnnlab.elman_train_step(**args)
 
 
 def test_trainer_with_the_lanes_layout(monkeypatch):
-    base.test_trainer_uses_the_fused_step_and_matches_the_autograd_path(monkeypatch)
+    base.check_trainer_matches_autograd(monkeypatch)
 
 
 @pytest.mark.parametrize("isa", LOWER_ISAS)
@@ -206,4 +206,16 @@ def test_the_op_picks_the_layout_by_hidden_size(monkeypatch, hidden, layout):
 def test_a_bad_layout_name_raises(monkeypatch):
     monkeypatch.setenv(LAYOUT, "columns")
     with pytest.raises(ValueError, match="RNNLAB_ELMAN_TRAIN_LAYOUT must be 'rows' or 'lanes'"):
-        torch.ops.rnnlab.elman_train_step(**base._op_args())
+        torch.ops.rnnlab.elman_train_step(**base.op_args())
+
+
+def test_mixed_alpha_population_equals_alone_bitwise(monkeypatch):
+    """With the layout the op picks (lanes at this H for α = 0, rows for α > 0: the lanes have no
+    Ω), a population mixing α = 0 and α > 0 runs updates each model as it is updated alone, and
+    the α > 0 models match the autograd path."""
+    monkeypatch.delenv(LAYOUT)
+    seeds = list(range(3, 24))  # α = 0, 1.5, 4 by seed (base.omega_fields)
+    run = base._run_fused(seeds, task=base.TASKS[1], omega=True)
+    for j in range(len(seeds)):
+        _equal(run, j, base._run_fused(seeds, task=base.TASKS[1], omega=True, pick=[j]), 0)
+    base.check_against_reference("torder", base.TASKS[0][1], "momentum", True, omega=True, M=6)

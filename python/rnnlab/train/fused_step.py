@@ -85,6 +85,8 @@ class FusedStep:
         self.any_clip = any(c.clip is not None for c in configs)
         # α > 0 for some run (then the cell has Ω: RunConfig checks it)
         self.any_alpha = any(c.alpha > 0 for c in configs)
+        #: ‖v_t‖² [M, T, B] of the latest update (with ‖δ_t‖², what Ω is computed from)
+        self.v_sq: Tensor | None = None
         # the optimizer's state slots, in the order the op takes them ("buf"; "m", "v")
         self.slots = [key.split(".")[0] for key in init_state(cfg.optimizer, {"p": torch.zeros(0)})]
 
@@ -101,32 +103,35 @@ class FusedStep:
             the loss [M], the clipping statistics, ‖δ_t‖² [M, T, B] and Ω [M] (before the update,
             as the autograd path reports it).
         """
-        if not self.any_alpha:
-            return self._call(params, state, hyper, batch, update, None)
-        regularized = hyper["alpha"] > 0
-        if bool(regularized.all()) or not bool(regularized.any()):
-            return self._call(params, state, hyper, batch, update, bool(regularized.all()))
-        # A mixed population: the models with α > 0 in one call with Ω (the row layout), the others
-        # in one without (the layout their shape picks), so that a model's update is the one it
-        # gets alone, whatever α its neighbours have.
-        parts = [regularized.nonzero()[:, 0], (~regularized).nonzero()[:, 0]]
-        outs = []
-        for idx, omega in zip(parts, (True, False)):
-            sub = {n: v[idx] for n, v in params.items()}, {n: v[idx] for n, v in state.items()}
-            outs.append(self._call(*sub, {n: v[idx] for n, v in hyper.items()},
-                                   Batch(batch.x[idx], batch.target[idx]), update, omega))
-            for whole, part in zip((params, state), sub):
-                for n, v in part.items():
-                    whole[n][idx] = v
-        order = torch.cat(parts).argsort()
-        (loss_a, stats_a, dsq_a, om_a), (loss_b, stats_b, dsq_b, om_b) = outs
-        join = lambda a, b: torch.cat([a, b])[order]  # noqa: E731
-        stats = ClipStats(join(stats_a.norm, stats_b.norm), join(stats_a.clipped, stats_b.clipped),
-                          join(stats_a.fallback, stats_b.fallback))
-        return join(loss_a, loss_b), stats, join(dsq_a, dsq_b), join(om_a, om_b)
+        regularized = hyper["alpha"] > 0 if self.any_alpha else torch.zeros(0, dtype=torch.bool)
+        if not bool(regularized.any()) or bool(regularized.all()):
+            loss, stats, delta_sq, v_sq = self._call(params, state, hyper, batch, update, bool(regularized.any()))
+        else:
+            # A mixed population: the models with α > 0 in one call with Ω (the row layout), the
+            # others in one without (the layout their shape picks), so that a model's update is the
+            # one it gets alone, whatever α its neighbours have.
+            parts = [regularized.nonzero()[:, 0], (~regularized).nonzero()[:, 0]]
+            outs = []
+            for idx, omega in zip(parts, (True, False)):
+                sub = {n: v[idx] for n, v in params.items()}, {n: v[idx] for n, v in state.items()}
+                outs.append(self._call(*sub, {n: v[idx] for n, v in hyper.items()},
+                                       Batch(batch.x[idx], batch.target[idx]), update, omega))
+                for whole, part in zip((params, state), sub):
+                    for n, v in part.items():
+                        whole[n][idx] = v
+            order = torch.cat(parts).argsort()
+            join = lambda a, b: torch.cat([a, b])[order]  # noqa: E731
+            (loss_a, stats_a, dsq_a, vsq_a), (loss_b, stats_b, dsq_b, vsq_b) = outs
+            loss, delta_sq, v_sq = join(loss_a, loss_b), join(dsq_a, dsq_b), join(vsq_a, vsq_b)
+            stats = ClipStats(join(stats_a.norm, stats_b.norm), join(stats_a.clipped, stats_b.clipped),
+                              join(stats_a.fallback, stats_b.fallback))
+        self.v_sq = v_sq
+        omega, _ = torch.ops.rnnlab.omega_from_norms(delta_sq, v_sq)
+        return loss, stats, delta_sq, omega
 
-    def _call(self, params, state, hyper, batch, update, omega) -> tuple[Tensor, ClipStats, Tensor, Tensor]:
-        """One op call on these models, with Ω (``reg_weight``) when ``omega``."""
+    def _call(self, params, state, hyper, batch, update, omega: bool) -> tuple[Tensor, ClipStats, Tensor, Tensor]:
+        """One op call on these models, with Ω (``reg_weight``) when ``omega``: the loss, the
+        clipping statistics, ‖δ_t‖² and ‖v_t‖²."""
         cosine = cosine_lr(1.0, 0.0, update, self.max_updates) if self.cosine else 0.0
         reg = {"reg_weight": decayed_alpha(hyper["alpha"], hyper["alpha_decay"], update)} if omega else {}
         loss, norm, clipped, fallback, delta_sq, v_sq = self.op(
@@ -135,5 +140,4 @@ class FusedStep:
             hyper["lr_min"] if self.cosine else None, cosine, hyper["momentum"], hyper["beta1"], hyper["beta2"],
             hyper["clip"] if self.any_clip else None, self.loss, self.loss_scale, self.optimizer,
             self.safeguard, self.eps, update + 1, self.task.readout_steps(batch.length), **self.cell_options, **reg)
-        omega_value, _ = torch.ops.rnnlab.omega_from_norms(delta_sq, v_sq)
-        return loss, ClipStats(norm, clipped, fallback), delta_sq, omega_value
+        return loss, ClipStats(norm, clipped, fallback), delta_sq, v_sq
