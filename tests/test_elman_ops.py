@@ -204,6 +204,18 @@ def test_non_contiguous_inputs_give_the_same_answer():
     shared.check_non_contiguous_inputs_give_the_same_answer(rnnlab.elman, *make(2, 4, 3, 5))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 16), (1, 4, 3, 37)])  # dense and padded epilogue rows
+def test_strided_loss_gradients_give_the_same_answer(shape, dtype):
+    """A broadcast gradient (a sum's, a mean's) is read in place, not copied dense: same result."""
+    xp, w, h0 = make(*shape, dtype=dtype)
+    hs = ops.elman_forward(xp, w, h0, "tanh")
+    alpha = torch.full((shape[0],), 0.5, dtype=dtype)
+    shared.check_strided_gradients_give_the_same_answer(
+        lambda g: ops.elman_backward(g, hs, h0, w, "tanh", alpha), shape, dtype
+    )
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     M=st.integers(1, 4), T=st.integers(1, 12), B=st.integers(1, 9), H=st.integers(1, 70),
@@ -249,5 +261,8 @@ def test_every_compiled_isa_matches_reference(isa):
         "    torch.testing.assert_close(hs, ref.elman_forward(xp, w, h0, act))\n"
         "    gh = torch.randn_like(hs); a = torch.ones(2, dtype=dt)\n"
         "    for x, y in zip(torch.ops.rnnlab.elman_backward(gh, hs, h0, w, act, a), ref.elman_backward(gh, hs, h0, w, act, a)):\n"
-        "      torch.testing.assert_close(x, y)\n",
+        "      torch.testing.assert_close(x, y)\n"
+        "    one = torch.ones((), dtype=dt).expand_as(hs)  # a sum's gradient, read in place\n"
+        "    for x, y in zip(*(torch.ops.rnnlab.elman_backward(o, hs, h0, w, act, a) for o in (one, one.contiguous()))):\n"
+        "      assert torch.equal(x, y)\n",
     )

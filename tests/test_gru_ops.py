@@ -242,6 +242,14 @@ def test_non_contiguous_inputs_give_the_same_answer():
     shared.check_non_contiguous_inputs_give_the_same_answer(rnnlab.gru, *make(2, 4, 3, 5))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_strided_loss_gradients_give_the_same_answer(dtype):
+    """A broadcast gradient (a sum's, a mean's) is read in place: same result as dense."""
+    xp, w, b_hn, h0 = make(2, 5, 7, 20, dtype=dtype)
+    hs, gates = ops.gru_forward(xp, w, b_hn, h0)
+    shared.check_strided_gradients_give_the_same_answer(lambda g: ops.gru_backward(g, hs, gates, h0, w), hs.shape, dtype)
+
+
 @settings(max_examples=25, deadline=None)
 @given(M=st.integers(1, 4), T=st.integers(1, 10), B=st.integers(1, 9), H=st.integers(1, 40), seed=st.integers(0, 2**16))
 def test_property_any_shape_matches_reference(M, T, B, H, seed):
@@ -268,7 +276,10 @@ def test_every_compiled_isa_matches_reference(isa):
         "    gh = torch.randn_like(out[0])\n"
         "    got = torch.ops.rnnlab.gru_backward(gh, *out, h0, w)\n"
         "    for x, y in zip(got, ref.gru_backward(gh, *out, h0, w)):\n"
-        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n",
+        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n"
+        "    one = torch.ones((), dtype=dt).expand_as(gh)  # a sum's gradient, read in place\n"
+        "    for x, y in zip(*(torch.ops.rnnlab.gru_backward(o, *out, h0, w) for o in (one, one.contiguous()))):\n"
+        "      assert torch.equal(x, y)\n",
     )
 
 

@@ -189,6 +189,20 @@ def test_non_contiguous_inputs_give_the_same_answer():
     shared.check_non_contiguous_inputs_give_the_same_answer(rnnlab.lstm, *make(2, 4, 3, 5))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_strided_loss_gradients_give_the_same_answer(dtype):
+    """Broadcast gradients on h and c (a sum's, a mean's) are read in place: same result as dense."""
+    xp, w, h0, c0 = make(2, 5, 7, 20, dtype=dtype)
+    hs, cs, gates = ops.lstm_forward(xp, w, h0, c0)
+    g = torch.randn_like(hs)
+    shared.check_strided_gradients_give_the_same_answer(
+        lambda gh: ops.lstm_backward(gh, g, hs, cs, gates, h0, c0, w), hs.shape, dtype
+    )
+    shared.check_strided_gradients_give_the_same_answer(
+        lambda gc: ops.lstm_backward(g, gc, hs, cs, gates, h0, c0, w), hs.shape, dtype
+    )
+
+
 def test_default_states_are_zero():
     xp, w, h0, c0 = make(2, 4, 3, 5)
     for a, b in zip(rnnlab.lstm(xp, w), rnnlab.lstm(xp, w, torch.zeros_like(h0), torch.zeros_like(c0))):
@@ -221,5 +235,8 @@ def test_every_compiled_isa_matches_reference(isa):
         "    gh, gc = torch.randn_like(out[0]), torch.randn_like(out[1])\n"
         "    got = torch.ops.rnnlab.lstm_backward(gh, gc, *out, h0, c0, w)\n"
         "    for x, y in zip(got, ref.lstm_backward(gh, gc, *out, h0, c0, w)):\n"
-        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n",
+        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n"
+        "    one = torch.ones((), dtype=dt).expand_as(gh)  # a sum's gradient, read in place\n"
+        "    for x, y in zip(*(torch.ops.rnnlab.lstm_backward(o, o, *out, h0, c0, w) for o in (one, one.contiguous()))):\n"
+        "      assert torch.equal(x, y)\n",
     )

@@ -26,9 +26,10 @@ at::Tensor elman_forward_cpu(const at::Tensor& xp, const at::Tensor& w_hh, const
   return hs;
 }
 
-ElmanBackwardResult elman_backward_cpu(const at::Tensor& grad_hs, const at::Tensor& hs, const at::Tensor& h0,
+ElmanBackwardResult elman_backward_cpu(const at::Tensor& grad_hs_given, const at::Tensor& hs, const at::Tensor& h0,
                                        const at::Tensor& w_hh, c10::string_view activation,
                                        const std::optional<at::Tensor>& reg_weight) {
+  const at::Tensor grad_hs = with_contiguous_rows(grad_hs_given);
   const RecurrenceShape s = check_elman_backward(grad_hs, hs, h0, w_hh, reg_weight, check_float);
   const Activation act = parse_activation(activation);
   ElmanBackwardOutputs out(s, hs, h0, reg_weight.has_value());
@@ -36,7 +37,7 @@ ElmanBackwardResult elman_backward_cpu(const at::Tensor& grad_hs, const at::Tens
     AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "elman_backward", [&] {
       const auto& k = cpu::elman_kernels<scalar_t>(cpu::selected_isa());
       for_each_tile(make_tiles(s.M, s.B, k.row_block), s.recurrent_work(1), [&](BatchTile tile) {
-        k.backward(s, tile, act, grad_hs.const_data_ptr<scalar_t>(), hs.const_data_ptr<scalar_t>(),
+        k.backward(s, tile, act, seq_rows<scalar_t>(grad_hs), hs.const_data_ptr<scalar_t>(),
                    h0.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(),
                    out.grad_xp.mutable_data_ptr<scalar_t>(), out.grad_h0.mutable_data_ptr<scalar_t>(),
                    out.delta_sq.mutable_data_ptr<scalar_t>(), out.v_sq.mutable_data_ptr<scalar_t>(),

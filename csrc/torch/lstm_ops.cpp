@@ -28,16 +28,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_forward_cpu(const at::Tensor
   return {hs, cs, gates};
 }
 
-LstmBackwardResult lstm_backward_cpu(const at::Tensor& grad_hs, const std::optional<at::Tensor>& grad_cs,
+LstmBackwardResult lstm_backward_cpu(const at::Tensor& grad_hs_given, const std::optional<at::Tensor>& grad_cs_given,
                                      const at::Tensor& hs, const at::Tensor& cs, const at::Tensor& gates,
                                      const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh) {
+  const at::Tensor grad_hs = with_contiguous_rows(grad_hs_given);
+  const std::optional<at::Tensor> grad_cs =
+      grad_cs_given ? std::optional<at::Tensor>(with_contiguous_rows(*grad_cs_given)) : std::nullopt;
   const RecurrenceShape s = check_lstm_backward(grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh, check_float);
   LstmBackwardOutputs out(s, gates, h0, c0);
   if (has_work(s)) {
     AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_backward", [&] {
       const auto& k = cpu::lstm_kernels<scalar_t>(cpu::selected_isa());
       for_each_tile(make_tiles(s.M, s.B, k.row_block), s.recurrent_work(4), [&](BatchTile tile) {
-        k.backward(s, tile, grad_hs.const_data_ptr<scalar_t>(), grad_cs ? grad_cs->const_data_ptr<scalar_t>() : nullptr,
+        k.backward(s, tile, seq_rows<scalar_t>(grad_hs), grad_cs ? seq_rows<scalar_t>(*grad_cs) : SeqRows<scalar_t>{},
                    cs.const_data_ptr<scalar_t>(), gates.const_data_ptr<scalar_t>(), c0.const_data_ptr<scalar_t>(),
                    w_hh.const_data_ptr<scalar_t>(), out.grad_xp.mutable_data_ptr<scalar_t>(),
                    out.grad_h0.mutable_data_ptr<scalar_t>(), out.grad_c0.mutable_data_ptr<scalar_t>(),

@@ -146,6 +146,12 @@ _DIFFERENTIABLE = {
 }
 
 
+def _zero_gradient(t: Tensor) -> Tensor:
+    """The gradient of an output that the loss does not use: zeros of t's shape, broadcast from
+    one element (the backward ops read their loss gradients through any strides)."""
+    return t.new_zeros(()).expand_as(t)
+
+
 def _in_backward(op_name: str, *args):
     """Calls an op from a Function's backward. Autograd records a backward pass only for a
     gradient of a gradient (create_graph=True; torch.func.grad always asks for it): then the op
@@ -233,7 +239,7 @@ class ElmanFunction(torch.autograd.Function):
         if reg_weight is not None and torch.is_grad_enabled():
             hs = ElmanStates.apply(hs, xp, w_hh, h0, ctx.activation)
         grad_xp, grad_w, grad_h0, delta_sq, v_sq, omega, n_valid = _in_backward(
-            "elman_backward", grad_hs.contiguous(), hs, h0, w_hh, ctx.activation, reg_weight
+            "elman_backward", grad_hs, hs, h0, w_hh, ctx.activation, reg_weight
         )
         return grad_xp, grad_w, grad_h0, *_sink_grads(ctx, delta_sq, v_sq, (omega, n_valid)), None, None
 
@@ -258,9 +264,7 @@ class ElmanStates(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_hs):
         hs, h0, w_hh = ctx.saved_tensors
-        grad_xp, grad_w, grad_h0, *_ = _in_backward(
-            "elman_backward", grad_hs.contiguous(), hs, h0, w_hh, ctx.activation, None
-        )
+        grad_xp, grad_w, grad_h0, *_ = _in_backward("elman_backward", grad_hs, hs, h0, w_hh, ctx.activation, None)
         return None, grad_xp, grad_w, grad_h0, None
 
 
@@ -317,8 +321,7 @@ class LstmFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_hs, grad_cs, grad_gates):
         hs, cs, gates, h0, c0, w_hh = ctx.saved_tensors
-        grad_hs = torch.zeros_like(hs) if grad_hs is None else grad_hs.contiguous()
-        grad_cs = None if grad_cs is None else grad_cs.contiguous()
+        grad_hs = _zero_gradient(hs) if grad_hs is None else grad_hs
         if grad_gates is None:
             out = _in_backward("lstm_backward", grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh)
         else:
@@ -382,7 +385,7 @@ class GruFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_hs, grad_gates):
         hs, gates, h0, w_hh = ctx.saved_tensors
-        grad_hs = torch.zeros_like(hs) if grad_hs is None else grad_hs.contiguous()
+        grad_hs = _zero_gradient(hs) if grad_hs is None else grad_hs
         if grad_gates is None:
             out = _in_backward("gru_backward", grad_hs, hs, gates, h0, w_hh)
         else:

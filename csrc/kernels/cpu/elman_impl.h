@@ -72,7 +72,7 @@ void elman_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, c
 }
 
 template <typename T, Activation A>
-void elman_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_hs, const T* hs, const T* h0,
+void elman_backward_tile(const RecurrenceShape& s, BatchTile tile, SeqRows<T> grad_hs, const T* hs, const T* h0,
                          const T* w_hh, T* grad_xp, T* grad_h0, T* delta_sq, T* v_sq, T* reg_v) {
   const int64_t H = s.H, m = tile.model, last = s.T - 1, b0 = tile.row_begin;
   const RecurrenceLayout at{s};
@@ -81,13 +81,16 @@ void elman_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad
   pack_panels(w_hh + m * H * H, H, H, /*transpose=*/false, wp, ldb);
   const int64_t rows = tile.row_end - b0;
   const int64_t ldc = dense_stride<T>(H, H, ldb);
-  const int64_t block = ldc == H ? rows : 1;  // rows the epilogue treats as one flat array
+  // rows the epilogue treats as one flat array: all of them when v_t and the rows of grad_hs are
+  // both dense (a broadcast grad_hs, b_stride 0, is read row by row)
+  const int64_t block = ldc == H && grad_hs.b_stride == H ? rows : 1;
   std::vector<T> acc(static_cast<size_t>(rows * ldc + ldb));  // v_t = u_t w_hh for the tile's rows
   std::vector<T> delta(static_cast<size_t>(rows * H));      // δ_{t-1} of the tile's rows
 
   // δ_T = ∂⁺L/∂h_T
-  delta_to_u<T, A>(rows * H, grad_hs + at.seq(m, last, b0), nullptr, hs + at.seq(m, last, b0), delta.data(),
-                    grad_xp + at.seq(m, last, b0));
+  for (int64_t r = 0; r < rows; r += block)
+    delta_to_u<T, A>(block * H, grad_hs.row(m, last, b0 + r), nullptr, hs + at.seq(m, last, b0 + r),
+                      delta.data() + r * H, grad_xp + at.seq(m, last, b0 + r));
   row_squared_norms(rows, H, delta.data(), delta_sq + at.stat(m, last, b0));
 
   for (int64_t t = last; t >= 0; --t) {
@@ -104,7 +107,7 @@ void elman_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad
         }
       }
       if (t > 0) {
-        delta_to_u<T, A>(block * H, grad_hs + at.seq(m, t - 1, b), v, hs + at.seq(m, t - 1, b), delta.data(),
+        delta_to_u<T, A>(block * H, grad_hs.row(m, t - 1, b), v, hs + at.seq(m, t - 1, b), delta.data(),
                           grad_xp + at.seq(m, t - 1, b));
         row_squared_norms(block, H, delta.data(), delta_sq + at.stat(m, t - 1, b));
       } else {
@@ -126,7 +129,7 @@ void forward_dispatch(const RecurrenceShape& s, BatchTile tile, Activation act, 
 }
 
 template <typename T>
-void backward_dispatch(const RecurrenceShape& s, BatchTile tile, Activation act, const T* g, const T* hs, const T* h0,
+void backward_dispatch(const RecurrenceShape& s, BatchTile tile, Activation act, SeqRows<T> g, const T* hs, const T* h0,
                        const T* w, T* gx, T* gh0, T* dsq, T* vsq, T* reg) {
   switch (act) {
     case Activation::Tanh: return elman_backward_tile<T, Activation::Tanh>(s, tile, g, hs, h0, w, gx, gh0, dsq, vsq, reg);

@@ -21,14 +21,15 @@
 // Each call processes one BatchTile (one model, a range of batch rows) for the whole sequence,
 // time loop inside, w_hh packed once.
 //
-// Shapes (dense, row-major; H is the hidden size, the gate axis is 3H):
+// Shapes (dense, row-major except grad_hs; H is the hidden size, the gate axis is 3H):
 //   xp        [M, T, B, 3H]  projected inputs x W_ihᵀ + b_ih + [b_hr, b_hz, 0]
 //   w_hh      [M, 3H, H]     recurrent weights, PyTorch layout (weight_hh_l0)
 //   b_hn      [M, H]         the n-gate hidden bias (bias_hh_l0[2H:])
 //   h0        [M, B, H]      initial state
 //   hs        [M, T, B, H]   h_1 … h_T
 //   gates     [M, T, B, 4H]  (r, z, n, hn) per step, saved for the backward pass
-//   grad_hs   [M, T, B, H]   ∂⁺L/∂h_t, the loss gradient arriving directly at each state
+//   grad_hs   [M, T, B, H]   ∂⁺L/∂h_t, the loss gradient arriving directly at each state (any row
+//                            strides: SeqRows)
 //   grad_xp   [M, T, B, 3H]  [∂r, ∂z, ∂n]
 //   grad_hn   [M, T, B, H]   ∂n ⊙ r
 //   grad_h0   [M, B, H]      v_1 = ∂L/∂h_0
@@ -45,7 +46,7 @@ struct GruKernels {
   int row_block;  // batch rows per micro-kernel block; tiles are made of whole blocks
   void (*forward)(const RecurrenceShape&, BatchTile, const T* xp, const T* w_hh, const T* b_hn, const T* h0, T* hs,
                   T* gates);
-  void (*backward)(const RecurrenceShape&, BatchTile, const T* grad_hs, const T* hs, const T* gates, const T* h0,
+  void (*backward)(const RecurrenceShape&, BatchTile, SeqRows<T> grad_hs, const T* hs, const T* gates, const T* h0,
                    const T* w_hh, T* grad_xp, T* grad_hn, T* grad_h0, T* delta_sq, T* v_sq);
 };
 

@@ -94,7 +94,7 @@ inline T gru_cell_backward(int64_t H, const T* g_h, const T* gates, const T* h_p
 }
 
 template <typename T>
-void gru_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_hs, const T* hs, const T* gates,
+void gru_backward_tile(const RecurrenceShape& s, BatchTile tile, SeqRows<T> grad_hs, const T* hs, const T* gates,
                        const T* h0, const T* w_hh, T* grad_xp, T* grad_hn, T* grad_h0, T* delta_sq, T* v_sq) {
   const int64_t H = s.H, G = 3 * H, m = tile.model, rows = tile.row_end - tile.row_begin;
   const RecurrenceLayout at{s};
@@ -109,7 +109,7 @@ void gru_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_h
       const int64_t b = tile.row_begin + r;
       const T* h_prev = t == 0 ? h0 + at.state(m, b) : hs + at.seq(m, t - 1, b);
       delta_sq[at.stat(m, t, b)] =
-          gru_cell_backward(H, grad_hs + at.seq(m, t, b), gates + 4 * at.seq(m, t, b), h_prev, v.data() + r * ldb,
+          gru_cell_backward(H, grad_hs.row(m, t, b), gates + 4 * at.seq(m, t, b), h_prev, v.data() + r * ldb,
                             grad_xp + 3 * at.seq(m, t, b), grad_hn + at.seq(m, t, b), drec.data() + r * G);
     }
     gemm_packed<T>(rows, G, drec.data(), G, wp.data(), ldb, v.data(), ldb, /*accumulate=*/true);

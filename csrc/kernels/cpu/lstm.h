@@ -17,13 +17,14 @@
 // not part of v_t. Each call processes one BatchTile (one model, a range of batch rows) for the
 // whole sequence, time loop inside, w_hh packed once.
 //
-// Shapes (dense, row-major; H is the hidden size, the gate axis is 4H):
+// Shapes (dense, row-major except grad_hs and grad_cs; H is the hidden size, the gate axis is 4H):
 //   xp        [M, T, B, 4H]  projected inputs x W_ihᵀ + b_ih + b_hh
 //   w_hh      [M, 4H, H]     recurrent weights, PyTorch layout (weight_hh_l0)
 //   h0, c0    [M, B, H]      initial states
 //   hs, cs    [M, T, B, H]   h_1 … h_T and c_1 … c_T
 //   gates     [M, T, B, 4H]  the activated gates (i, f, g, o), saved for the backward pass
-//   grad_hs   [M, T, B, H]   ∂⁺L/∂h_t;  grad_cs [M, T, B, H] ∂⁺L/∂c_t or nullptr (all zero)
+//   grad_hs   [M, T, B, H]   ∂⁺L/∂h_t;  grad_cs [M, T, B, H] ∂⁺L/∂c_t, or a null data pointer (all
+//                            zero); both with any row strides (SeqRows)
 //   grad_xp   [M, T, B, 4H]  ∂L/∂z_t
 //   grad_h0, grad_c0 [M, B, H]
 //   delta_sq, v_sq   [M, T, B]
@@ -39,7 +40,7 @@ struct LstmKernels {
   int row_block;  // batch rows per micro-kernel block; tiles are made of whole blocks
   void (*forward)(const RecurrenceShape&, BatchTile, const T* xp, const T* w_hh, const T* h0, const T* c0, T* hs,
                   T* cs, T* gates);
-  void (*backward)(const RecurrenceShape&, BatchTile, const T* grad_hs, const T* grad_cs, const T* cs, const T* gates,
+  void (*backward)(const RecurrenceShape&, BatchTile, SeqRows<T> grad_hs, SeqRows<T> grad_cs, const T* cs, const T* gates,
                    const T* c0, const T* w_hh, T* grad_xp, T* grad_h0, T* grad_c0, T* delta_sq, T* v_sq);
 };
 

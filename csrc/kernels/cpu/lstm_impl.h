@@ -95,7 +95,7 @@ inline T cell_backward(int64_t H, const T* g_h, const T* g_c, const T* v, const 
 }
 
 template <typename T>
-void lstm_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_hs, const T* grad_cs, const T* cs,
+void lstm_backward_tile(const RecurrenceShape& s, BatchTile tile, SeqRows<T> grad_hs, SeqRows<T> grad_cs, const T* cs,
                         const T* gates, const T* c0, const T* w_hh, T* grad_xp, T* grad_h0, T* grad_c0, T* delta_sq,
                         T* v_sq) {
   const int64_t H = s.H, G = 4 * H, m = tile.model, rows = tile.row_end - tile.row_begin;
@@ -111,7 +111,7 @@ void lstm_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_
       const int64_t b = tile.row_begin + r;
       const T* c_prev = t == 0 ? c0 + at.state(m, b) : cs + at.seq(m, t - 1, b);
       delta_sq[at.stat(m, t, b)] =
-          cell_backward(H, grad_hs + at.seq(m, t, b), grad_cs ? grad_cs + at.seq(m, t, b) : nullptr,
+          cell_backward(H, grad_hs.row(m, t, b), grad_cs.data ? grad_cs.row(m, t, b) : nullptr,
                         t + 1 < s.T ? v.data() + r * ldb : nullptr, gates + 4 * at.seq(m, t, b), cs + at.seq(m, t, b),
                         c_prev, dc.data() + r * H, grad_xp + 4 * at.seq(m, t, b));
     }

@@ -48,9 +48,10 @@ at::Tensor elman_forward_cuda(const at::Tensor& xp, const at::Tensor& w_hh, cons
   return hs;
 }
 
-ElmanBackwardResult elman_backward_cuda(const at::Tensor& grad_hs, const at::Tensor& hs, const at::Tensor& h0,
+ElmanBackwardResult elman_backward_cuda(const at::Tensor& grad_hs_given, const at::Tensor& hs, const at::Tensor& h0,
                                         const at::Tensor& w_hh, c10::string_view activation,
                                         const std::optional<at::Tensor>& reg_weight) {
+  const at::Tensor grad_hs = grad_hs_given.contiguous();  // the CUDA kernels read it dense
   const RecurrenceShape s = check_elman_backward(grad_hs, hs, h0, w_hh, reg_weight, cuda_glue::check_float_cuda);
   const Activation act = parse_activation(activation);
   const c10::cuda::CUDAGuard guard(hs.device());

@@ -47,9 +47,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_forward_cuda(const at::Tenso
   return {hs, cs, gates};
 }
 
-LstmBackwardResult lstm_backward_cuda(const at::Tensor& grad_hs, const std::optional<at::Tensor>& grad_cs,
+LstmBackwardResult lstm_backward_cuda(const at::Tensor& grad_hs_given, const std::optional<at::Tensor>& grad_cs_given,
                                       const at::Tensor& hs, const at::Tensor& cs, const at::Tensor& gates,
                                       const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh) {
+  // the CUDA kernels read both gradients dense
+  const at::Tensor grad_hs = grad_hs_given.contiguous();
+  const std::optional<at::Tensor> grad_cs =
+      grad_cs_given ? std::optional<at::Tensor>(grad_cs_given->contiguous()) : std::nullopt;
   const RecurrenceShape s =
       check_lstm_backward(grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh, cuda_glue::check_float_cuda);
   const c10::cuda::CUDAGuard guard(gates.device());
