@@ -56,15 +56,17 @@ struct GruBackwardOutputs : BackwardOutputs {
 };
 
 std::tuple<at::Tensor, at::Tensor> gru_forward_cpu(const at::Tensor& xp, const at::Tensor& w_hh,
-                                                   const at::Tensor& b_hn, const at::Tensor& h0) {
+                                                   const at::Tensor& b_hn, const at::Tensor& h0,
+                                                   const std::optional<at::Tensor>& b) {
   const RecurrenceShape s = check_gru_forward(xp, w_hh, b_hn, h0);
+  const at::Tensor bias = bias_or_zeros(b, xp, "[M, 3H]");
   auto hs = at::empty({s.M, s.T, s.B, s.H}, xp.options());
   auto gates = at::empty({s.M, s.T, s.B, 4 * s.H}, xp.options());
   if (hs.numel() == 0) return {hs, gates};
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
     const auto& k = cpu::gru_kernels<scalar_t>(cpu::selected_isa());
     for_each_tile(make_tiles(s.M, s.B, k.row_block), s.recurrent_work(3), [&](BatchTile tile) {
-      k.forward(s, tile, xp.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(),
+      k.forward(s, tile, xp.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(),
                 b_hn.const_data_ptr<scalar_t>(), h0.const_data_ptr<scalar_t>(), hs.mutable_data_ptr<scalar_t>(),
                 gates.mutable_data_ptr<scalar_t>());
     });
@@ -95,7 +97,7 @@ GruBackwardResult gru_backward_cpu(const at::Tensor& grad_hs_given, const at::Te
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(rnnlab, m) {
-  m.def("gru_forward(Tensor xp, Tensor w_hh, Tensor b_hn, Tensor h0) -> (Tensor hs, Tensor gates)");
+  m.def("gru_forward(Tensor xp, Tensor w_hh, Tensor b_hn, Tensor h0, Tensor? b=None) -> (Tensor hs, Tensor gates)");
   m.def(
       "gru_backward(Tensor grad_hs, Tensor hs, Tensor gates, Tensor h0, Tensor w_hh) -> (Tensor grad_xp, "
       "Tensor grad_w_hh, Tensor grad_b_hn, Tensor grad_h0, Tensor delta_sq, Tensor v_sq)");

@@ -55,6 +55,16 @@ inline void check_rows_like(const char* name, const at::Tensor& t, const at::Ten
                     " must have contiguous rows (stride 1 along its last dimension), got strides ", t.strides());
 }
 
+// A forward op's optional bias b [M, G], added to xp [M, T, B, G] at every step (so that the
+// projection GEMM that makes xp needs no bias pass): checked like xp (`shape` as written, e.g.
+// "[M, 4H]"), or zeros when absent, which the kernels add as well (xp + 0 is xp).
+inline at::Tensor bias_or_zeros(const std::optional<at::Tensor>& b, const at::Tensor& xp, const char* shape) {
+  const std::vector<int64_t> sizes{xp.size(0), xp.size(3)};
+  if (!b) return at::zeros(sizes, xp.options());
+  check_like("b", *b, xp, sizes, shape);
+  return *b;
+}
+
 // Whether a call has anything for the kernels to compute.
 inline bool has_work(const RecurrenceShape& s) { return s.M > 0 && s.T > 0 && s.B > 0 && s.H > 0; }
 

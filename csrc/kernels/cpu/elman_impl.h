@@ -11,15 +11,15 @@
 
 namespace rnnlab::cpu::RNNLAB_ISA_NS {
 
-// The elementwise epilogues run over n contiguous values: a dense block of batch rows, or one
-// row when the GEMM output is padded (see dense_stride).
+// The backward epilogues run over n contiguous values: a dense block of batch rows, or one row
+// when the GEMM output is padded (see dense_stride) or grad_hs's rows are not dense.
 
-// h = φ(x + c).
+// h = φ((x + b) + c) for one row of H values.
 template <typename T, Activation A>
-inline void activate(int64_t n, const T* x, const T* c, T* h) {
-  for (int64_t i = 0; i < n; i += Vec<T>::size) {
-    const int k = static_cast<int>(std::min<int64_t>(Vec<T>::size, n - i));
-    store_n(Act<A, T>::f(load_n(x + i, k) + load_n(c + i, k)), h + i, k);
+inline void activate(int64_t H, const T* x, const T* b, const T* c, T* h) {
+  for (int64_t j = 0; j < H; j += Vec<T>::size) {
+    const int k = static_cast<int>(std::min<int64_t>(Vec<T>::size, H - j));
+    store_n(Act<A, T>::f(load_n(x + j, k) + load_n(b + j, k) + load_n(c + j, k)), h + j, k);
   }
 }
 
@@ -51,7 +51,8 @@ inline void row_squared_norms(int64_t rows, int64_t H, const T* x, T* out) {
 }
 
 template <typename T, Activation A>
-void elman_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* w_hh, const T* h0, T* hs) {
+void elman_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* bias, const T* w_hh, const T* h0,
+                        T* hs) {
   const int64_t H = s.H, m = tile.model;
   const RecurrenceLayout at{s};
   std::vector<T> wt;  // w_hhᵀ in column panels: panel p holds wt[k, j] = w_hh[j, k] for its columns j
@@ -59,15 +60,15 @@ void elman_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, c
   pack_panels(w_hh + m * H * H, H, H, /*transpose=*/true, wt, ldb);
   const int64_t rows = tile.row_end - tile.row_begin;
   const int64_t ldc = dense_stride<T>(H, H, ldb);
-  const int64_t block = ldc == H ? rows : 1;  // rows the epilogue treats as one flat array
   std::vector<T> acc(static_cast<size_t>(rows * ldc + ldb));  // h_{t-1} w_hhᵀ for the tile's rows
+  const T* bias_m = bias + m * H;  // the model's b
 
   for (int64_t t = 0; t < s.T; ++t) {
     const T* h_prev = t == 0 ? h0 + at.state(m, tile.row_begin) : hs + at.seq(m, t - 1, tile.row_begin);
     gemm_packed<T>(rows, H, h_prev, H, wt.data(), ldb, acc.data(), ldc);
     const T* x = xp + at.seq(m, t, tile.row_begin);  // the tile's rows are contiguous in xp and hs
     T* h = hs + at.seq(m, t, tile.row_begin);
-    for (int64_t r = 0; r < rows; r += block) activate<T, A>(block * H, x + r * H, acc.data() + r * ldc, h + r * H);
+    for (int64_t r = 0; r < rows; ++r) activate<T, A>(H, x + r * H, bias_m, acc.data() + r * ldc, h + r * H);
   }
 }
 
@@ -119,12 +120,13 @@ void elman_backward_tile(const RecurrenceShape& s, BatchTile tile, SeqRows<T> gr
 
 // One function pointer per dtype: the activation is a template parameter inside, picked here.
 template <typename T>
-void forward_dispatch(const RecurrenceShape& s, BatchTile tile, Activation act, const T* xp, const T* w, const T* h0, T* hs) {
+void forward_dispatch(const RecurrenceShape& s, BatchTile tile, Activation act, const T* xp, const T* b, const T* w,
+                      const T* h0, T* hs) {
   switch (act) {
-    case Activation::Tanh: return elman_forward_tile<T, Activation::Tanh>(s, tile, xp, w, h0, hs);
-    case Activation::Relu: return elman_forward_tile<T, Activation::Relu>(s, tile, xp, w, h0, hs);
-    case Activation::Sigmoid: return elman_forward_tile<T, Activation::Sigmoid>(s, tile, xp, w, h0, hs);
-    case Activation::Identity: return elman_forward_tile<T, Activation::Identity>(s, tile, xp, w, h0, hs);
+    case Activation::Tanh: return elman_forward_tile<T, Activation::Tanh>(s, tile, xp, b, w, h0, hs);
+    case Activation::Relu: return elman_forward_tile<T, Activation::Relu>(s, tile, xp, b, w, h0, hs);
+    case Activation::Sigmoid: return elman_forward_tile<T, Activation::Sigmoid>(s, tile, xp, b, w, h0, hs);
+    case Activation::Identity: return elman_forward_tile<T, Activation::Identity>(s, tile, xp, b, w, h0, hs);
   }
 }
 

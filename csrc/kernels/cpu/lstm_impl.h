@@ -21,16 +21,19 @@ namespace rnnlab::cpu::RNNLAB_ISA_NS {
 constexpr int kGateRows = rows_for_width<4>();  // batch rows per forward micro-kernel block
 
 // The cell update for n ≤ W units [u0, u0 + n) of one batch row. rec holds the four recurrent
-// blocks h_{t-1} w_hhᵀ of these units (one gate-interleaved panel row); x, gates point at the
-// row's 4H-wide xp and gates, c_prev/c/h at its H-wide states, all offset by u0.
+// blocks h_{t-1} w_hhᵀ of these units (one gate-interleaved panel row); x, b, gates point at the
+// row's 4H-wide xp, the model's bias and the row's gates, c_prev/c/h at its H-wide states, all
+// offset by u0.
 template <typename T>
-inline void cell_forward(int64_t H, int n, const T* rec, const T* x, const T* c_prev, T* gates, T* c, T* h) {
+inline void cell_forward(int64_t H, int n, const T* rec, const T* x, const T* b, const T* c_prev, T* gates, T* c,
+                         T* h) {
   using V = Vec<T>;
   constexpr int W = V::size;
-  const V i = vsigmoid(V::load(rec + 0 * W) + load_n(x + 0 * H, n));
-  const V f = vsigmoid(V::load(rec + 1 * W) + load_n(x + 1 * H, n));
-  const V g = vtanh(V::load(rec + 2 * W) + load_n(x + 2 * H, n));
-  const V o = vsigmoid(V::load(rec + 3 * W) + load_n(x + 3 * H, n));
+  const auto z = [&](int k) { return V::load(rec + k * W) + (load_n(x + k * H, n) + load_n(b + k * H, n)); };
+  const V i = vsigmoid(z(0));
+  const V f = vsigmoid(z(1));
+  const V g = vtanh(z(2));
+  const V o = vsigmoid(z(3));
   const V cn = fmadd(f, load_n(c_prev, n), i * g);
   store_n(i, gates + 0 * H, n);
   store_n(f, gates + 1 * H, n);
@@ -41,14 +44,15 @@ inline void cell_forward(int64_t H, int n, const T* rec, const T* x, const T* c_
 }
 
 template <typename T>
-void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* w_hh, const T* h0, const T* c0,
-                       T* hs, T* cs, T* gates) {
+void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* bias, const T* w_hh, const T* h0,
+                       const T* c0, T* hs, T* cs, T* gates) {
   constexpr int W = Vec<T>::size;
   const int64_t H = s.H, m = tile.model, rows = tile.row_end - tile.row_begin;
   const RecurrenceLayout at{s};
   std::vector<T> wt;
   pack_gate_panels<4>(w_hh + m * 4 * H * H, H, wt);
   std::vector<T> rec(static_cast<size_t>(rows * 4 * W));  // one panel of h_{t-1} w_hhᵀ for every row
+  const T* bias_m = bias + m * 4 * H;  // the model's b
 
   for (int64_t t = 0; t < s.T; ++t) {
     const T* h_prev = t == 0 ? h0 + at.state(m, tile.row_begin) : hs + at.seq(m, t - 1, tile.row_begin);
@@ -58,7 +62,7 @@ void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, co
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t b = tile.row_begin + r;
         const T* c_prev = t == 0 ? c0 + at.state(m, b) : cs + at.seq(m, t - 1, b);
-        cell_forward(H, n, rec.data() + r * 4 * W, xp + 4 * at.seq(m, t, b) + u0, c_prev + u0,
+        cell_forward(H, n, rec.data() + r * 4 * W, xp + 4 * at.seq(m, t, b) + u0, bias_m + u0, c_prev + u0,
                      gates + 4 * at.seq(m, t, b) + u0, cs + at.seq(m, t, b) + u0, hs + at.seq(m, t, b) + u0);
       }
     }
