@@ -1,7 +1,9 @@
 """Functional, population-first entry points to the fused kernels (DESIGN.md §2).
 
 All ops take a leading model dimension M: M independent recurrences, each with its own weights,
-run in one fused call. Inputs are projected outside the kernel (``x W_ihᵀ + b`` is one big GEMM).
+run in one fused call. Inputs are projected outside the kernel (``x W_ihᵀ`` is one big GEMM); the
+bias goes into that GEMM or, cheaper, to the op's ``bias`` argument, which the kernel adds as it
+reads the projection.
 """
 from __future__ import annotations
 
