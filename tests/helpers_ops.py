@@ -1,8 +1,8 @@
 """What the op tests (test_elman_ops.py, test_lstm_ops.py, test_gru_ops.py, test_diag.py) share:
 closeness relative to a tensor's scale, the empty sizes, ∂L/∂h_t by autograd, the statistics a
-gradient sink holds, the checks against non-contiguous inputs, torch.compile and torch.func, and
-the kernels compiled for the lower ISAs run in a subprocess (test_rng.py's fill loops too; the
-``kernel_calls`` fixture that counts fused calls is in conftest.py)."""
+gradient sink holds, the checks against non-contiguous inputs and loss gradients, torch.compile
+and torch.func, and the kernels compiled for the lower ISAs run in a subprocess (test_rng.py's
+fill loops too; the ``kernel_calls`` fixture that counts fused calls is in conftest.py)."""
 from __future__ import annotations
 
 import os
@@ -95,6 +95,36 @@ def check_sink_statistics(sink, delta_sq: torch.Tensor, v_sq: torch.Tensor) -> N
     omega, n_valid, _ = reference.omega_from_norms(delta_sq, v_sq)
     torch.testing.assert_close(sink.omega, omega)
     torch.testing.assert_close(sink.n_valid, n_valid)
+
+
+def gradient_layouts(shape: tuple[int, int, int, int], dtype: torch.dtype, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Loss gradients [M, T, B, H] in the layouts autograd hands a backward op: broadcast from a
+    sum (all strides 0) or a mean over steps, rows or units, transposed, strided, offset."""
+    M, T, B, H = shape
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*size):
+        return torch.randn(*size, dtype=dtype, generator=g)
+
+    return {
+        "sum": torch.ones((), dtype=dtype).expand(shape),
+        "broadcast over steps": randn(M, 1, B, H).expand(shape),
+        "broadcast over rows": randn(M, T, 1, H).expand(shape),
+        "broadcast over units": randn(M, T, B, 1).expand(shape),
+        "steps and rows swapped": randn(M, B, T, H).transpose(1, 2),
+        "every other unit": randn(M, T, B, 2 * H)[..., ::2],
+        "rows of a larger batch": randn(M, T, B + 1, H)[:, :, 1:],
+    }
+
+
+def check_strided_gradients_give_the_same_answer(backward: Callable, shape: tuple[int, int, int, int],
+                                                 dtype: torch.dtype = torch.float64) -> None:
+    """``backward(grad)``, a backward op with all its arguments fixed except one loss gradient of
+    ``shape``, returns bitwise the same outputs for that gradient in every layout of
+    :func:`gradient_layouts` as for its contiguous copy (the kernels read the rows where they lie)."""
+    for layout, grad in gradient_layouts(shape, dtype).items():
+        for i, (a, b) in enumerate(zip(backward(grad), backward(grad.contiguous()), strict=True)):
+            assert torch.equal(a, b), f"{layout}: output {i} differs"
 
 
 def check_non_contiguous_inputs_give_the_same_answer(f: Callable, xp: torch.Tensor, w_hh: torch.Tensor, *rest) -> None:

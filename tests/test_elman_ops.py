@@ -93,6 +93,23 @@ def test_gradcheck_through_autograd_function():
         assert torch.autograd.gradcheck(lambda a, b, c: rnnlab.elman(a, b, c, nonlinearity=act), args)
 
 
+@pytest.mark.parametrize("act", ACTS)
+def test_bias_is_added_at_every_step(act):
+    """elman(xp, bias=b) is elman(xp + b) (the kernel adds b as it reads xp), with b's gradient
+    Σ_{t,b} ∂L/∂xp_t, also through the regularized backward and with a sink."""
+    xp, w, h0 = make(2, 5, 3, 7)
+    b = torch.randn(2, 7, dtype=torch.float64)
+    torch.testing.assert_close(ops.elman_forward(xp, w, h0, act, b), ref.elman_forward(xp + b[:, None, None], w, h0, act),
+                               **TOL[torch.float64])
+    torch.testing.assert_close(ops.elman_forward(xp, w, h0, act, b), ref.elman_forward(xp, w, h0, act, b),
+                               **TOL[torch.float64])
+    args = tuple(t.clone().requires_grad_(True) for t in (xp, w, h0 * 0.5, b))
+    assert torch.autograd.gradcheck(lambda a, v, c, d: rnnlab.elman(a, v, c, nonlinearity=act, bias=d), args)
+    sink = rnnlab.GradientSink.like(xp)
+    rnnlab.elman(*args[:3], nonlinearity=act, bias=args[3], reg_weight=0.5, sink=sink).sum().backward()
+    torch.testing.assert_close(args[3].grad, args[0].grad.sum((1, 2)), **TOL[torch.float64])
+
+
 def test_gradcheck_backward_op_is_the_derivative_of_forward():
     """Double-check the raw backward op: its outputs are the VJP of the forward op."""
     xp, w, h0 = make(1, 3, 2, 4)
@@ -196,12 +213,28 @@ def test_bad_inputs_to_raw_ops_raise_instead_of_crashing():
         ops.elman_forward(xp, w, h0[:1], "tanh")
     with pytest.raises(ValueError, match="activation must be one of"):
         ops.elman_forward(xp, w, h0, "gelu")
+    with pytest.raises(ValueError, match=r"b must have shape \[M, H\]"):
+        ops.elman_forward(xp, w, h0, "tanh", xp[:, 0, 0, :-1].contiguous())
+    with pytest.raises(ValueError, match=r"bias must have shape \[2, 5\]"):
+        rnnlab.elman(xp, w, h0, bias=torch.zeros(5, dtype=xp.dtype))
     with pytest.raises(ValueError, match=r"reg_weight must be a float or a tensor of shape \[2\]"):
         rnnlab.elman(xp, w, h0, reg_weight=torch.ones(3))
 
 
 def test_non_contiguous_inputs_give_the_same_answer():
     shared.check_non_contiguous_inputs_give_the_same_answer(rnnlab.elman, *make(2, 4, 3, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 16), (1, 4, 3, 37)])  # dense and padded epilogue rows
+def test_strided_loss_gradients_give_the_same_answer(shape, dtype):
+    """A broadcast gradient (a sum's, a mean's) is read in place, not copied dense: same result."""
+    xp, w, h0 = make(*shape, dtype=dtype)
+    hs = ops.elman_forward(xp, w, h0, "tanh")
+    alpha = torch.full((shape[0],), 0.5, dtype=dtype)
+    shared.check_strided_gradients_give_the_same_answer(
+        lambda g: ops.elman_backward(g, hs, h0, w, "tanh", alpha), shape, dtype
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -244,10 +277,13 @@ def test_every_compiled_isa_matches_reference(isa):
         # H = 8: dense GEMM output rows on every ISA; H = 37: padded rows on AVX2 and portable
         "for dt, act, H in itertools.product((torch.float64, torch.float32), ('tanh', 'relu', 'sigmoid'), (8, 37)):\n"
         "    xp = torch.randn(2, 7, 9, H, dtype=dt, generator=g); w = torch.randn(2, H, H, dtype=dt, generator=g) / 6\n"
-        "    h0 = torch.randn(2, 9, H, dtype=dt, generator=g)\n"
-        "    hs = torch.ops.rnnlab.elman_forward(xp, w, h0, act)\n"
-        "    torch.testing.assert_close(hs, ref.elman_forward(xp, w, h0, act))\n"
+        "    h0, b = torch.randn(2, 9, H, dtype=dt, generator=g), torch.randn(2, H, dtype=dt, generator=g)\n"
+        "    hs = torch.ops.rnnlab.elman_forward(xp, w, h0, act, b)\n"
+        "    torch.testing.assert_close(hs, ref.elman_forward(xp, w, h0, act, b))\n"
         "    gh = torch.randn_like(hs); a = torch.ones(2, dtype=dt)\n"
         "    for x, y in zip(torch.ops.rnnlab.elman_backward(gh, hs, h0, w, act, a), ref.elman_backward(gh, hs, h0, w, act, a)):\n"
-        "      torch.testing.assert_close(x, y)\n",
+        "      torch.testing.assert_close(x, y)\n"
+        "    one = torch.ones((), dtype=dt).expand_as(hs)  # a sum's gradient, read in place\n"
+        "    for x, y in zip(*(torch.ops.rnnlab.elman_backward(o, hs, h0, w, act, a) for o in (one, one.contiguous()))):\n"
+        "      assert torch.equal(x, y)\n",
     )

@@ -118,6 +118,17 @@ def test_gradcheck_through_autograd_function():
     assert torch.autograd.gradcheck(lambda *a: rnnlab.gru(*a)[:, -1], args, fast_mode=True)
 
 
+def test_bias_is_added_at_every_step():
+    """gru(xp, bias=b) is gru(xp + b) (the kernel adds b as it reads xp), with b's gradient
+    Σ_{t,b} ∂L/∂xp_t."""
+    xp, w, b_hn, h0 = make(2, 3, 2, 3)
+    b = torch.randn(2, 9, dtype=torch.float64)
+    for got, want in zip(ops.gru_forward(xp, w, b_hn, h0, b), ref.gru_forward(xp + b[:, None, None], w, b_hn, h0)):
+        torch.testing.assert_close(got, want, **TOL[torch.float64])
+    args = tuple(t.clone().requires_grad_(True) for t in (xp, w, b_hn, h0, b))
+    assert torch.autograd.gradcheck(lambda *a: rnnlab.gru(*a[:4], bias=a[4]), args)
+
+
 @pytest.mark.parametrize("op", ["gru_forward", "gru_backward"])
 def test_opcheck(op):
     xp, w, b_hn, h0 = make(2, 5, 3, 6, dtype=torch.float32)
@@ -229,6 +240,10 @@ def test_bad_inputs_to_raw_ops_raise_instead_of_crashing():
         ops.gru_forward(xp[..., :-2].contiguous(), w, b_hn, h0)
     with pytest.raises(ValueError, match="b_hn must have shape"):
         ops.gru_forward(xp, w, b_hn[:1], h0)
+    with pytest.raises(ValueError, match=r"b must have shape \[M, 3H\]"):
+        ops.gru_forward(xp, w, b_hn, h0, xp[:, 0, 0, :-1].contiguous())
+    with pytest.raises(ValueError, match=r"bias must have shape \[2, 15\]"):
+        rnnlab.gru(xp, w, b_hn, h0, bias=torch.zeros(2, 5, dtype=xp.dtype))
     hs, gates = ops.gru_forward(xp, w, b_hn, h0)
     with pytest.raises(ValueError, match="gates must have shape"):
         ops.gru_backward(hs, hs, gates[..., :-1].contiguous(), h0, w)
@@ -240,6 +255,14 @@ def test_bad_inputs_to_raw_ops_raise_instead_of_crashing():
 
 def test_non_contiguous_inputs_give_the_same_answer():
     shared.check_non_contiguous_inputs_give_the_same_answer(rnnlab.gru, *make(2, 4, 3, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_strided_loss_gradients_give_the_same_answer(dtype):
+    """A broadcast gradient (a sum's, a mean's) is read in place: same result as dense."""
+    xp, w, b_hn, h0 = make(2, 5, 7, 20, dtype=dtype)
+    hs, gates = ops.gru_forward(xp, w, b_hn, h0)
+    shared.check_strided_gradients_give_the_same_answer(lambda g: ops.gru_backward(g, hs, gates, h0, w), hs.shape, dtype)
 
 
 @settings(max_examples=25, deadline=None)
@@ -262,13 +285,17 @@ def test_every_compiled_isa_matches_reference(isa):
         "for dt in (torch.float64, torch.float32):\n"
         "  for M, T, B, H in ((2, 7, 9, 37), (1, 3, 4, 70), (2, 3, 5, 8)):\n"
         "    xp = torch.randn(M, T, B, 3 * H, dtype=dt, generator=g); w = torch.randn(M, 3 * H, H, dtype=dt, generator=g) / 6\n"
-        "    b, h0 = torch.randn(M, H, dtype=dt, generator=g), torch.randn(M, B, H, dtype=dt, generator=g)\n"
-        "    out = torch.ops.rnnlab.gru_forward(xp, w, b, h0)\n"
-        "    for x, y in zip(out, ref.gru_forward(xp, w, b, h0)): torch.testing.assert_close(x, y)\n"
+        "    b_hn, h0 = torch.randn(M, H, dtype=dt, generator=g), torch.randn(M, B, H, dtype=dt, generator=g)\n"
+        "    b = torch.randn(M, 3 * H, dtype=dt, generator=g)\n"
+        "    out = torch.ops.rnnlab.gru_forward(xp, w, b_hn, h0, b)\n"
+        "    for x, y in zip(out, ref.gru_forward(xp, w, b_hn, h0, b)): torch.testing.assert_close(x, y)\n"
         "    gh = torch.randn_like(out[0])\n"
         "    got = torch.ops.rnnlab.gru_backward(gh, *out, h0, w)\n"
         "    for x, y in zip(got, ref.gru_backward(gh, *out, h0, w)):\n"
-        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n",
+        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n"
+        "    one = torch.ones((), dtype=dt).expand_as(gh)  # a sum's gradient, read in place\n"
+        "    for x, y in zip(*(torch.ops.rnnlab.gru_backward(o, *out, h0, w) for o in (one, one.contiguous()))):\n"
+        "      assert torch.equal(x, y)\n",
     )
 
 

@@ -83,6 +83,21 @@ def test_gradcheck_through_autograd_function():
     assert torch.autograd.gradcheck(lambda *a: rnnlab.lstm(*a)[1][:, -1], args, fast_mode=True)
 
 
+def test_bias_is_added_at_every_step():
+    """lstm(xp, bias=b) is lstm(xp + b) (the kernel adds b as it reads xp), with b's gradient
+    Σ_{t,b} ∂L/∂xp_t; the projection's reference path takes the bias too."""
+    xp, w, h0, c0 = make(2, 3, 2, 3)
+    b = torch.randn(2, 12, dtype=torch.float64)
+    for got, want in zip(ops.lstm_forward(xp, w, h0, c0, b), ref.lstm_forward(xp + b[:, None, None], w, h0, c0)):
+        torch.testing.assert_close(got, want, **TOL[torch.float64])
+    args = tuple(t.clone().requires_grad_(True) for t in (xp, w, h0, c0, b))
+    assert torch.autograd.gradcheck(lambda *a: rnnlab.lstm(*a[:4], bias=a[4]), args)
+    w_hr = torch.randn(2, 2, 3, dtype=torch.float64)
+    h0_p, w_p = h0[..., :2], w[..., :2]
+    torch.testing.assert_close(rnnlab.lstm(xp, w_p, h0_p, c0, w_hr=w_hr, bias=b),
+                               rnnlab.lstm(xp + b[:, None, None], w_p, h0_p, c0, w_hr=w_hr))
+
+
 @pytest.mark.parametrize("op", ["lstm_forward", "lstm_backward"])
 @pytest.mark.parametrize("with_grad_cs", [False, True])
 def test_opcheck(op, with_grad_cs):
@@ -176,6 +191,10 @@ def test_bad_inputs_to_raw_ops_raise_instead_of_crashing():
         ops.lstm_forward(xp[..., :-2].contiguous(), w, h0, c0)
     with pytest.raises(ValueError, match="c0 must have shape"):
         ops.lstm_forward(xp, w, h0, c0[:1])
+    with pytest.raises(ValueError, match=r"b must have shape \[M, 4H\]"):
+        ops.lstm_forward(xp, w, h0, c0, xp[:, 0, 0, :-1].contiguous())
+    with pytest.raises(ValueError, match=r"bias must have shape \[2, 20\]"):
+        rnnlab.lstm(xp, w, h0, c0, bias=torch.zeros(2, 5, dtype=xp.dtype))
     hs, cs, gates = ops.lstm_forward(xp, w, h0, c0)
     with pytest.raises(ValueError, match="grad_cs must have shape"):
         ops.lstm_backward(hs, cs[:, :1], hs, cs, gates, h0, c0, w)
@@ -187,6 +206,20 @@ def test_bad_inputs_to_raw_ops_raise_instead_of_crashing():
 
 def test_non_contiguous_inputs_give_the_same_answer():
     shared.check_non_contiguous_inputs_give_the_same_answer(rnnlab.lstm, *make(2, 4, 3, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_strided_loss_gradients_give_the_same_answer(dtype):
+    """Broadcast gradients on h and c (a sum's, a mean's) are read in place: same result as dense."""
+    xp, w, h0, c0 = make(2, 5, 7, 20, dtype=dtype)
+    hs, cs, gates = ops.lstm_forward(xp, w, h0, c0)
+    g = torch.randn_like(hs)
+    shared.check_strided_gradients_give_the_same_answer(
+        lambda gh: ops.lstm_backward(gh, g, hs, cs, gates, h0, c0, w), hs.shape, dtype
+    )
+    shared.check_strided_gradients_give_the_same_answer(
+        lambda gc: ops.lstm_backward(g, gc, hs, cs, gates, h0, c0, w), hs.shape, dtype
+    )
 
 
 def test_default_states_are_zero():
@@ -216,10 +249,14 @@ def test_every_compiled_isa_matches_reference(isa):
         "  for M, T, B, H in ((2, 7, 9, 37), (1, 3, 4, 70)):\n"
         "    xp = torch.randn(M, T, B, 4 * H, dtype=dt, generator=g); w = torch.randn(M, 4 * H, H, dtype=dt, generator=g) / 6\n"
         "    h0, c0 = (torch.randn(M, B, H, dtype=dt, generator=g) for _ in range(2))\n"
-        "    out = torch.ops.rnnlab.lstm_forward(xp, w, h0, c0)\n"
-        "    for x, y in zip(out, ref.lstm_forward(xp, w, h0, c0)): torch.testing.assert_close(x, y)\n"
+        "    b = torch.randn(M, 4 * H, dtype=dt, generator=g)\n"
+        "    out = torch.ops.rnnlab.lstm_forward(xp, w, h0, c0, b)\n"
+        "    for x, y in zip(out, ref.lstm_forward(xp, w, h0, c0, b)): torch.testing.assert_close(x, y)\n"
         "    gh, gc = torch.randn_like(out[0]), torch.randn_like(out[1])\n"
         "    got = torch.ops.rnnlab.lstm_backward(gh, gc, *out, h0, c0, w)\n"
         "    for x, y in zip(got, ref.lstm_backward(gh, gc, *out, h0, c0, w)):\n"
-        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n",
+        "      torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4 * y.abs().max().item())\n"
+        "    one = torch.ones((), dtype=dt).expand_as(gh)  # a sum's gradient, read in place\n"
+        "    for x, y in zip(*(torch.ops.rnnlab.lstm_backward(o, o, *out, h0, c0, w) for o in (one, one.contiguous()))):\n"
+        "      assert torch.equal(x, y)\n",
     )

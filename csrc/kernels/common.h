@@ -21,6 +21,18 @@ struct RecurrenceShape {
   int64_t recurrent_work(int64_t gates) const { return M * T * B * H * H * gates; }
 };
 
+// A read-only [M, T, B, H] sequence whose rows (H values each) are contiguous but may lie anywhere:
+// row (m, t, b) starts at data + m·m_stride + t·t_stride + b·b_stride. The backward kernels read the
+// loss gradients ∂⁺L/∂h_t (and the LSTM's ∂⁺L/∂c_t) through it, so that a gradient broadcast over
+// models, steps or batch rows — that of a sum or a mean: stride 0 there — reaches them without a
+// dense copy. A dense tensor's strides are T·B·H, B·H and H. A null data pointer means "all zero".
+template <typename T>
+struct SeqRows {
+  const T* data;
+  int64_t m_stride, t_stride, b_stride;
+  const T* row(int64_t m, int64_t t, int64_t b) const { return data + m * m_stride + t * t_stride + b * b_stride; }
+};
+
 // A contiguous range of batch rows of one model: the unit of parallel work. Rows of a model
 // are independent, so tiles never synchronize with each other.
 struct BatchTile {

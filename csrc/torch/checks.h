@@ -16,13 +16,19 @@ inline void check_dim(const char* name, const at::Tensor& t, int64_t dim, const 
   TORCH_CHECK_VALUE(t.dim() == dim, name, " must have shape ", shape, ", got ", t.sizes());
 }
 
-// Same dtype and device as `like`, contiguous, and exactly `sizes`.
-inline void check_like(const char* name, const at::Tensor& t, const at::Tensor& like, at::IntArrayRef sizes,
-                       const char* shape) {
+// Same dtype and device as `like`, and exactly `sizes`; any strides.
+inline void check_like_strided(const char* name, const at::Tensor& t, const at::Tensor& like, at::IntArrayRef sizes,
+                               const char* shape) {
   TORCH_CHECK_TYPE(t.scalar_type() == like.scalar_type(), name, " must have dtype ", like.scalar_type(), ", got ",
                    t.scalar_type());
   TORCH_CHECK_VALUE(t.device() == like.device(), name, " must be on ", like.device(), ", got ", t.device());
   TORCH_CHECK_VALUE(t.sizes() == sizes, name, " must have shape ", shape, " = ", sizes, ", got ", t.sizes());
+}
+
+// Same dtype and device as `like`, contiguous, and exactly `sizes`.
+inline void check_like(const char* name, const at::Tensor& t, const at::Tensor& like, at::IntArrayRef sizes,
+                       const char* shape) {
+  check_like_strided(name, t, like, sizes, shape);
   TORCH_CHECK_VALUE(t.is_contiguous(), name, " must be contiguous");
 }
 

@@ -22,11 +22,12 @@ RecurrenceShape check_gru_forward(const at::Tensor& xp, const at::Tensor& w_hh, 
   return s;
 }
 
-// gates [M, T, B, 4H] (r, z, n, hn), and grad_hs, hs [M, T, B, H], h0 [M, B, H], w_hh [M, 3H, H] like it.
+// gates [M, T, B, 4H] (r, z, n, hn), and grad_hs (check_rows_like), hs [M, T, B, H], h0 [M, B, H],
+// w_hh [M, 3H, H] like it.
 RecurrenceShape check_gru_backward(const at::Tensor& grad_hs, const at::Tensor& hs, const at::Tensor& gates,
                                    const at::Tensor& h0, const at::Tensor& w_hh) {
   const RecurrenceShape s = check_gate_stack("gates", gates, 4, "[M, T, B, 4H]", "r, z, n, hn", check_float);
-  check_like("grad_hs", grad_hs, gates, {s.M, s.T, s.B, s.H}, "[M, T, B, H]");
+  check_rows_like("grad_hs", grad_hs, gates, {s.M, s.T, s.B, s.H}, "[M, T, B, H]");
   check_like("hs", hs, gates, {s.M, s.T, s.B, s.H}, "[M, T, B, H]");
   check_like("h0", h0, gates, {s.M, s.B, s.H}, "[M, B, H]");
   check_like("w_hh", w_hh, gates, {s.M, 3 * s.H, s.H}, "[M, 3H, H]");
@@ -55,15 +56,17 @@ struct GruBackwardOutputs : BackwardOutputs {
 };
 
 std::tuple<at::Tensor, at::Tensor> gru_forward_cpu(const at::Tensor& xp, const at::Tensor& w_hh,
-                                                   const at::Tensor& b_hn, const at::Tensor& h0) {
+                                                   const at::Tensor& b_hn, const at::Tensor& h0,
+                                                   const std::optional<at::Tensor>& b) {
   const RecurrenceShape s = check_gru_forward(xp, w_hh, b_hn, h0);
+  const at::Tensor bias = bias_or_zeros(b, xp, "[M, 3H]");
   auto hs = at::empty({s.M, s.T, s.B, s.H}, xp.options());
   auto gates = at::empty({s.M, s.T, s.B, 4 * s.H}, xp.options());
   if (hs.numel() == 0) return {hs, gates};
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
     const auto& k = cpu::gru_kernels<scalar_t>(cpu::selected_isa());
     for_each_tile(make_tiles(s.M, s.B, k.row_block), s.recurrent_work(3), [&](BatchTile tile) {
-      k.forward(s, tile, xp.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(),
+      k.forward(s, tile, xp.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(),
                 b_hn.const_data_ptr<scalar_t>(), h0.const_data_ptr<scalar_t>(), hs.mutable_data_ptr<scalar_t>(),
                 gates.mutable_data_ptr<scalar_t>());
     });
@@ -71,15 +74,16 @@ std::tuple<at::Tensor, at::Tensor> gru_forward_cpu(const at::Tensor& xp, const a
   return {hs, gates};
 }
 
-GruBackwardResult gru_backward_cpu(const at::Tensor& grad_hs, const at::Tensor& hs, const at::Tensor& gates,
+GruBackwardResult gru_backward_cpu(const at::Tensor& grad_hs_given, const at::Tensor& hs, const at::Tensor& gates,
                                    const at::Tensor& h0, const at::Tensor& w_hh) {
+  const at::Tensor grad_hs = with_contiguous_rows(grad_hs_given);
   const RecurrenceShape s = check_gru_backward(grad_hs, hs, gates, h0, w_hh);
   GruBackwardOutputs out(s, hs, h0);
   if (has_work(s)) {
     AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_backward", [&] {
       const auto& k = cpu::gru_kernels<scalar_t>(cpu::selected_isa());
       for_each_tile(make_tiles(s.M, s.B, k.row_block), s.recurrent_work(3), [&](BatchTile tile) {
-        k.backward(s, tile, grad_hs.const_data_ptr<scalar_t>(), hs.const_data_ptr<scalar_t>(),
+        k.backward(s, tile, seq_rows<scalar_t>(grad_hs), hs.const_data_ptr<scalar_t>(),
                    gates.const_data_ptr<scalar_t>(), h0.const_data_ptr<scalar_t>(), w_hh.const_data_ptr<scalar_t>(),
                    out.grad_xp.mutable_data_ptr<scalar_t>(), out.grad_hn.mutable_data_ptr<scalar_t>(),
                    out.grad_h0.mutable_data_ptr<scalar_t>(), out.delta_sq.mutable_data_ptr<scalar_t>(),
@@ -93,7 +97,7 @@ GruBackwardResult gru_backward_cpu(const at::Tensor& grad_hs, const at::Tensor& 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(rnnlab, m) {
-  m.def("gru_forward(Tensor xp, Tensor w_hh, Tensor b_hn, Tensor h0) -> (Tensor hs, Tensor gates)");
+  m.def("gru_forward(Tensor xp, Tensor w_hh, Tensor b_hn, Tensor h0, Tensor? b=None) -> (Tensor hs, Tensor gates)");
   m.def(
       "gru_backward(Tensor grad_hs, Tensor hs, Tensor gates, Tensor h0, Tensor w_hh) -> (Tensor grad_xp, "
       "Tensor grad_w_hh, Tensor grad_b_hn, Tensor grad_h0, Tensor delta_sq, Tensor v_sq)");

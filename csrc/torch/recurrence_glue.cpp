@@ -17,6 +17,14 @@ Activation parse_activation(c10::string_view name) {
   TORCH_CHECK_VALUE(false, "activation must be one of 'tanh', 'relu', 'sigmoid', 'identity', got '", name, "'");
 }
 
+at::Tensor with_contiguous_rows(const at::Tensor& g) {
+  if (g.dim() != 4 || g.size(3) <= 1 || g.stride(3) == 1) return g;
+  at::Tensor compact = g;
+  for (int64_t d = 0; d < 3; ++d)
+    if (g.stride(d) == 0) compact = compact.narrow(d, 0, std::min<int64_t>(1, g.size(d)));
+  return compact.contiguous().expand(g.sizes());
+}
+
 namespace {
 
 // omega_from_norms in one pass per model (the ATen expression below makes eight passes and five

@@ -33,6 +33,38 @@ inline RecurrenceShape check_gate_stack(const char* name, const at::Tensor& t, i
   return {t.size(0), t.size(1), t.size(2), t.size(3) / n};
 }
 
+// A loss gradient g [M, T, B, H] of any strides as the CPU backward kernels read it (SeqRows: rows
+// of H contiguous values, anywhere): g itself when its rows are contiguous; otherwise a copy that
+// keeps g's broadcast dimensions broadcast, so the gradient of a sum of the states (a scalar
+// expanded: all strides 0) becomes one row of H values instead of a dense [M, T, B, H] tensor. A
+// tensor that is not 4-D is returned as it is, for the shape check to name it.
+at::Tensor with_contiguous_rows(const at::Tensor& g);
+
+// g [M, T, B, H] with contiguous rows (with_contiguous_rows) as the CPU kernels take it.
+template <typename T>
+SeqRows<T> seq_rows(const at::Tensor& g) {
+  return {g.const_data_ptr<T>(), g.stride(0), g.stride(1), g.stride(2)};
+}
+
+// A loss gradient (check_like_strided) whose rows are contiguous: what the backward ops read
+// grad_hs and grad_cs as, the CPU impls after with_contiguous_rows, the CUDA impls after a dense copy.
+inline void check_rows_like(const char* name, const at::Tensor& t, const at::Tensor& like, at::IntArrayRef sizes,
+                            const char* shape) {
+  check_like_strided(name, t, like, sizes, shape);
+  TORCH_CHECK_VALUE(t.size(3) <= 1 || t.stride(3) == 1, name,
+                    " must have contiguous rows (stride 1 along its last dimension), got strides ", t.strides());
+}
+
+// A forward op's optional bias b [M, G], added to xp [M, T, B, G] at every step (so that the
+// projection GEMM that makes xp needs no bias pass): checked like xp (`shape` as written, e.g.
+// "[M, 4H]"), or zeros when absent, which the kernels add as well (xp + 0 is xp).
+inline at::Tensor bias_or_zeros(const std::optional<at::Tensor>& b, const at::Tensor& xp, const char* shape) {
+  const std::vector<int64_t> sizes{xp.size(0), xp.size(3)};
+  if (!b) return at::zeros(sizes, xp.options());
+  check_like("b", *b, xp, sizes, shape);
+  return *b;
+}
+
 // Whether a call has anything for the kernels to compute.
 inline bool has_work(const RecurrenceShape& s) { return s.M > 0 && s.T > 0 && s.B > 0 && s.H > 0; }
 
@@ -94,12 +126,13 @@ inline RecurrenceShape check_elman(const at::Tensor& xp, const at::Tensor& w_hh,
   return s;
 }
 
-// The elman_backward op's tensors: check_elman on (hs, w_hh, h0), grad_hs like hs, reg_weight [M].
+// The elman_backward op's tensors: check_elman on (hs, w_hh, h0), grad_hs like hs (check_rows_like),
+// reg_weight [M].
 inline RecurrenceShape check_elman_backward(const at::Tensor& grad_hs, const at::Tensor& hs, const at::Tensor& h0,
                                             const at::Tensor& w_hh, const std::optional<at::Tensor>& reg_weight,
                                             FirstTensorCheck check_first) {
   const RecurrenceShape s = check_elman(hs, w_hh, h0, check_first);
-  check_like("grad_hs", grad_hs, hs, {s.M, s.T, s.B, s.H}, "[M, T, B, H]");
+  check_rows_like("grad_hs", grad_hs, hs, {s.M, s.T, s.B, s.H}, "[M, T, B, H]");
   if (reg_weight) check_like("reg_weight", *reg_weight, hs, {s.M}, "[M]");
   return s;
 }
@@ -135,17 +168,17 @@ inline RecurrenceShape check_lstm(const at::Tensor& xp, const at::Tensor& w_hh, 
 }
 
 // The lstm_backward op's tensors: check_lstm on (gates, w_hh, h0, c0), and grad_hs, hs, cs, grad_cs
-// (when given) [M, T, B, H] like gates.
+// (when given) [M, T, B, H] like gates (the two gradients check_rows_like).
 inline RecurrenceShape check_lstm_backward(const at::Tensor& grad_hs, const std::optional<at::Tensor>& grad_cs,
                                            const at::Tensor& hs, const at::Tensor& cs, const at::Tensor& gates,
                                            const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh,
                                            FirstTensorCheck check_first) {
   const RecurrenceShape s = check_lstm(gates, w_hh, h0, c0, "gates", check_first);
   const std::vector<int64_t> seq{s.M, s.T, s.B, s.H};
-  check_like("grad_hs", grad_hs, gates, seq, "[M, T, B, H]");
+  check_rows_like("grad_hs", grad_hs, gates, seq, "[M, T, B, H]");
   check_like("hs", hs, gates, seq, "[M, T, B, H]");
   check_like("cs", cs, gates, seq, "[M, T, B, H]");
-  if (grad_cs) check_like("grad_cs", *grad_cs, gates, seq, "[M, T, B, H]");
+  if (grad_cs) check_rows_like("grad_cs", *grad_cs, gates, seq, "[M, T, B, H]");
   return s;
 }
 

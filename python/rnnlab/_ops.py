@@ -146,6 +146,12 @@ _DIFFERENTIABLE = {
 }
 
 
+def _zero_gradient(t: Tensor) -> Tensor:
+    """The gradient of an output that the loss does not use: zeros of t's shape, broadcast from
+    one element (the backward ops read their loss gradients through any strides)."""
+    return t.new_zeros(()).expand_as(t)
+
+
 def _in_backward(op_name: str, *args):
     """Calls an op from a Function's backward. Autograd records a backward pass only for a
     gradient of a gradient (create_graph=True; torch.func.grad always asks for it): then the op
@@ -179,11 +185,24 @@ def _sink_grads(ctx, delta_sq: Tensor, v_sq: Tensor, omega_and_n: tuple[Tensor, 
     return step_grad, torch.stack(omega_and_n, 1)
 
 
+def _bias_grad(ctx, grad_xp: Tensor) -> Tensor | None:
+    """The gradient of the bias b [M, G] that a recurrence Function takes as its last input (added
+    to xp [M, T, B, G] at every step): Σ over steps and rows of grad_xp, or None when b needs none.
+
+    A batched GEMV with a vector of ones: one pass over grad_xp, like a reduction over its middle
+    dimensions, but faster at the widths of the gated cells (G = 3H, 4H).
+    """
+    if not ctx.needs_input_grad[-1]:
+        return None
+    M, T, B, G = grad_xp.shape
+    return torch.bmm(grad_xp.new_ones(M, 1, T * B), grad_xp.reshape(M, T * B, G)).view(M, G)
+
+
 # ---------------------------------------------------------------------------------------------
 # Elman
 # ---------------------------------------------------------------------------------------------
 @torch.library.register_fake("rnnlab::elman_forward")
-def _elman_forward_fake(xp, w_hh, h0, activation):
+def _elman_forward_fake(xp, w_hh, h0, activation, b=None):
     return torch.empty_like(xp, memory_format=torch.contiguous_format)
 
 
@@ -202,7 +221,7 @@ def _elman_backward_fake(grad_hs, hs, h0, w_hh, activation, reg_weight):
 
 
 class ElmanFunction(torch.autograd.Function):
-    """hs = elman(xp, w_hh, h0); the two sinks receive the per-step statistics as "gradients".
+    """hs = elman(xp, w_hh, h0, b); the two sinks receive the per-step statistics as "gradients".
 
     step_sink [M, 2, T, B] gets (‖δ_t‖², ‖v_t‖²); reg_sink [M, 2] gets (Ω, N). They carry no
     value in the forward pass; they exist so that one ``loss.backward()`` delivers the
@@ -211,64 +230,64 @@ class ElmanFunction(torch.autograd.Function):
     With a regularizer (reg_weight α) the backward pass is not the vjp of the forward: it adds
     α·∂⁺Ω/∂W_hh. So that a gradient of that gradient differentiates the states themselves, a
     recorded backward pass reads hs through :class:`ElmanStates`, whose vjp has no α term; for
-    that the Function keeps xp too when α is given.
+    that the Function keeps xp and b too when α is given.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(xp, w_hh, h0, step_sink, reg_sink, reg_weight, activation):
-        return ops.elman_forward(xp, w_hh, h0, activation)
+    def forward(xp, w_hh, h0, step_sink, reg_sink, reg_weight, activation, b):
+        return ops.elman_forward(xp, w_hh, h0, activation, b)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        xp, w_hh, h0, step_sink, reg_sink, reg_weight, activation = inputs
-        ctx.save_for_backward(output, h0, w_hh, reg_weight, None if reg_weight is None else xp)
+        xp, w_hh, h0, step_sink, reg_sink, reg_weight, activation, b = inputs
+        kept = (None, None) if reg_weight is None else (xp, b)
+        ctx.save_for_backward(output, h0, w_hh, reg_weight, *kept)
         ctx.activation = activation
         ctx.want_stats = (step_sink is not None, reg_sink is not None)
 
     @staticmethod
     def backward(ctx, grad_hs):
-        hs, h0, w_hh, reg_weight, xp = ctx.saved_tensors
+        hs, h0, w_hh, reg_weight, xp, b = ctx.saved_tensors
         if reg_weight is not None and torch.is_grad_enabled():
-            hs = ElmanStates.apply(hs, xp, w_hh, h0, ctx.activation)
+            hs = ElmanStates.apply(hs, xp, w_hh, h0, ctx.activation, b)
         grad_xp, grad_w, grad_h0, delta_sq, v_sq, omega, n_valid = _in_backward(
-            "elman_backward", grad_hs.contiguous(), hs, h0, w_hh, ctx.activation, reg_weight
+            "elman_backward", grad_hs, hs, h0, w_hh, ctx.activation, reg_weight
         )
-        return grad_xp, grad_w, grad_h0, *_sink_grads(ctx, delta_sq, v_sq, (omega, n_valid)), None, None
+        return (grad_xp, grad_w, grad_h0, *_sink_grads(ctx, delta_sq, v_sq, (omega, n_valid)), None, None,
+                _bias_grad(ctx, grad_xp))
 
 
 class ElmanStates(torch.autograd.Function):
-    """hs = elman(xp, w_hh, h0) already computed, returned as a view whose backward is the plain
+    """hs = elman(xp, w_hh, h0, b) already computed, returned as a view whose backward is the plain
     vjp of the states (no regularizer term, no sinks): what a gradient of a regularized
     :class:`ElmanFunction` gradient must differentiate."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(hs, xp, w_hh, h0, activation):
+    def forward(hs, xp, w_hh, h0, activation, b):
         return hs.view_as(hs)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, _, w_hh, h0, activation = inputs
+        _, _, w_hh, h0, activation, _ = inputs
         ctx.save_for_backward(output, h0, w_hh)
         ctx.activation = activation
 
     @staticmethod
     def backward(ctx, grad_hs):
         hs, h0, w_hh = ctx.saved_tensors
-        grad_xp, grad_w, grad_h0, *_ = _in_backward(
-            "elman_backward", grad_hs.contiguous(), hs, h0, w_hh, ctx.activation, None
-        )
-        return None, grad_xp, grad_w, grad_h0, None
+        grad_xp, grad_w, grad_h0, *_ = _in_backward("elman_backward", grad_hs, hs, h0, w_hh, ctx.activation, None)
+        return None, grad_xp, grad_w, grad_h0, None, _bias_grad(ctx, grad_xp)
 
 
 # ---------------------------------------------------------------------------------------------
 # LSTM
 # ---------------------------------------------------------------------------------------------
 @torch.library.register_fake("rnnlab::lstm_forward")
-def _lstm_forward_fake(xp, w_hh, h0, c0):
+def _lstm_forward_fake(xp, w_hh, h0, c0, b=None):
     M, T, B, G = xp.shape
     H = G // 4
     return xp.new_empty(M, T, B, H), xp.new_empty(M, T, B, H), torch.empty_like(xp, memory_format=torch.contiguous_format)
@@ -288,7 +307,7 @@ def _lstm_backward_fake(grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh):
 
 
 class LstmFunction(torch.autograd.Function):
-    """(hs, cs, gates) = lstm(xp, w_hh, h0, c0); the sinks receive the per-step statistics.
+    """(hs, cs, gates) = lstm(xp, w_hh, h0, c0, b); the sinks receive the per-step statistics.
 
     ``gates`` [M, T, B, 4H] is saved for the backward pass. It is a differentiable output because
     the backward pass reads it: a gradient of a gradient reaches it (and only then is its gradient
@@ -300,12 +319,12 @@ class LstmFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(xp, w_hh, h0, c0, step_sink, reg_sink):
-        return ops.lstm_forward(xp, w_hh, h0, c0)
+    def forward(xp, w_hh, h0, c0, step_sink, reg_sink, b):
+        return ops.lstm_forward(xp, w_hh, h0, c0, b)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, w_hh, h0, c0, step_sink, reg_sink = inputs
+        _, w_hh, h0, c0, step_sink, reg_sink, _ = inputs
         hs, cs, gates = output
         ctx.save_for_backward(hs, cs, gates, h0, c0, w_hh)
         ctx.want_stats = (step_sink is not None, reg_sink is not None)
@@ -317,21 +336,20 @@ class LstmFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_hs, grad_cs, grad_gates):
         hs, cs, gates, h0, c0, w_hh = ctx.saved_tensors
-        grad_hs = torch.zeros_like(hs) if grad_hs is None else grad_hs.contiguous()
-        grad_cs = None if grad_cs is None else grad_cs.contiguous()
+        grad_hs = _zero_gradient(hs) if grad_hs is None else grad_hs
         if grad_gates is None:
             out = _in_backward("lstm_backward", grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh)
         else:
             out = reference.lstm_backward(grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh, grad_gates)
         grad_xp, grad_w, grad_h0, grad_c0, delta_sq, v_sq = out
-        return (grad_xp, grad_w, grad_h0, grad_c0, *_sink_grads(ctx, delta_sq, v_sq))
+        return (grad_xp, grad_w, grad_h0, grad_c0, *_sink_grads(ctx, delta_sq, v_sq), _bias_grad(ctx, grad_xp))
 
 
 # ---------------------------------------------------------------------------------------------
 # GRU
 # ---------------------------------------------------------------------------------------------
 @torch.library.register_fake("rnnlab::gru_forward")
-def _gru_forward_fake(xp, w_hh, b_hn, h0):
+def _gru_forward_fake(xp, w_hh, b_hn, h0, b=None):
     M, T, B, G = xp.shape
     H = G // 3
     return xp.new_empty(M, T, B, H), xp.new_empty(M, T, B, 4 * H)
@@ -356,7 +374,7 @@ register_reference_kernel("gru_backward", "cuda", reference.gru_backward)
 
 
 class GruFunction(torch.autograd.Function):
-    """(hs, gates) = gru(xp, w_hh, b_hn, h0); the sinks receive the per-step statistics.
+    """(hs, gates) = gru(xp, w_hh, b_hn, h0, b); the sinks receive the per-step statistics.
 
     ``gates`` [M, T, B, 4H] (r, z, n, hn) is saved for the backward pass, and differentiable for
     the reason given in :class:`LstmFunction`. The sinks work as in :class:`ElmanFunction`:
@@ -366,12 +384,12 @@ class GruFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(xp, w_hh, b_hn, h0, step_sink, reg_sink):
-        return ops.gru_forward(xp, w_hh, b_hn, h0)
+    def forward(xp, w_hh, b_hn, h0, step_sink, reg_sink, b):
+        return ops.gru_forward(xp, w_hh, b_hn, h0, b)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, w_hh, _, h0, step_sink, reg_sink = inputs
+        _, w_hh, _, h0, step_sink, reg_sink, _ = inputs
         hs, gates = output
         ctx.save_for_backward(hs, gates, h0, w_hh)
         ctx.want_stats = (step_sink is not None, reg_sink is not None)
@@ -382,13 +400,13 @@ class GruFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_hs, grad_gates):
         hs, gates, h0, w_hh = ctx.saved_tensors
-        grad_hs = torch.zeros_like(hs) if grad_hs is None else grad_hs.contiguous()
+        grad_hs = _zero_gradient(hs) if grad_hs is None else grad_hs
         if grad_gates is None:
             out = _in_backward("gru_backward", grad_hs, hs, gates, h0, w_hh)
         else:
             out = reference.gru_backward(grad_hs, hs, gates, h0, w_hh, grad_gates)
         grad_xp, grad_w, grad_b_hn, grad_h0, delta_sq, v_sq = out
-        return (grad_xp, grad_w, grad_b_hn, grad_h0, *_sink_grads(ctx, delta_sq, v_sq))
+        return (grad_xp, grad_w, grad_b_hn, grad_h0, *_sink_grads(ctx, delta_sq, v_sq), _bias_grad(ctx, grad_xp))
 
 
 # ---------------------------------------------------------------------------------------------

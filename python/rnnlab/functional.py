@@ -1,7 +1,9 @@
 """Functional, population-first entry points to the fused kernels (DESIGN.md §2).
 
 All ops take a leading model dimension M: M independent recurrences, each with its own weights,
-run in one fused call. Inputs are projected outside the kernel (``x W_ihᵀ + b`` is one big GEMM).
+run in one fused call. Inputs are projected outside the kernel (``x W_ihᵀ`` is one big GEMM); the
+bias goes into that GEMM or, cheaper, to the op's ``bias`` argument, which the kernel adds as it
+reads the projection.
 """
 from __future__ import annotations
 
@@ -118,6 +120,16 @@ class GradientSink:
         return self._grad(self.reg)[:, 1]
 
 
+def _bias(bias: Tensor | None, xp: Tensor) -> Tensor | None:
+    """The optional bias [M, G] of a recurrence whose projected input xp is [M, T, B, G], checked
+    and contiguous."""
+    if bias is None:
+        return None
+    M, _, _, G = xp.shape
+    _check("bias", bias, (M, G), xp.dtype, xp.device, like="xp")
+    return bias.contiguous()
+
+
 def _check_projected(xp, w_hh, gates: tuple[str, ...] = (), state_size: int | None = None) -> tuple[int, int, int, int]:
     """Check the projected inputs xp [M, T, B, len(gates)·H] and w_hh [M, len(gates)·H, S] of a
     recurrence with the named gate blocks (none: Elman) and a state of S = state_size units (H
@@ -143,11 +155,13 @@ def elman(
     nonlinearity: str = "tanh",
     reg_weight: float | Tensor | None = None,
     sink: GradientSink | None = None,
+    bias: Tensor | None = None,
 ) -> Tensor:
-    """M independent Elman recurrences ``h_t = φ(xp_t + h_{t-1} w_hhᵀ)`` in one fused call.
+    """M independent Elman recurrences ``h_t = φ(xp_t + bias + h_{t-1} w_hhᵀ)`` in one fused call.
 
     Args:
-        xp: [M, T, B, H] projected inputs ``x W_ihᵀ + b_ih + b_hh`` (float32 or float64).
+        xp: [M, T, B, H] projected inputs ``x W_ihᵀ + b_ih + b_hh`` (float32 or float64), or
+            ``x W_ihᵀ`` with ``bias = b_ih + b_hh``.
         w_hh: [M, H, H] recurrent weights in PyTorch's layout (``weight_hh_l0`` of model m is
             ``w_hh[m]``).
         h0: [M, B, H] initial states, or None for zeros.
@@ -156,6 +170,9 @@ def elman(
             [M] tensor (one α per model). When nonzero, the backward pass adds α·∂⁺Ω/∂W_hh to the
             gradient of ``w_hh``; the loss itself is unchanged.
         sink: optional :class:`GradientSink` that receives ‖δ_t‖², ‖v_t‖², Ω and N at backward.
+        bias: optional [M, H] bias added at every step. The kernel adds it as it reads xp, so the
+            GEMM that projects the inputs needs no bias pass over its [M, T, B, H] output (what
+            ``rnnlab.RNN`` does with ``b_ih + b_hh``).
     Returns:
         hs: [M, T, B, H], the states h_1 … h_T.
     """
@@ -173,6 +190,7 @@ def elman(
         None if sink is None else sink.reg,
         _reg_weight(reg_weight, M, xp),
         nonlinearity,
+        _bias(bias, xp),
     )
 
 
@@ -184,14 +202,16 @@ def lstm(
     *,
     w_hr: Tensor | None = None,
     sink: GradientSink | None = None,
+    bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """M independent LSTMs (PyTorch's cell, gate order i, f, g, o) in one fused call.
 
-    ``z_t = xp_t + h_{t-1} w_hhᵀ``; ``i, f, o = σ(z_i, z_f, z_o)``, ``g = tanh(z_g)``;
+    ``z_t = xp_t + bias + h_{t-1} w_hhᵀ``; ``i, f, o = σ(z_i, z_f, z_o)``, ``g = tanh(z_g)``;
     ``c_t = f c_{t-1} + i g``; ``h_t = o tanh(c_t)``.
 
     Args:
-        xp: [M, T, B, 4H] projected inputs ``x W_ihᵀ + b_ih + b_hh`` (float32 or float64).
+        xp: [M, T, B, 4H] projected inputs ``x W_ihᵀ + b_ih + b_hh`` (float32 or float64), or
+            ``x W_ihᵀ`` with ``bias = b_ih + b_hh``.
         w_hh: [M, 4H, H] recurrent weights in PyTorch's layout (``weight_hh_l0`` of model m is
             ``w_hh[m]``).
         h0, c0: [M, B, H] initial hidden and cell states, or None for zeros.
@@ -204,12 +224,14 @@ def lstm(
             No kernel covers it: it runs :func:`rnnlab.reference.lstm_forward` (a per-step loop
             that autograd differentiates), counted in ``rnnlab._ops.fallbacks[("lstm_forward",
             "proj_size")]``, without a sink.
+        bias: optional [M, 4H] bias added at every step, by the kernel as it reads xp (see
+            :func:`elman`).
     Returns:
         hs: [M, T, B, H] (with w_hr: [M, T, B, P]) the hidden states h_1 … h_T; cs: [M, T, B, H]
         the cell states.
     """
     if w_hr is not None:
-        return _lstm_with_projection(xp, w_hh, h0, c0, w_hr, sink)
+        return _lstm_with_projection(xp, w_hh, h0, c0, w_hr, sink, bias)
     M, T, B, H = _check_projected(xp, w_hh, ("i", "f", "g", "o"))
     states = [_or_zeros(name, st, (M, B, H), xp, "xp") for name, st in (("h0", h0), ("c0", c0))]
     if sink is not None:
@@ -220,6 +242,7 @@ def lstm(
         *states,
         None if sink is None else sink.step,
         None if sink is None else sink.reg,
+        _bias(bias, xp),
     )
     return hs, cs
 
@@ -227,7 +250,7 @@ def lstm(
 _lstm_reference = _ops.reference_path("lstm_forward", "proj_size", reference.lstm_forward)
 
 
-def _lstm_with_projection(xp, w_hh, h0, c0, w_hr, sink) -> tuple[Tensor, Tensor]:
+def _lstm_with_projection(xp, w_hh, h0, c0, w_hr, sink, bias) -> tuple[Tensor, Tensor]:
     """:func:`lstm` with a projection w_hr [M, P, H]: checked, then run by the reference."""
     if sink is not None:
         raise NotImplementedError("rnnlab.lstm has no gradient sink with a projection (w_hr): it runs the reference")
@@ -237,7 +260,7 @@ def _lstm_with_projection(xp, w_hh, h0, c0, w_hr, sink) -> tuple[Tensor, Tensor]
     M, T, B, H = _check_projected(xp, w_hh, ("i", "f", "g", "o"), state_size=P)
     _check("w_hr", w_hr, (M, P, H), xp.dtype, xp.device, like="xp")
     states = [_or_zeros(name, st, (M, B, n), xp, "xp") for name, st, n in (("h0", h0, P), ("c0", c0, H))]
-    hs, cs, _ = _lstm_reference(xp, w_hh, *states, w_hr=w_hr)
+    hs, cs, _ = _lstm_reference(xp, w_hh, *states, b=_bias(bias, xp), w_hr=w_hr)
     return hs, cs
 
 
@@ -248,14 +271,16 @@ def gru(
     h0: Tensor | None = None,
     *,
     sink: GradientSink | None = None,
+    bias: Tensor | None = None,
 ) -> Tensor:
     """M independent GRUs (PyTorch's cell, gate order r, z, n) in one fused call.
 
-    ``[a_r, a_z, a_n] = h_{t-1} w_hhᵀ``; ``r = σ(xp_r + a_r)``, ``z = σ(xp_z + a_z)``,
-    ``n = tanh(xp_n + r ⊙ (a_n + b_hn))``, ``h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}``.
+    With ``x_t = xp_t + bias``: ``[a_r, a_z, a_n] = h_{t-1} w_hhᵀ``; ``r = σ(x_r + a_r)``,
+    ``z = σ(x_z + a_z)``, ``n = tanh(x_n + r ⊙ (a_n + b_hn))``, ``h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}``.
 
     From ``nn.GRU``'s parameters: ``xp = x W_ihᵀ + b_ih + [b_hr, b_hz, 0]`` (the r and z hidden
-    biases fold into xp; b_hn cannot, because r multiplies it) and ``b_hn = b_hh[2H:]``.
+    biases fold into xp; b_hn cannot, because r multiplies it), or ``xp = x W_ihᵀ`` with that
+    bias as ``bias``, and ``b_hn = b_hh[2H:]``.
 
     CUDA tensors run the pure-PyTorch :func:`rnnlab.reference.gru_forward` /
     :func:`~rnnlab.reference.gru_backward` (there is no CUDA GRU kernel yet): same results,
@@ -272,6 +297,8 @@ def gru(
             the whole contribution of step t to ∂L/∂h_{t-1}, the ``z ⊙ δ_t`` skip path included,
             so ‖v_t‖/‖δ_t‖ is the per-step gain as for Elman. The regularizer's gradient is not
             available for the GRU.
+        bias: optional [M, 3H] bias added at every step, by the kernel as it reads xp (see
+            :func:`elman`).
     Returns:
         hs: [M, T, B, H], the states h_1 … h_T.
     """
@@ -287,6 +314,7 @@ def gru(
         h0,
         None if sink is None else sink.step,
         None if sink is None else sink.reg,
+        _bias(bias, xp),
     )
     return hs
 

@@ -51,16 +51,23 @@ def activation_grad_from_output(name: str, h: Tensor) -> Tensor:
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 
-def elman_forward(xp: Tensor, w_hh: Tensor, h0: Tensor, activation_name: str) -> Tensor:
-    """Elman recurrence h_t = φ(xp_t + h_{t-1} w_hhᵀ).
+def _with_bias(xp: Tensor, b: Tensor | None) -> Tensor:
+    """xp [M, T, B, G] with the bias b [M, G] (or None) added at every step."""
+    return xp if b is None else xp + b[:, None, None, :]
+
+
+def elman_forward(xp: Tensor, w_hh: Tensor, h0: Tensor, activation_name: str, b: Tensor | None = None) -> Tensor:
+    """Elman recurrence h_t = φ(xp_t + b + h_{t-1} w_hhᵀ).
 
     Args:
-        xp: [M, T, B, H] projected inputs (x W_ihᵀ + b_ih + b_hh).
+        xp: [M, T, B, H] projected inputs (x W_ihᵀ + b_ih + b_hh, or x W_ihᵀ with b = b_ih + b_hh).
         w_hh: [M, H, H] recurrent weights, PyTorch layout (row = output unit).
         h0: [M, B, H] initial state.
+        b: optional [M, H] bias added at every step.
     Returns:
         hs: [M, T, B, H], the states h_1 … h_T.
     """
+    xp = _with_bias(xp, b)
     h = h0
     out = []
     for t in range(xp.shape[1]):
@@ -173,22 +180,25 @@ def _plus(a: Tensor, b: Tensor | None) -> Tensor:
 # LSTM (PyTorch's cell, gate order i, f, g, o; kernel notes in csrc/kernels/cpu/lstm.h)
 # ---------------------------------------------------------------------------------------------
 def lstm_forward(
-    xp: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor, w_hr: Tensor | None = None
+    xp: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor, b: Tensor | None = None, w_hr: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """LSTM recurrence z_t = xp_t + h_{t-1} w_hhᵀ, c_t = f c_{t-1} + i g, h_t = o tanh(c_t).
+    """LSTM recurrence z_t = xp_t + b + h_{t-1} w_hhᵀ, c_t = f c_{t-1} + i g, h_t = o tanh(c_t).
 
     With ``w_hr`` (nn.LSTM's ``proj_size > 0``) the state is projected, h_t = (o tanh(c_t)) w_hrᵀ,
     and P = proj_size replaces H as the size of h; the fused kernels do not cover this case and
     ``rnnlab.LSTM`` runs it through this function.
 
     Args:
-        xp: [M, T, B, 4H] projected inputs (x W_ihᵀ + b_ih + b_hh), gate blocks i, f, g, o.
+        xp: [M, T, B, 4H] projected inputs (x W_ihᵀ + b_ih + b_hh, or x W_ihᵀ with b = b_ih + b_hh),
+            gate blocks i, f, g, o.
         w_hh: [M, 4H, H] (or [M, 4H, P]) recurrent weights, PyTorch layout (weight_hh_l0).
         h0: [M, B, H] (or [M, B, P]), c0: [M, B, H] initial states.
+        b: optional [M, 4H] bias added at every step.
         w_hr: optional [M, P, H] projection weights (weight_hr_l0).
     Returns:
         hs [M, T, B, H] (or [M, T, B, P]), cs [M, T, B, H], gates [M, T, B, 4H] (activated i, f, g, o).
     """
+    xp = _with_bias(xp, b)
     M, T, B, G = xp.shape
     H = G // 4
     h, c = h0, c0
@@ -273,20 +283,24 @@ def lstm_backward(
 # ---------------------------------------------------------------------------------------------
 # GRU (PyTorch's cell, gate order r, z, n; kernel notes in csrc/kernels/cpu/gru.h)
 # ---------------------------------------------------------------------------------------------
-def gru_forward(xp: Tensor, w_hh: Tensor, b_hn: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
-    """GRU recurrence with the r and z hidden biases folded into xp.
+def gru_forward(xp: Tensor, w_hh: Tensor, b_hn: Tensor, h0: Tensor, b: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """GRU recurrence with the r and z hidden biases folded into xp (or into b).
 
-    ``[a_r, a_z, a_n] = h_{t-1} w_hhᵀ``; ``r = σ(xp_r + a_r)``, ``z = σ(xp_z + a_z)``,
-    ``hn = a_n + b_hn``, ``n = tanh(xp_n + r ⊙ hn)``, ``h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}``.
+    With x_t = xp_t + b: ``[a_r, a_z, a_n] = h_{t-1} w_hhᵀ``; ``r = σ(x_r + a_r)``,
+    ``z = σ(x_z + a_z)``, ``hn = a_n + b_hn``, ``n = tanh(x_n + r ⊙ hn)``,
+    ``h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}``.
 
     Args:
-        xp: [M, T, B, 3H] projected inputs ``x W_ihᵀ + b_ih + [b_hr, b_hz, 0]``, gate blocks r, z, n.
+        xp: [M, T, B, 3H] projected inputs ``x W_ihᵀ + b_ih + [b_hr, b_hz, 0]`` (or ``x W_ihᵀ``
+            with b = ``b_ih + [b_hr, b_hz, 0]``), gate blocks r, z, n.
         w_hh: [M, 3H, H] recurrent weights, PyTorch layout (weight_hh_l0).
         b_hn: [M, H] the n-gate hidden bias (it cannot be folded into xp: r multiplies it).
         h0: [M, B, H] initial state.
+        b: optional [M, 3H] bias added at every step.
     Returns:
         hs [M, T, B, H] (h_1 … h_T), gates [M, T, B, 4H] (r, z, n, hn: what backward needs).
     """
+    xp = _with_bias(xp, b)
     M, T, B, G = xp.shape
     H = G // 3
     h = h0

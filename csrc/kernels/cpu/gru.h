@@ -1,10 +1,10 @@
 // GRU forward and backward on the CPU: the torch-free kernel API.
 //
-// PyTorch's GRU cell, gate order (r, z, n) along the 3H axis, with the r and z hidden biases
-// folded into xp by the caller (b_hn cannot be: r multiplies it):
+// PyTorch's GRU cell, gate order (r, z, n) along the 3H axis, with x_t = xp_t + b, where the
+// caller folds the r and z hidden biases into b (b_hn cannot be: r multiplies it):
 //
 //   [a_r, a_z, a_n] = h_{t-1} w_hhᵀ                  (3H wide)
-//   r = σ(xp_r + a_r),  z = σ(xp_z + a_z),  hn = a_n + b_hn,  n = tanh(xp_n + r ⊙ hn)
+//   r = σ(x_r + a_r),  z = σ(x_z + a_z),  hn = a_n + b_hn,  n = tanh(x_n + r ⊙ hn)
 //   h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
 //
 // Backward, with δ_t = ∂L/∂h_t the total gradient on the state (SPEC §1, §8.1):
@@ -21,14 +21,17 @@
 // Each call processes one BatchTile (one model, a range of batch rows) for the whole sequence,
 // time loop inside, w_hh packed once.
 //
-// Shapes (dense, row-major; H is the hidden size, the gate axis is 3H):
-//   xp        [M, T, B, 3H]  projected inputs x W_ihᵀ + b_ih + [b_hr, b_hz, 0]
+// Shapes (dense, row-major except grad_hs; H is the hidden size, the gate axis is 3H):
+//   xp        [M, T, B, 3H]  projected inputs x W_ihᵀ
+//   b         [M, 3H]        bias added at every step, b_ih + [b_hr, b_hz, 0] (its gradient is
+//                            Σ_{t,b} grad_xp)
 //   w_hh      [M, 3H, H]     recurrent weights, PyTorch layout (weight_hh_l0)
 //   b_hn      [M, H]         the n-gate hidden bias (bias_hh_l0[2H:])
 //   h0        [M, B, H]      initial state
 //   hs        [M, T, B, H]   h_1 … h_T
 //   gates     [M, T, B, 4H]  (r, z, n, hn) per step, saved for the backward pass
-//   grad_hs   [M, T, B, H]   ∂⁺L/∂h_t, the loss gradient arriving directly at each state
+//   grad_hs   [M, T, B, H]   ∂⁺L/∂h_t, the loss gradient arriving directly at each state (any row
+//                            strides: SeqRows)
 //   grad_xp   [M, T, B, 3H]  [∂r, ∂z, ∂n]
 //   grad_hn   [M, T, B, H]   ∂n ⊙ r
 //   grad_h0   [M, B, H]      v_1 = ∂L/∂h_0
@@ -43,9 +46,9 @@ namespace rnnlab::cpu {
 template <typename T>
 struct GruKernels {
   int row_block;  // batch rows per micro-kernel block; tiles are made of whole blocks
-  void (*forward)(const RecurrenceShape&, BatchTile, const T* xp, const T* w_hh, const T* b_hn, const T* h0, T* hs,
-                  T* gates);
-  void (*backward)(const RecurrenceShape&, BatchTile, const T* grad_hs, const T* hs, const T* gates, const T* h0,
+  void (*forward)(const RecurrenceShape&, BatchTile, const T* xp, const T* b, const T* w_hh, const T* b_hn,
+                  const T* h0, T* hs, T* gates);
+  void (*backward)(const RecurrenceShape&, BatchTile, SeqRows<T> grad_hs, const T* hs, const T* gates, const T* h0,
                    const T* w_hh, T* grad_xp, T* grad_hn, T* grad_h0, T* delta_sq, T* v_sq);
 };
 

@@ -20,17 +20,19 @@ namespace rnnlab::cpu::RNNLAB_ISA_NS {
 constexpr int kGruRows = rows_for_width<3>();  // batch rows per forward micro-kernel block
 
 // The cell update for n ≤ W units [u0, u0 + n) of one batch row. rec holds the three recurrent
-// blocks a_r, a_z, a_n of these units (one gate-interleaved panel row); x and gates point at the
-// row's 3H-wide xp and 4H-wide gates, b_hn, h_prev and h at H-wide rows, all offset by u0.
+// blocks a_r, a_z, a_n of these units (one gate-interleaved panel row); x, b and gates point at
+// the row's 3H-wide xp, the model's 3H-wide bias and the row's 4H-wide gates, b_hn, h_prev and h
+// at H-wide rows, all offset by u0.
 template <typename T>
-inline void gru_cell_forward(int64_t H, int n, const T* rec, const T* x, const T* b_hn, const T* h_prev, T* gates,
-                             T* h) {
+inline void gru_cell_forward(int64_t H, int n, const T* rec, const T* x, const T* b, const T* b_hn, const T* h_prev,
+                             T* gates, T* h) {
   using V = Vec<T>;
   constexpr int W = V::size;
-  const V r = vsigmoid(V::load(rec + 0 * W) + load_n(x + 0 * H, n));
-  const V z = vsigmoid(V::load(rec + 1 * W) + load_n(x + 1 * H, n));
+  const auto in = [&](int k) { return load_n(x + k * H, n) + load_n(b + k * H, n); };  // x_t of gate k
+  const V r = vsigmoid(V::load(rec + 0 * W) + in(0));
+  const V z = vsigmoid(V::load(rec + 1 * W) + in(1));
   const V hn = V::load(rec + 2 * W) + load_n(b_hn, n);
-  const V c = vtanh(fmadd(r, hn, load_n(x + 2 * H, n)));  // the candidate n
+  const V c = vtanh(fmadd(r, hn, in(2)));  // the candidate n
   store_n(r, gates + 0 * H, n);
   store_n(z, gates + 1 * H, n);
   store_n(c, gates + 2 * H, n);
@@ -39,15 +41,16 @@ inline void gru_cell_forward(int64_t H, int n, const T* rec, const T* x, const T
 }
 
 template <typename T>
-void gru_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* w_hh, const T* b_hn, const T* h0,
-                      T* hs, T* gates) {
+void gru_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* bias, const T* w_hh,
+                      const T* b_hn, const T* h0, T* hs, T* gates) {
   constexpr int W = Vec<T>::size;
   const int64_t H = s.H, m = tile.model, rows = tile.row_end - tile.row_begin;
   const RecurrenceLayout at{s};
   std::vector<T> wt;
   pack_gate_panels<3>(w_hh + m * 3 * H * H, H, wt);
   std::vector<T> rec(static_cast<size_t>(rows * 3 * W));  // one panel of h_{t-1} w_hhᵀ for every row
-  const T* bias = b_hn + m * H;
+  const T* bias_m = bias + m * 3 * H;  // the model's b
+  const T* b_hn_m = b_hn + m * H;
 
   for (int64_t t = 0; t < s.T; ++t) {
     const T* h_prev = t == 0 ? h0 + at.state(m, tile.row_begin) : hs + at.seq(m, t - 1, tile.row_begin);
@@ -56,7 +59,7 @@ void gru_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, con
       const int n = static_cast<int>(std::min<int64_t>(W, H - u0));
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t b = tile.row_begin + r;
-        gru_cell_forward(H, n, rec.data() + r * 3 * W, xp + 3 * at.seq(m, t, b) + u0, bias + u0,
+        gru_cell_forward(H, n, rec.data() + r * 3 * W, xp + 3 * at.seq(m, t, b) + u0, bias_m + u0, b_hn_m + u0,
                          h_prev + r * H + u0, gates + 4 * at.seq(m, t, b) + u0, hs + at.seq(m, t, b) + u0);
       }
     }
@@ -94,7 +97,7 @@ inline T gru_cell_backward(int64_t H, const T* g_h, const T* gates, const T* h_p
 }
 
 template <typename T>
-void gru_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_hs, const T* hs, const T* gates,
+void gru_backward_tile(const RecurrenceShape& s, BatchTile tile, SeqRows<T> grad_hs, const T* hs, const T* gates,
                        const T* h0, const T* w_hh, T* grad_xp, T* grad_hn, T* grad_h0, T* delta_sq, T* v_sq) {
   const int64_t H = s.H, G = 3 * H, m = tile.model, rows = tile.row_end - tile.row_begin;
   const RecurrenceLayout at{s};
@@ -109,7 +112,7 @@ void gru_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_h
       const int64_t b = tile.row_begin + r;
       const T* h_prev = t == 0 ? h0 + at.state(m, b) : hs + at.seq(m, t - 1, b);
       delta_sq[at.stat(m, t, b)] =
-          gru_cell_backward(H, grad_hs + at.seq(m, t, b), gates + 4 * at.seq(m, t, b), h_prev, v.data() + r * ldb,
+          gru_cell_backward(H, grad_hs.row(m, t, b), gates + 4 * at.seq(m, t, b), h_prev, v.data() + r * ldb,
                             grad_xp + 3 * at.seq(m, t, b), grad_hn + at.seq(m, t, b), drec.data() + r * G);
     }
     gemm_packed<T>(rows, G, drec.data(), G, wp.data(), ldb, v.data(), ldb, /*accumulate=*/true);

@@ -38,26 +38,28 @@ inline void cell_update(int64_t H, int n, Vec<T> zi, Vec<T> zf, Vec<T> zg, Vec<T
   store_n(o * vtanh(cn), h, n);
 }
 
-// cell_update with z = rec + xp: rec holds the four recurrent blocks h_{t-1} w_hhᵀ of the units
-// (one gate-interleaved panel row), x points at the row's 4H-wide xp, offset by u0.
+// cell_update with z = rec + (xp + b): rec holds the four recurrent blocks h_{t-1} w_hhᵀ of the
+// units (one gate-interleaved panel row), x and b point at the row's 4H-wide xp and the model's
+// bias, offset by u0.
 template <typename T>
-inline void cell_forward(int64_t H, int n, const T* rec, const T* x, const T* c_prev, T* gates, T* c, T* h) {
+inline void cell_forward(int64_t H, int n, const T* rec, const T* x, const T* b, const T* c_prev, T* gates, T* c,
+                         T* h) {
   using V = Vec<T>;
   constexpr int W = V::size;
-  cell_update(H, n, V::load(rec + 0 * W) + load_n(x + 0 * H, n), V::load(rec + 1 * W) + load_n(x + 1 * H, n),
-              V::load(rec + 2 * W) + load_n(x + 2 * H, n), V::load(rec + 3 * W) + load_n(x + 3 * H, n), c_prev, gates,
-              c, h);
+  const auto z = [&](int k) { return V::load(rec + k * W) + (load_n(x + k * H, n) + load_n(b + k * H, n)); };
+  cell_update(H, n, z(0), z(1), z(2), z(3), c_prev, gates, c, h);
 }
 
 template <typename T>
-void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* w_hh, const T* h0, const T* c0,
-                       T* hs, T* cs, T* gates) {
+void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, const T* bias, const T* w_hh, const T* h0,
+                       const T* c0, T* hs, T* cs, T* gates) {
   constexpr int W = Vec<T>::size;
   const int64_t H = s.H, m = tile.model, rows = tile.row_end - tile.row_begin;
   const RecurrenceLayout at{s};
   std::vector<T> wt;
   pack_gate_panels<4>(w_hh + m * 4 * H * H, H, wt);
   std::vector<T> rec(static_cast<size_t>(rows * 4 * W));  // one panel of h_{t-1} w_hhᵀ for every row
+  const T* bias_m = bias + m * 4 * H;  // the model's b
 
   for (int64_t t = 0; t < s.T; ++t) {
     const T* h_prev = t == 0 ? h0 + at.state(m, tile.row_begin) : hs + at.seq(m, t - 1, tile.row_begin);
@@ -67,7 +69,7 @@ void lstm_forward_tile(const RecurrenceShape& s, BatchTile tile, const T* xp, co
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t b = tile.row_begin + r;
         const T* c_prev = t == 0 ? c0 + at.state(m, b) : cs + at.seq(m, t - 1, b);
-        cell_forward(H, n, rec.data() + r * 4 * W, xp + 4 * at.seq(m, t, b) + u0, c_prev + u0,
+        cell_forward(H, n, rec.data() + r * 4 * W, xp + 4 * at.seq(m, t, b) + u0, bias_m + u0, c_prev + u0,
                      gates + 4 * at.seq(m, t, b) + u0, cs + at.seq(m, t, b) + u0, hs + at.seq(m, t, b) + u0);
       }
     }
@@ -122,7 +124,7 @@ inline T cell_backward(int64_t H, const T* g_h, const T* g_c, const T* v, const 
 }
 
 template <typename T>
-void lstm_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_hs, const T* grad_cs, const T* cs,
+void lstm_backward_tile(const RecurrenceShape& s, BatchTile tile, SeqRows<T> grad_hs, SeqRows<T> grad_cs, const T* cs,
                         const T* gates, const T* c0, const T* w_hh, T* grad_xp, T* grad_h0, T* grad_c0, T* delta_sq,
                         T* v_sq) {
   const int64_t H = s.H, G = 4 * H, m = tile.model, rows = tile.row_end - tile.row_begin;
@@ -138,7 +140,7 @@ void lstm_backward_tile(const RecurrenceShape& s, BatchTile tile, const T* grad_
       const int64_t b = tile.row_begin + r;
       const T* c_prev = t == 0 ? c0 + at.state(m, b) : cs + at.seq(m, t - 1, b);
       delta_sq[at.stat(m, t, b)] =
-          cell_backward(H, grad_hs + at.seq(m, t, b), grad_cs ? grad_cs + at.seq(m, t, b) : nullptr,
+          cell_backward(H, grad_hs.row(m, t, b), grad_cs.data ? grad_cs.row(m, t, b) : nullptr,
                         t + 1 < s.T ? v.data() + r * ldb : nullptr, gates + 4 * at.seq(m, t, b), cs + at.seq(m, t, b),
                         c_prev, dc.data() + r * H, grad_xp + 4 * at.seq(m, t, b));
     }

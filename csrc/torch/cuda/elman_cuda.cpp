@@ -26,9 +26,11 @@ bool use_onchip(int64_t H) {
   return cuda::elman_onchip_fits<T>(H) && !cuda_glue::steps_forced();
 }
 
-at::Tensor elman_forward_cuda(const at::Tensor& xp, const at::Tensor& w_hh, const at::Tensor& h0,
-                              c10::string_view activation) {
-  const RecurrenceShape s = check_elman(xp, w_hh, h0, cuda_glue::check_float_cuda);
+at::Tensor elman_forward_cuda(const at::Tensor& xp_given, const at::Tensor& w_hh, const at::Tensor& h0,
+                              c10::string_view activation, const std::optional<at::Tensor>& b) {
+  const RecurrenceShape s = check_elman(xp_given, w_hh, h0, cuda_glue::check_float_cuda);
+  // the CUDA kernels take no bias: it is added to xp here, in one elementwise pass
+  const at::Tensor xp = b ? xp_given + bias_or_zeros(b, xp_given, "[M, H]").view({s.M, 1, 1, s.H}) : xp_given;
   const Activation act = parse_activation(activation);
   const c10::cuda::CUDAGuard guard(xp.device());
   auto hs = at::empty_like(xp, at::MemoryFormat::Contiguous);
@@ -48,9 +50,10 @@ at::Tensor elman_forward_cuda(const at::Tensor& xp, const at::Tensor& w_hh, cons
   return hs;
 }
 
-ElmanBackwardResult elman_backward_cuda(const at::Tensor& grad_hs, const at::Tensor& hs, const at::Tensor& h0,
+ElmanBackwardResult elman_backward_cuda(const at::Tensor& grad_hs_given, const at::Tensor& hs, const at::Tensor& h0,
                                         const at::Tensor& w_hh, c10::string_view activation,
                                         const std::optional<at::Tensor>& reg_weight) {
+  const at::Tensor grad_hs = grad_hs_given.contiguous();  // the CUDA kernels read it dense
   const RecurrenceShape s = check_elman_backward(grad_hs, hs, h0, w_hh, reg_weight, cuda_glue::check_float_cuda);
   const Activation act = parse_activation(activation);
   const c10::cuda::CUDAGuard guard(hs.device());

@@ -22,9 +22,13 @@ bool use_onchip(int64_t H) {
   return cuda::lstm_onchip_fits<T>(H) && !cuda_glue::steps_forced();
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_forward_cuda(const at::Tensor& xp, const at::Tensor& w_hh,
-                                                                 const at::Tensor& h0, const at::Tensor& c0) {
-  const RecurrenceShape s = check_lstm(xp, w_hh, h0, c0, "xp", cuda_glue::check_float_cuda);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_forward_cuda(const at::Tensor& xp_given, const at::Tensor& w_hh,
+                                                                 const at::Tensor& h0, const at::Tensor& c0,
+                                                                 const std::optional<at::Tensor>& b) {
+  const RecurrenceShape s = check_lstm(xp_given, w_hh, h0, c0, "xp", cuda_glue::check_float_cuda);
+  // the CUDA kernels take no bias: it is added to xp here, in one elementwise pass
+  const at::Tensor xp =
+      b ? xp_given + bias_or_zeros(b, xp_given, "[M, 4H]").view({s.M, 1, 1, 4 * s.H}) : xp_given;
   const c10::cuda::CUDAGuard guard(xp.device());
   at::Tensor hs, cs, gates;  // not a structured binding: the kernel lambda captures them (C++17)
   std::tie(hs, cs, gates) = lstm_forward_outputs(s, xp);
@@ -47,9 +51,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_forward_cuda(const at::Tenso
   return {hs, cs, gates};
 }
 
-LstmBackwardResult lstm_backward_cuda(const at::Tensor& grad_hs, const std::optional<at::Tensor>& grad_cs,
+LstmBackwardResult lstm_backward_cuda(const at::Tensor& grad_hs_given, const std::optional<at::Tensor>& grad_cs_given,
                                       const at::Tensor& hs, const at::Tensor& cs, const at::Tensor& gates,
                                       const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh) {
+  // the CUDA kernels read both gradients dense
+  const at::Tensor grad_hs = grad_hs_given.contiguous();
+  const std::optional<at::Tensor> grad_cs =
+      grad_cs_given ? std::optional<at::Tensor>(grad_cs_given->contiguous()) : std::nullopt;
   const RecurrenceShape s =
       check_lstm_backward(grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh, cuda_glue::check_float_cuda);
   const c10::cuda::CUDAGuard guard(gates.device());

@@ -461,12 +461,14 @@ class DropIn(nn.Module):
     # the layers ------------------------------------------------------------------------------
 
     def _recurrence(
-        self, xp: Tensor, w_hh: Tensor, states: tuple[Tensor, ...] | None, sink: GradientSink | None, params
+        self, xp: Tensor, bias: Tensor | None, w_hh: Tensor, states: tuple[Tensor, ...] | None,
+        sink: GradientSink | None, params
     ) -> tuple[Tensor, ...]:
         """One layer's recurrence, all directions in one call of the cell's op.
 
         Args:
-            xp: [D, T, B, G] projected inputs (the reverse direction already flipped);
+            xp: [D, T, B, G] projected inputs x W_ihᵀ (the reverse direction already flipped);
+            bias: [D, G] the bias b_ih + b_hh that the op adds at every step, or None;
             w_hh: [D, G, H_out]; states: the layer's initial states, each [D, B, size], or None
             for zeros; sink: a :class:`GradientSink` for ``diagnostics``, or None;
             params: the layer's {kind: parameter} per direction (:meth:`_layer_params`).
@@ -493,15 +495,18 @@ class DropIn(nn.Module):
         finals = []
         for layer in range(self.num_layers):
             params = self._layer_params(layer)
-            # One GEMM projects all steps for both directions: [T, B, D·G].
-            b = _cat([p["bias_ih"] + p["bias_hh"] for p in params]) if self.bias else None
-            y = F.linear(x, _cat([p["weight_ih"] for p in params]), b)
+            # One GEMM projects all steps for both directions: [T, B, D·G]. The biases go to the
+            # op, which adds them as it reads xp: a bias in the GEMM would cost a pass over its
+            # output (addmm first copies the broadcast bias there) and another in backward (the
+            # bias gradient's sum over steps and rows, which the op's backward does as a GEMV).
+            y = F.linear(x, _cat([p["weight_ih"] for p in params]))
             G = y.shape[-1] // D
             xp = y.unsqueeze(0) if D == 1 else torch.stack([y[..., :G], reverse(y[..., G:])])
+            bias = _stack([p["bias_ih"] + p["bias_hh"] for p in params]) if self.bias else None
             w_hh = _stack([p["weight_hh"] for p in params])
             states = None if hx is None else tuple(h[layer * D : (layer + 1) * D] for h in hx)
             sink = None if sinks is None else GradientSink.like(xp)
-            seqs = self._recurrence(xp, w_hh, states, sink, params)
+            seqs = self._recurrence(xp, bias, w_hh, states, sink, params)
             if sink is not None:
                 sinks.append(sink)
             finals.append(tuple(seq[last] for seq in seqs))

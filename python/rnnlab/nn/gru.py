@@ -22,12 +22,12 @@ class GRU(DropIn):
     ``nn.GRU``; it is not a subclass of it (Dynamo graph-breaks on ``nn.GRU`` instances, so
     ``torch.compile(fullgraph=True)`` works here).
 
-    Each layer is one input-projection GEMM over all steps (``x W_ihᵀ + b_ih + [b_hr, b_hz, 0]``:
-    the n gate's hidden bias b_hn is multiplied by r, so it stays out of the projection and goes
-    to the kernel) and one fused :func:`rnnlab.gru` call; a bidirectional layer is a single call
-    with M = 2 models, the reverse direction running on the time-flipped projected input.
-    Dropout (``dropout > 0``, training mode) is applied to every layer's output except the last,
-    as in ``nn.GRU``. Parameters must be float32 or float64; CUDA tensors run the pure-PyTorch
+    Each layer is one input-projection GEMM over all steps (``x W_ihᵀ``) and one fused
+    :func:`rnnlab.gru` call, which adds ``b_ih + [b_hr, b_hz, 0]`` as it reads the projection
+    (the n gate's hidden bias b_hn is multiplied by r, so it goes to the kernel on its own); a
+    bidirectional layer is a single call with M = 2 models, the reverse direction running on the
+    time-flipped projected input. Dropout (``dropout > 0``, training mode) is applied to every
+    layer's output except the last, as in ``nn.GRU``. Parameters must be float32 or float64; CUDA tensors run the pure-PyTorch
     reference (see :func:`rnnlab.gru`).
 
     ``PackedSequence`` input is padded to [T_max, B] and run through the same fused calls, the
@@ -78,7 +78,7 @@ class GRU(DropIn):
 
     def _layer_params(self, layer: int) -> list[dict[str, Tensor]]:
         """DropIn's {kind: parameter} per direction, with the b_hn split off: ``"bias_hh"`` (what the
-        input projection folds in) becomes [b_hr, b_hz, 0] and ``"bias_hn"`` holds b_hn for the kernel."""
+        op's bias folds in with b_ih) becomes [b_hr, b_hz, 0] and ``"bias_hn"`` holds b_hn for the kernel."""
         params = super()._layer_params(layer)
         if self.bias:
             H = self.hidden_size
@@ -88,8 +88,8 @@ class GRU(DropIn):
                 p["bias_hn"] = b_hh[2 * H :]
         return params
 
-    def _recurrence(self, xp, w_hh, states, sink, params):
-        """h = gru(xp, w_hh, b_hn, h0) of the layer's D directions: ([D, T, B, H],)."""
+    def _recurrence(self, xp, bias, w_hh, states, sink, params):
+        """h = gru(xp, w_hh, b_hn, h0, bias=bias) of the layer's D directions: ([D, T, B, H],)."""
         b_hn = _stack([p["bias_hn"] for p in params]) if self.bias else None
         h0 = None if states is None else states[0]
-        return (gru(xp, w_hh, b_hn, h0, sink=sink),)
+        return (gru(xp, w_hh, b_hn, h0, sink=sink, bias=bias),)

@@ -23,10 +23,11 @@ class LSTM(DropIn):
     forward inputs and outputs as ``nn.LSTM``; it is not a subclass of it (Dynamo graph-breaks on
     ``nn.LSTM`` instances, so ``torch.compile(fullgraph=True)`` works here).
 
-    Each layer is one input-projection GEMM over all steps (``x W_ihᵀ + b_ih + b_hh``) and one
-    fused :func:`rnnlab.lstm` call; a bidirectional layer is a single call with M = 2 models, the
-    reverse direction running on the time-flipped projected input. Dropout (``dropout > 0``,
-    training mode) is applied to every layer's output except the last, as in ``nn.LSTM``.
+    Each layer is one input-projection GEMM over all steps (``x W_ihᵀ``) and one fused
+    :func:`rnnlab.lstm` call, which adds ``b_ih + b_hh`` as it reads the projection; a
+    bidirectional layer is a single call with M = 2 models, the reverse direction running on the
+    time-flipped projected input. Dropout (``dropout > 0``, training mode) is applied to every
+    layer's output except the last, as in ``nn.LSTM``.
     Parameters must be float32 or float64.
 
     Fallbacks (same results as ``nn.LSTM``, counted in ``rnnlab.nn.lstm.fallback_counts``):
@@ -97,16 +98,16 @@ class LSTM(DropIn):
     def _state_sizes(self) -> tuple[int, int]:
         return self._output_size, self.hidden_size
 
-    def _recurrence(self, xp, w_hh, states, sink, params):
+    def _recurrence(self, xp, bias, w_hh, states, sink, params):
         """(hs [D, T, B, H_out], cs [D, T, B, H]) of the layer's D directions: the fused op, or with
         ``proj_size > 0`` its reference path (counted in ``fallback_counts["proj_size"]``)."""
         if self.proj_size == 0:
-            return lstm(xp, w_hh, *(states or (None, None)), sink=sink)
+            return lstm(xp, w_hh, *(states or (None, None)), sink=sink, bias=bias)
         if sink is not None:
             raise NotImplementedError("rnnlab.LSTM diagnostics are not available with proj_size > 0 (reference fallback)")
         fallback_counts["proj_size"] += 1
         w_hr = _stack([p["weight_hr"] for p in params])
-        return lstm(xp, _contiguous_grad(w_hh), *(states or (None, None)), w_hr=_contiguous_grad(w_hr))
+        return lstm(xp, _contiguous_grad(w_hh), *(states or (None, None)), w_hr=_contiguous_grad(w_hr), bias=bias)
 
 
 def _contiguous_grad(w: Tensor) -> Tensor:

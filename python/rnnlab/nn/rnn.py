@@ -19,10 +19,11 @@ class RNN(DropIn):
     ``nn.RNN``; it is not a subclass of it (Dynamo graph-breaks on ``nn.RNN`` instances, so
     ``torch.compile(fullgraph=True)`` works here).
 
-    Each layer is one input-projection GEMM over all steps (``x W_ihᵀ + b_ih + b_hh``) and one
-    fused :func:`rnnlab.elman` call; a bidirectional layer is a single call with M = 2 models,
-    the reverse direction running on the time-flipped projected input. Dropout (``dropout > 0``,
-    training mode) is applied to every layer's output except the last, as in ``nn.RNN``.
+    Each layer is one input-projection GEMM over all steps (``x W_ihᵀ``) and one fused
+    :func:`rnnlab.elman` call, which adds ``b_ih + b_hh`` as it reads the projection; a
+    bidirectional layer is a single call with M = 2 models, the reverse direction running on the
+    time-flipped projected input. Dropout (``dropout > 0``, training mode) is applied to every
+    layer's output except the last, as in ``nn.RNN``.
     Parameters must be float32 or float64.
 
     ``PackedSequence`` input is padded to [T_max, B] and run through the same fused calls, with
@@ -90,7 +91,7 @@ class RNN(DropIn):
         self.nonlinearity = nonlinearity
         self.regularizer = 0.0
 
-    def _recurrence(self, xp, w_hh, states, sink, params):
-        """h = elman(xp, w_hh, h0) of the layer's D directions: ([D, T, B, H],)."""
+    def _recurrence(self, xp, bias, w_hh, states, sink, params):
+        """h = elman(xp, w_hh, h0, bias=bias) of the layer's D directions: ([D, T, B, H],)."""
         h0 = None if states is None else states[0]
-        return (elman(xp, w_hh, h0, nonlinearity=self.nonlinearity, reg_weight=self.regularizer, sink=sink),)
+        return (elman(xp, w_hh, h0, nonlinearity=self.nonlinearity, reg_weight=self.regularizer, sink=sink, bias=bias),)
