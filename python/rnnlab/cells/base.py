@@ -65,6 +65,9 @@ class Cell:
         fused_step: the name of the op (in ``torch.ops.rnnlab``) that runs the cell's whole
             training update as one call, or None (:mod:`rnnlab.train.fused_step`, where its other
             conditions are checked).
+        evaluate: the name of the op that runs one plain layer's forward with its read-out for
+            validation (outputs of the last K steps only, no state kept, no xp materialized;
+            ``rnnlab.train.trainer.validate``), or None: validation then calls ``forward``.
     """
 
     name: str
@@ -89,6 +92,7 @@ class Cell:
     state_names: tuple[str, ...] = ("h",)
     layer: Callable[..., tuple[Tensor, ...]] | None = None
     fused_step: str | None = None
+    evaluate: str | None = None
 
     # ---- options ------------------------------------------------------------------------------
     def complete_options(self, options: Mapping) -> dict:

@@ -32,6 +32,8 @@ ELMAN = projected_cell(
     omega=True,
     # the trainer's whole update is one op call (rnnlab.train.fused_step)
     fused_step="elman_train_step",
+    # validation runs one op call per block of sequences (rnnlab.train.trainer.validate)
+    evaluate="elman_evaluate",
     system=ElmanSystem,
     radius=lambda params, options: draws.spectral_radius(params["weight_hh"]),
 )

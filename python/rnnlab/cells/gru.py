@@ -26,6 +26,8 @@ GRU = projected_cell(
     omega=False,
     # the trainer's whole update is one op call (rnnlab.train.fused_step)
     fused_step="gru_train_step",
+    # validation runs one op call per block of sequences (rnnlab.train.trainer.validate)
+    evaluate="gru_evaluate",
     system=None,
     # ρ of the stacked [3H, H] matrix says nothing about the gated recurrence.
     radius=None,

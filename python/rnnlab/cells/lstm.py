@@ -24,6 +24,8 @@ LSTM = projected_cell(
     omega=False,
     # the trainer's whole update is one op call (rnnlab.train.fused_step)
     fused_step="lstm_train_step",
+    # validation runs one op call per block of sequences (rnnlab.train.trainer.validate)
+    evaluate="lstm_evaluate",
     system=None,
     # ρ of the stacked [4H, H] matrix says nothing about the gated recurrence.
     radius=None,

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from ..cells import get_cell
+from ..cells.projected import LAYOUT_OPTIONS
 from ..nn.population import make_sink, population_forward, recurrent_radius
 from ..tasks import rng
 from . import checkpoint as ckpt
@@ -111,6 +112,22 @@ def _blocked_forward(params: dict[str, Tensor], x: Tensor, config: RunConfig, K:
     return forward(0) if models >= M else torch.cat([forward(m0) for m0 in range(0, M, models)], 0)
 
 
+def _validation_forward(params: dict[str, Tensor], x: Tensor, config: RunConfig, K: int) -> Tensor:
+    """The outputs [M, K, B, O] of the models ``params`` on ``x`` [M, T, B, I] without gradient: one
+    call of the cell's evaluate op (``Cell.evaluate``: one plain layer on the CPU; each sequence's
+    outputs independent of the models and sequences beside it), else population_forward in blocks
+    of models."""
+    record = get_cell(config.cell)
+    options = config.forward_options()
+    if (record.evaluate is None or x.device.type != "cpu" or options.get("num_layers", 1) != 1
+            or options.get("double", False)):
+        return _blocked_forward(params, x, config, K)
+    names = record.shapes(1, 1, 1, 1, record.complete_options(options))
+    cell_options = {k: v for k, v in options.items() if k not in LAYOUT_OPTIONS}
+    return getattr(torch.ops.rnnlab, record.evaluate)(x.contiguous(), [params[n].contiguous() for n in names], K,
+                                                       **cell_options)
+
+
 @torch.no_grad()
 def validate(task, params: dict[str, Tensor], keys: Tensor, ctx: dict[str, Tensor], config: RunConfig,
              round_: int, threshold: float) -> tuple[Tensor, Tensor]:
@@ -126,7 +143,7 @@ def validate(task, params: dict[str, Tensor], keys: Tensor, ctx: dict[str, Tenso
     wrong = torch.zeros_like(loss_sum)
     seen = 0
     for batch in task.validation_batches(keys, ctx, config.length_seed, round_, config.val_size, config.val_chunk, dtype):
-        y = _blocked_forward(params, batch.x, config, task.readout_steps(batch.length))
+        y = _validation_forward(params, batch.x, config, task.readout_steps(batch.length))
         n = batch.x.shape[2]
         loss_sum += task.loss(y, batch).double() * n
         wrong += task.sequence_errors(y, batch).sum(1).double()

@@ -1,0 +1,19 @@
+// The validation forward (evaluate.h) compiled for avx512. Standard headers come first so that only rnnlab's own
+// code (in namespace rnnlab::cpu::avx512) is compiled for this ISA; see simd.h.
+#if defined(__x86_64__)
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <stdexcept>
+#include <vector>
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx2,fma,bmi2")
+#define RNNLAB_ISA_AVX512
+#define RNNLAB_ISA_NS avx512
+#include "kernels/cpu/evaluate_impl.h"
+RNNLAB_DEFINE_EVALUATE(evaluate_avx512)
+#pragma GCC pop_options
+#endif
