@@ -14,12 +14,11 @@ Wall time is what other processes' load inflates, so the script reports that loa
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 
-from rnnlab.bench.harness import OtherLoad, machine_info
+from rnnlab.bench.harness import OtherLoad, conclude
 from rnnlab.bench.update_peers import CLIP, LR, Job, Problem
 from rnnlab.train.fused_step import FusedStep
 from rnnlab.train.optim import init_state
@@ -65,12 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                     best[threads] = max(best[threads], updates_per_second(problem, threads))
             results.append({"cell": cell, "T": T, "H": H, "M": args.models, "one": best[1], "two": best[2]})
             print(f"| {cell} | {T} | {H} | {best[1]:,.0f} | {best[2]:,.0f} | {best[2] / best[1]:.2f} |", flush=True)
-    info = {**machine_info(), "other_load": load.share(), "results": results}
-    other = "unknown" if info["other_load"] is None else f"{info['other_load']:.0%}"
-    print(f"\n{info['cpu']}, kernels {info['rnnlab_isa']}; other processes' share of the cores meanwhile: {other}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(info, f, indent=1)
+    conclude(results, load, args.json)
     return 0
 
 

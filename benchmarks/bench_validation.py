@@ -13,12 +13,11 @@ share of its time spent in validation. Run it pinned to one core on a quiet mach
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 
-from rnnlab.bench.harness import OtherLoad, machine_info
+from rnnlab.bench.harness import OtherLoad, conclude
 from rnnlab.train import trainer
 from rnnlab.train.config import RunConfig
 
@@ -78,12 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"{row[True][0] / row[False][0]:.2f}" if evaluate_op else ""
             print(f"| {name} | {label} | {rate:,.0f} | {share:.0%} | {ratio} |", flush=True)
         results.append({"model": name, "blocks": row[False], "evaluate": row[True]})
-    info = {**machine_info(), "other_load": load.share(), "results": results}
-    other = "unknown" if info["other_load"] is None else f"{info['other_load']:.0%}"
-    print(f"\n{info['cpu']}, kernels {info['rnnlab_isa']}; other processes' share of the cores meanwhile: {other}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(info, f, indent=1)
+    conclude(results, load, args.json)
     return 0
 
 

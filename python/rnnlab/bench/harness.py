@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import statistics
@@ -134,6 +135,17 @@ def machine_info() -> dict:
     except ImportError:
         info["jax"] = None
     return info
+
+
+def conclude(results: list, load: OtherLoad, json_path: str | None) -> None:
+    """The end of a benchmark script: print what the table was measured on (CPU, kernel ISA, the
+    other processes' load meanwhile) and write it with ``results`` to ``json_path`` (if given)."""
+    info = {**machine_info(), "other_load": load.share(), "results": results}
+    other = "unknown" if info["other_load"] is None else f"{info['other_load']:.0%}"
+    print(f"\n{info['cpu']}, kernels {info['rnnlab_isa']}; other processes' share of the cores meanwhile: {other}")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(info, f, indent=1)
 
 
 @contextmanager
