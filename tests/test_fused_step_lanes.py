@@ -21,7 +21,7 @@ from helpers_ops import LOWER_ISAS, run_under_isa
 from rnnlab.train.fused_step import FusedStep
 
 LAYOUT = "RNNLAB_TRAIN_LAYOUT"
-CELLS = ["elman", "gru"]
+CELLS = ["elman", "gru", "lstm"]
 cells = pytest.mark.parametrize("cell", CELLS)
 
 
