@@ -1,13 +1,16 @@
-"""The fused Elman training step in its two layouts, the measurements behind the op's choice.
+"""A fused training step in its two layouts, the measurements behind the op's choice.
 
-    python benchmarks/bench_layouts.py [--quick] [--dtype float64] [--repeats 3] [--json out.json]
+    python benchmarks/bench_layouts.py [--cell elman|gru|lstm] [--hidden 8 16] [--steps 25]
+                                       [--task torder] [--quick] [--dtype float64] [--repeats 3]
+                                       [--json out.json]
 
 The row layout vectorizes each model over H; the lanes layout puts one model in each vector lane
-(docs/sweeps.md, "Two layouts"). Both are forced in turn with ``RNNLAB_ELMAN_TRAIN_LAYOUT`` at
-H ∈ {8, 16, 32, 64, 96}, T ∈ {25, 100}, M = 96, on temporal order (I = 6, O = 4) and latching
-(I = 1, O = 2), SGD with clipping at 1, on pre-generated batches; another ISA with
-``RNNLAB_ISA=avx2``. Reported: useful GFLOP/s (:meth:`rnnlab.bench.update_peers.Job.flops`) and
-their fraction of one-core sgemm (torch.mm 512³ float32) measured in the same run. Everything is
+(docs/sweeps.md, "Two layouts"). Both are forced in turn with ``RNNLAB_TRAIN_LAYOUT`` at
+H ∈ {8, 16, 32, 64, 96}, T ∈ {25, 100} (or those of ``--hidden``, ``--steps``), M = 96, on
+temporal order (I = 6, O = 4) and latching (I = 1, O = 2) (or ``--task``), SGD with clipping at
+1, on pre-generated batches; another ISA with ``RNNLAB_ISA=avx2``. Reported: model-updates per
+second, useful GFLOP/s (:meth:`rnnlab.bench.update_peers.Job.flops`) and their fraction of
+one-core sgemm (torch.mm 512³ float32) measured in the same run. Everything is
 timed in the thread's CPU time (``time.thread_time``, one thread), which other processes' load
 does not inflate as it does wall time on a shared machine; the best of ``--repeats`` interleaved
 rounds is kept.
@@ -27,9 +30,13 @@ from rnnlab.tasks.base import Batch
 from rnnlab.train.fused_step import FusedStep
 from rnnlab.train.optim import init_state
 
-CASES = tuple(Job("elman", T, H, 96, 3, task=task, init="normal") for task in ("torder", "latch") for T in (25, 100)
-              for H in (8, 16, 32, 64, 96))
-QUICK = (Job("elman", 25, 8, 32, 2, init="normal"), Job("elman", 25, 32, 32, 2, task="latch", init="normal"))
+TASKS, STEPS, HIDDEN = ("torder", "latch"), (25, 100), (8, 16, 32, 64, 96)
+
+
+def cases(cell: str, tasks=TASKS, steps=STEPS, hidden=HIDDEN, quick: bool = False) -> tuple[Job, ...]:
+    if quick:
+        return Job(cell, 25, 8, 32, 2, init="normal"), Job(cell, 25, 32, 32, 2, task="latch", init="normal")
+    return tuple(Job(cell, T, H, 96, 3, task=task, init="normal") for task in tasks for T in steps for H in hidden)
 
 
 def sgemm_cpu_gflops(n: int = 512, repeats: int = 20) -> float:
@@ -66,6 +73,10 @@ def fused_step_seconds(problem: Problem, dtype: torch.dtype):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cell", choices=["elman", "gru", "lstm"], default="elman")
+    ap.add_argument("--task", nargs="+", choices=TASKS, default=list(TASKS))
+    ap.add_argument("--steps", nargs="+", type=int, default=list(STEPS), help="sequence lengths T")
+    ap.add_argument("--hidden", nargs="+", type=int, default=list(HIDDEN), help="hidden sizes H")
     ap.add_argument("--quick", action="store_true", help="two small cases (a smoke run)")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repetitions; the best is kept")
@@ -75,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     load = OtherLoad()
     gemm = sgemm_cpu_gflops()
     results = []
-    for job in QUICK if args.quick else CASES:
+    for job in cases(args.cell, args.task, args.steps, args.hidden, args.quick):
         problem = Problem.make(job)
         flops = job.flops(problem.task.n_in, problem.task.n_out)
         run = fused_step_seconds(problem, getattr(torch, args.dtype))
@@ -83,21 +94,24 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for _ in range(args.repeats):
                 for layout in best:
-                    os.environ["RNNLAB_ELMAN_TRAIN_LAYOUT"] = layout
+                    os.environ["RNNLAB_TRAIN_LAYOUT"] = layout
                     best[layout] = min(best[layout], run())
         finally:
-            os.environ.pop("RNNLAB_ELMAN_TRAIN_LAYOUT", None)
-        row = {"case": f"{job.label} I={problem.task.n_in}", **{f"{k} GFLOP/s": flops / v / 1e9 for k, v in best.items()}}
+            os.environ.pop("RNNLAB_TRAIN_LAYOUT", None)
+        row = {"case": f"{job.label} I={problem.task.n_in}", **{f"{k} updates/s": 1 / v for k, v in best.items()},
+               **{f"{k} GFLOP/s": flops / v / 1e9 for k, v in best.items()}}
         row.update({f"{k} ÷ sgemm": row[f"{k} GFLOP/s"] / gemm for k in best})
         results.append(row)
         print(json.dumps(row), flush=True)
     info = {**machine_info(), "other_load": load.share(), "loadavg": os.getloadavg(), "sgemm GFLOP/s": gemm,
             "mkl": torch.backends.mkl.is_available(), "dtype": args.dtype}
     print(f"\nmachine: {info}")
-    print("| case | rows GFLOP/s | lanes GFLOP/s | rows ÷ sgemm | lanes ÷ sgemm | lanes ÷ rows |\n|---|---|---|---|---|---|")
+    print("| case | rows updates/s | lanes updates/s | rows GFLOP/s | lanes GFLOP/s | rows ÷ sgemm | lanes ÷ sgemm "
+          "| lanes ÷ rows |\n|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['case']} | {r['rows GFLOP/s']:.1f} | {r['lanes GFLOP/s']:.1f} | {r['rows ÷ sgemm']:.3f} | "
-              f"{r['lanes ÷ sgemm']:.3f} | {r['lanes GFLOP/s'] / r['rows GFLOP/s']:.2f} |")
+        print(f"| {r['case']} | {r['rows updates/s']:,.0f} | {r['lanes updates/s']:,.0f} | {r['rows GFLOP/s']:.1f} | "
+              f"{r['lanes GFLOP/s']:.1f} | {r['rows ÷ sgemm']:.3f} | {r['lanes ÷ sgemm']:.3f} | "
+              f"{r['lanes GFLOP/s'] / r['rows GFLOP/s']:.2f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "results": results}, f, indent=1)

@@ -42,7 +42,7 @@ def omega_fields(s: int) -> dict:
 def row_layout(monkeypatch):
     """These tests run the row layout (each model vectorized over H) at every H; the lanes layout
     that the op picks for small H has its own, tests/test_fused_step_lanes.py."""
-    monkeypatch.setenv("RNNLAB_ELMAN_TRAIN_LAYOUT", "rows")
+    monkeypatch.setenv("RNNLAB_TRAIN_LAYOUT", "rows")
 
 
 def make_population(task: str, task_kwargs: dict, optimizer: str, clip: bool, dtype=torch.float64, M: int = 3,

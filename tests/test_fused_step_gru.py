@@ -14,7 +14,8 @@ from rnnlab.train.fused_step import FusedStep
 from helpers_ops import LOWER_ISAS, run_under_isa
 from test_fused_step import (OPTIMIZERS, TASKS, autograd_update, batch_at, check_against_reference,
                              check_population_equals_alone, check_safeguard, check_thread_counts_agree,
-                             check_trainer_matches_autograd, make_population, op_args)
+                             check_trainer_matches_autograd, make_population, op_args,
+                             row_layout)  # noqa: F401 (autouse: these tests run the row layout at every H)
 from test_population_elman import float32_rounding_bound
 
 CELL = "gru"

@@ -17,7 +17,8 @@ from rnnlab.train.fused_step import FusedStep, unsupported
 
 from helpers_ops import LOWER_ISAS, run_under_isa
 from test_fused_step import (OPTIMIZERS, TASKS, _run_fused, autograd_update, batch_at, check_against_reference,
-                             check_trainer_matches_autograd, make_population, op_args)
+                             check_trainer_matches_autograd, make_population, op_args,
+                             row_layout)  # noqa: F401 (autouse: these tests run the row layout at every H)
 
 LSTM = dict(cell="lstm")
 

@@ -3,9 +3,6 @@
 // models. The checks and fields every cell shares are in train_step_glue.h.
 #include <torch/library.h>
 
-#include <cstdlib>
-#include <limits>
-#include <string>
 #include <vector>
 
 #include "kernels/cpu/elman_train_step.h"
@@ -17,26 +14,6 @@
 
 namespace rnnlab {
 namespace {
-
-// The layout of the update: one model per vector lane (the lanes layout) for H ≤ max_hidden, the
-// row layout (each model vectorized over H) above. The choice depends on the shape alone, never
-// on M, so a model's bits do not depend on the population it trains in.
-// RNNLAB_ELMAN_TRAIN_LAYOUT=rows|lanes forces one layout (tests and benchmarks of both). A call
-// with Ω (reg_weight) runs the row layout: the lanes layout has no Ω. (rnnlab.train.fused_step
-// calls the op with reg_weight only for the models whose α > 0, so a model's layout still
-// depends on its own configuration only.)
-// The lanes layout gathers a group's inputs with 32-bit offsets between its models' x, so an x of
-// more than 2^31 / W entries per model (≈ 10^8) takes the row layout whatever H.
-template <typename T>
-bool use_lanes_layout(const TrainStepCall& c, const cpu::ElmanLanesKernel<T>& lanes, bool omega) {
-  const char* forced = std::getenv("RNNLAB_ELMAN_TRAIN_LAYOUT");
-  const std::string layout(forced ? forced : "");
-  TORCH_CHECK_VALUE(layout.empty() || layout == "rows" || layout == "lanes",
-                    "RNNLAB_ELMAN_TRAIN_LAYOUT must be 'rows' or 'lanes', got '", layout, "'");
-  if (omega) return false;
-  if (c.T * c.B * c.I * (lanes.lanes - 1) > std::numeric_limits<int32_t>::max()) return false;
-  return layout.empty() ? c.H <= lanes.max_hidden : layout == "lanes";
-}
 
 TrainStepOutputs elman_train_step_cpu(const at::Tensor& x, const at::Tensor& target, at::TensorList params,
                                       at::TensorList state, const at::Tensor& lr, const std::optional<at::Tensor>& lr_min,
@@ -75,11 +52,11 @@ TrainStepOutputs elman_train_step_cpu(const at::Tensor& x, const at::Tensor& tar
     // ∂W_hh GEMM).
     const int64_t work = RecurrenceShape{c.M, c.T, c.B, c.H}.recurrent_work(3);
     const auto lanes = cpu::elman_train_step_lanes_kernel<scalar_t>(cpu::selected_isa());
-    if (use_lanes_layout(c, lanes, reg_weight.has_value())) {
-      // One tile per group of models (one per vector lane): a group never spans threads.
-      std::vector<int64_t> groups;
-      for (int64_t m0 = 0; m0 < c.M; m0 += lanes.lanes) groups.push_back(m0);
-      for_each_tile(groups, work, [&](int64_t m0) { lanes.run(s, m0); });
+    // A call with Ω (reg_weight) runs the row layout: the lanes layout has no Ω.
+    // (rnnlab.train.fused_step calls the op with reg_weight only for the models whose α > 0, so a
+    // model's layout still depends on its own configuration only.)
+    if (use_lanes_layout(c, lanes.lanes, lanes.max_hidden) && !reg_weight) {
+      run_lanes(lanes, s, work);
     } else {
       // One tile per model, all its rows: a model never spans threads, so its result does not
       // depend on the thread count or on the models beside it.

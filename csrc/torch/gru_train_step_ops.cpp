@@ -1,6 +1,6 @@
-// ATen glue of the fused GRU training step (kernels/cpu/gru_train_step.h): its parameter shapes
-// and one parallel region over the models. The checks and fields every cell shares are in
-// train_step_glue.h.
+// ATen glue of the fused GRU training step (kernels/cpu/gru_train_step.h): its parameter shapes,
+// the layout (use_lanes_layout) and one parallel region over the models or groups of models.
+// The checks and fields every cell shares are in train_step_glue.h.
 #include <torch/library.h>
 
 #include "kernels/cpu/gru_train_step.h"
@@ -46,12 +46,17 @@ TrainStepOutputs gru_train_step_cpu(const at::Tensor& x, const at::Tensor& targe
     cpu::TrainStep<scalar_t> s{};
     fill_train_step<scalar_t>(s, c, x, target, params, state, lr, lr_min, cosine_factor, momentum, beta1, beta2, clip,
                               loss_scale, safeguard, eps, step, out);
-    const auto kernel = cpu::gru_train_step_kernel<scalar_t>(cpu::selected_isa());
-    // One tile per model, all its rows: a model never spans threads, so its result does not
-    // depend on the thread count or on the models beside it. Work: the forward, v_t and ∂W_hh
-    // GEMMs, each over the three gates.
-    const RecurrenceShape shape{c.M, c.T, c.B, c.H};
-    for_each_tile(make_tiles(c.M, c.B, c.B), shape.recurrent_work(9), [&](BatchTile tile) { kernel(s, tile.model); });
+    // Work: the forward, v_t and ∂W_hh GEMMs, each over the three gates.
+    const int64_t work = RecurrenceShape{c.M, c.T, c.B, c.H}.recurrent_work(9);
+    const auto lanes = cpu::gru_train_step_lanes_kernel<scalar_t>(cpu::selected_isa());
+    if (use_lanes_layout(c, lanes.lanes, lanes.max_hidden)) {
+      run_lanes(lanes, s, work);
+    } else {
+      // One tile per model, all its rows: a model never spans threads, so its result does not
+      // depend on the thread count or on the models beside it.
+      const auto kernel = cpu::gru_train_step_kernel<scalar_t>(cpu::selected_isa());
+      for_each_tile(make_tiles(c.M, c.B, c.B), work, [&](BatchTile tile) { kernel(s, tile.model); });
+    }
   });
   return out;
 }

@@ -2,6 +2,8 @@
 #include "torch/train_step_glue.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <limits>
 
 #include "torch/checks.h"
 
@@ -129,5 +131,14 @@ void fill_train_step(cpu::TrainStep<T>& s, const TrainStepCall& c, const at::Ten
 RNNLAB_INSTANTIATE_FILL(float)
 RNNLAB_INSTANTIATE_FILL(double)
 #undef RNNLAB_INSTANTIATE_FILL
+
+bool use_lanes_layout(const TrainStepCall& c, int64_t lanes, int64_t max_hidden) {
+  const char* forced = std::getenv("RNNLAB_TRAIN_LAYOUT");
+  const std::string layout(forced ? forced : "");
+  TORCH_CHECK_VALUE(layout.empty() || layout == "rows" || layout == "lanes",
+                    "RNNLAB_TRAIN_LAYOUT must be 'rows' or 'lanes', got '", layout, "'");
+  if (c.T * c.B * c.I * (lanes - 1) > std::numeric_limits<int32_t>::max()) return false;
+  return layout.empty() ? c.H <= max_hidden : layout == "lanes";
+}
 
 }  // namespace rnnlab

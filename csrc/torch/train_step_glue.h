@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/cpu/train_step.h"
+#include "torch/tiles.h"
 
 namespace rnnlab {
 
@@ -52,6 +53,24 @@ void fill_train_step(cpu::TrainStep<T>& s, const TrainStepCall& c, const at::Ten
                      const std::optional<at::Tensor>& momentum, const std::optional<at::Tensor>& beta1,
                      const std::optional<at::Tensor>& beta2, const std::optional<at::Tensor>& clip, double loss_scale,
                      bool safeguard, double eps, int64_t step, TrainStepOutputs& out);
+
+// Whether a call takes the lanes layout (one model per vector lane, kernels/cpu/train_step_lanes.h)
+// rather than the row layout (each model vectorized over H): the lanes for H ≤ the cell's measured
+// max_hidden, a choice by the shape alone, never by M, so a model's bits do not depend on the
+// population it trains in. RNNLAB_TRAIN_LAYOUT=rows|lanes forces one layout for every cell
+// (tests and benchmarks of both). The lanes layout gathers a group's inputs with 32-bit offsets
+// between its models' x, so an x of more than 2^31 / lanes entries per model (≈ 10^8) takes the
+// row layout whatever H.
+bool use_lanes_layout(const TrainStepCall& c, int64_t lanes, int64_t max_hidden);
+
+// Runs a lanes kernel on every group of models, one tile per group: a group never spans threads,
+// so a model's result does not depend on the thread count. `work`: the call's multiply-adds.
+template <typename Step>
+void run_lanes(const cpu::LanesKernel<Step>& kernel, const Step& s, int64_t work) {
+  std::vector<int64_t> groups;
+  for (int64_t m0 = 0; m0 < s.M; m0 += kernel.lanes) groups.push_back(m0);
+  for_each_tile(groups, work, [&](int64_t m0) { kernel.run(s, m0); });
+}
 
 // The schema's arguments and returns that every cell's fused step shares, to append after
 // "<cell>_train_step(": the cell's own options follow them.

@@ -42,18 +42,8 @@ using ElmanTrainStepFn = void (*)(const ElmanTrainStep<T>&, int64_t m);
 template <typename T>
 ElmanTrainStepFn<T> elman_train_step_kernel(Isa isa);
 
-// The same update in the lanes layout (elman_train_step_lanes_impl.h): one model per vector
-// lane, a group of `lanes` models at a time; run(s, m0) updates models m0 … min(M, m0 + lanes) − 1.
-// Each model's result is bitwise the same whatever group it is in. The op takes this layout when
-// H ≤ max_hidden (measured per ISA), a choice by shape alone.
+// The same update in the lanes layout (elman_train_step_lanes_impl.h, LanesKernel in train_step.h).
 template <typename T>
-struct ElmanLanesKernel {
-  void (*run)(const ElmanTrainStep<T>&, int64_t first_model);
-  int64_t lanes;
-  int64_t max_hidden;
-};
-
-template <typename T>
-ElmanLanesKernel<T> elman_train_step_lanes_kernel(Isa isa);
+LanesKernel<ElmanTrainStep<T>> elman_train_step_lanes_kernel(Isa isa);
 
 }  // namespace rnnlab::cpu

@@ -7,11 +7,11 @@ namespace rnnlab::cpu {
 #if defined(__x86_64__)
 template <typename T> ElmanTrainStepFn<T> elman_train_step_avx512();
 template <typename T> ElmanTrainStepFn<T> elman_train_step_avx2();
-template <typename T> ElmanLanesKernel<T> elman_train_step_avx512_lanes();
-template <typename T> ElmanLanesKernel<T> elman_train_step_avx2_lanes();
+template <typename T> LanesKernel<ElmanTrainStep<T>> elman_train_step_avx512_lanes();
+template <typename T> LanesKernel<ElmanTrainStep<T>> elman_train_step_avx2_lanes();
 #endif
 template <typename T> ElmanTrainStepFn<T> elman_train_step_portable();
-template <typename T> ElmanLanesKernel<T> elman_train_step_portable_lanes();
+template <typename T> LanesKernel<ElmanTrainStep<T>> elman_train_step_portable_lanes();
 
 template <typename T>
 ElmanTrainStepFn<T> elman_train_step_kernel(Isa isa) {
@@ -25,7 +25,7 @@ ElmanTrainStepFn<T> elman_train_step_kernel(Isa isa) {
 }
 
 template <typename T>
-ElmanLanesKernel<T> elman_train_step_lanes_kernel(Isa isa) {
+LanesKernel<ElmanTrainStep<T>> elman_train_step_lanes_kernel(Isa isa) {
   switch (isa) {
 #if defined(__x86_64__)
     case Isa::Avx512: return elman_train_step_avx512_lanes<T>();
@@ -37,7 +37,7 @@ ElmanLanesKernel<T> elman_train_step_lanes_kernel(Isa isa) {
 
 template ElmanTrainStepFn<float> elman_train_step_kernel<float>(Isa);
 template ElmanTrainStepFn<double> elman_train_step_kernel<double>(Isa);
-template ElmanLanesKernel<float> elman_train_step_lanes_kernel<float>(Isa);
-template ElmanLanesKernel<double> elman_train_step_lanes_kernel<double>(Isa);
+template LanesKernel<ElmanTrainStep<float>> elman_train_step_lanes_kernel<float>(Isa);
+template LanesKernel<ElmanTrainStep<double>> elman_train_step_lanes_kernel<double>(Isa);
 
 }  // namespace rnnlab::cpu

@@ -39,4 +39,8 @@ using GruTrainStepFn = void (*)(const TrainStep<T>&, int64_t m);
 template <typename T>
 GruTrainStepFn<T> gru_train_step_kernel(Isa isa);
 
+// The same update in the lanes layout (gru_train_step_lanes_impl.h, LanesKernel in train_step.h).
+template <typename T>
+LanesKernel<TrainStep<T>> gru_train_step_lanes_kernel(Isa isa);
+
 }  // namespace rnnlab::cpu

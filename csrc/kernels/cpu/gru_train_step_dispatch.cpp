@@ -1,5 +1,5 @@
-// The fused GRU training step of the ISA selected_isa() names (compiled three times, in
-// gru_train_step_<isa>.cpp).
+// The fused GRU training step of the ISA selected_isa() names, in either layout
+// (compiled three times, in gru_train_step_<isa>.cpp).
 #include "kernels/cpu/gru_train_step.h"
 
 namespace rnnlab::cpu {
@@ -7,8 +7,11 @@ namespace rnnlab::cpu {
 #if defined(__x86_64__)
 template <typename T> GruTrainStepFn<T> gru_train_step_avx512();
 template <typename T> GruTrainStepFn<T> gru_train_step_avx2();
+template <typename T> LanesKernel<TrainStep<T>> gru_train_step_avx512_lanes();
+template <typename T> LanesKernel<TrainStep<T>> gru_train_step_avx2_lanes();
 #endif
 template <typename T> GruTrainStepFn<T> gru_train_step_portable();
+template <typename T> LanesKernel<TrainStep<T>> gru_train_step_portable_lanes();
 
 template <typename T>
 GruTrainStepFn<T> gru_train_step_kernel(Isa isa) {
@@ -21,7 +24,20 @@ GruTrainStepFn<T> gru_train_step_kernel(Isa isa) {
   }
 }
 
+template <typename T>
+LanesKernel<TrainStep<T>> gru_train_step_lanes_kernel(Isa isa) {
+  switch (isa) {
+#if defined(__x86_64__)
+    case Isa::Avx512: return gru_train_step_avx512_lanes<T>();
+    case Isa::Avx2: return gru_train_step_avx2_lanes<T>();
+#endif
+    default: return gru_train_step_portable_lanes<T>();
+  }
+}
+
 template GruTrainStepFn<float> gru_train_step_kernel<float>(Isa);
 template GruTrainStepFn<double> gru_train_step_kernel<double>(Isa);
+template LanesKernel<TrainStep<float>> gru_train_step_lanes_kernel<float>(Isa);
+template LanesKernel<TrainStep<double>> gru_train_step_lanes_kernel<double>(Isa);
 
 }  // namespace rnnlab::cpu

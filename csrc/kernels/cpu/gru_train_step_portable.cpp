@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <type_traits>
 #include <stdexcept>
 #include <vector>
@@ -11,4 +12,6 @@
 #define RNNLAB_ISA_PORTABLE
 #define RNNLAB_ISA_NS portable
 #include "kernels/cpu/gru_train_step_impl.h"
+#include "kernels/cpu/gru_train_step_lanes_impl.h"
 RNNLAB_DEFINE_GRU_TRAIN_STEP(gru_train_step_portable)
+RNNLAB_DEFINE_GRU_TRAIN_STEP_LANES(gru_train_step_portable)

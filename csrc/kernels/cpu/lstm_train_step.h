@@ -35,4 +35,8 @@ using LstmTrainStepFn = void (*)(const LstmTrainStep<T>&, int64_t m);
 template <typename T>
 LstmTrainStepFn<T> lstm_train_step_kernel(Isa isa);
 
+// The same update in the lanes layout (lstm_train_step_lanes_impl.h, LanesKernel in train_step.h).
+template <typename T>
+LanesKernel<LstmTrainStep<T>> lstm_train_step_lanes_kernel(Isa isa);
+
 }  // namespace rnnlab::cpu

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <type_traits>
 #include <stdexcept>
 #include <vector>
@@ -14,6 +15,8 @@
 #define RNNLAB_ISA_AVX512
 #define RNNLAB_ISA_NS avx512
 #include "kernels/cpu/lstm_train_step_impl.h"
+#include "kernels/cpu/lstm_train_step_lanes_impl.h"
 RNNLAB_DEFINE_LSTM_TRAIN_STEP(lstm_train_step_avx512)
+RNNLAB_DEFINE_LSTM_TRAIN_STEP_LANES(lstm_train_step_avx512)
 #pragma GCC pop_options
 #endif

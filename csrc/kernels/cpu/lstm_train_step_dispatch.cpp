@@ -1,5 +1,5 @@
-// The fused LSTM training step of the ISA selected_isa() names (compiled three times, in
-// lstm_train_step_<isa>.cpp).
+// The fused LSTM training step of the ISA selected_isa() names, in either layout
+// (compiled three times, in lstm_train_step_<isa>.cpp).
 #include "kernels/cpu/lstm_train_step.h"
 
 namespace rnnlab::cpu {
@@ -7,8 +7,11 @@ namespace rnnlab::cpu {
 #if defined(__x86_64__)
 template <typename T> LstmTrainStepFn<T> lstm_train_step_avx512();
 template <typename T> LstmTrainStepFn<T> lstm_train_step_avx2();
+template <typename T> LanesKernel<LstmTrainStep<T>> lstm_train_step_avx512_lanes();
+template <typename T> LanesKernel<LstmTrainStep<T>> lstm_train_step_avx2_lanes();
 #endif
 template <typename T> LstmTrainStepFn<T> lstm_train_step_portable();
+template <typename T> LanesKernel<LstmTrainStep<T>> lstm_train_step_portable_lanes();
 
 template <typename T>
 LstmTrainStepFn<T> lstm_train_step_kernel(Isa isa) {
@@ -21,7 +24,20 @@ LstmTrainStepFn<T> lstm_train_step_kernel(Isa isa) {
   }
 }
 
+template <typename T>
+LanesKernel<LstmTrainStep<T>> lstm_train_step_lanes_kernel(Isa isa) {
+  switch (isa) {
+#if defined(__x86_64__)
+    case Isa::Avx512: return lstm_train_step_avx512_lanes<T>();
+    case Isa::Avx2: return lstm_train_step_avx2_lanes<T>();
+#endif
+    default: return lstm_train_step_portable_lanes<T>();
+  }
+}
+
 template LstmTrainStepFn<float> lstm_train_step_kernel<float>(Isa);
 template LstmTrainStepFn<double> lstm_train_step_kernel<double>(Isa);
+template LanesKernel<LstmTrainStep<float>> lstm_train_step_lanes_kernel<float>(Isa);
+template LanesKernel<LstmTrainStep<double>> lstm_train_step_lanes_kernel<double>(Isa);
 
 }  // namespace rnnlab::cpu

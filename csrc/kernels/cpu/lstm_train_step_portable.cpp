@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <type_traits>
 #include <stdexcept>
 #include <vector>
@@ -11,4 +12,6 @@
 #define RNNLAB_ISA_PORTABLE
 #define RNNLAB_ISA_NS portable
 #include "kernels/cpu/lstm_train_step_impl.h"
+#include "kernels/cpu/lstm_train_step_lanes_impl.h"
 RNNLAB_DEFINE_LSTM_TRAIN_STEP(lstm_train_step_portable)
+RNNLAB_DEFINE_LSTM_TRAIN_STEP_LANES(lstm_train_step_portable)

@@ -68,4 +68,15 @@ struct TrainStep {
   T* v_sq;
 };
 
+// A cell's update in the lanes layout (train_step_lanes.h): one model per vector lane, a group of
+// `lanes` models at a time; run(s, m0) updates models m0 … min(M, m0 + lanes) − 1. Each model's
+// result is bitwise the same whatever group it is in. The op takes this layout when
+// H ≤ max_hidden (measured per cell, ISA and dtype), a choice by shape alone.
+template <typename Step>
+struct LanesKernel {
+  void (*run)(const Step&, int64_t first_model);
+  int64_t lanes;
+  int64_t max_hidden;
+};
+
 }  // namespace rnnlab::cpu
