@@ -136,7 +136,8 @@ void apply_update(const TrainStep<T>& s, int64_t m, T lr, int64_t n, const T* g,
 // The end of every cell's update: the global norm of its n_params gradients (laid out one after
 // the other in `grads`, sizes[p] entries each), clipping with the safeguard
 // (rnnlab.train.clipping; `recurrent` is the index of W_hh, whose 0.02·W_hh replaces a bad
-// gradient), the outputs norm/clipped/fallback, and the optimizer step (rnnlab.train.optim,
+// gradient, or −1 for a cell without one, whose bad gradient becomes 0, as clip_gradients_ with
+// weight_hh=None), the outputs norm/clipped/fallback, and the optimizer step (rnnlab.train.optim,
 // rnnlab.train.schedules) on the parameters and slots of model m.
 template <typename T>
 void clip_and_update(const TrainStep<T>& s, int64_t m, T* grads, const int64_t* sizes, int recurrent) {
@@ -156,8 +157,10 @@ void clip_and_update(const TrainStep<T>& s, int64_t m, T* grads, const int64_t* 
   }
   if (bad) {  // the update then decays W_hh by (1 − 0.02·lr) and leaves the rest (SPEC §2.4)
     std::fill(grads, grads + total, T(0));
-    const T* w_hh = s.params[recurrent] + m * sizes[recurrent];
-    for (int64_t i = 0; i < sizes[recurrent]; ++i) grads[recurrent_offset + i] = T(0.02) * w_hh[i];
+    if (recurrent >= 0) {
+      const T* w_hh = s.params[recurrent] + m * sizes[recurrent];
+      for (int64_t i = 0; i < sizes[recurrent]; ++i) grads[recurrent_offset + i] = T(0.02) * w_hh[i];
+    }
   }
   s.norm[m] = norm;
   s.clipped[m] = clipped;
