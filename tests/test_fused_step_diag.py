@@ -122,6 +122,34 @@ def test_every_isa(isa):
                        "d.check_float32_within_the_rounding_bound('momentum', updates=2)\n")
 
 
+def test_inputs_beyond_the_register_sums():
+    """I = 11 (the backward keeps the sums of 8 inputs in registers, the others in memory): the task's
+    6 inputs moved to positions 5–10 behind 5 zero inputs give the update of the 6-input call, and
+    the zero inputs' columns of B and D get a zero gradient (momentum then moves them by its buffer
+    only)."""
+    args = op_args(CELL)
+    wide = dict(args, params=[p.clone() for p in args["params"]], state=[b.clone() for b in args["state"]])
+    pad = lambda t: torch.cat([torch.randn(*t.shape[:-1], 5, dtype=t.dtype), t], -1)  # noqa: E731
+    wide["x"] = torch.cat([torch.zeros(*args["x"].shape[:-1], 5, dtype=args["x"].dtype), args["x"]], -1)
+    with_inputs = [3, 4, 7]  # B_re, B_im, D (parametrization "exp", learned γ)
+    for i in with_inputs:
+        wide["params"][i], wide["state"][i] = pad(wide["params"][i]), pad(wide["state"][i])
+    start = [p.clone() for p in wide["params"]]
+    buffers = [b.clone() for b in wide["state"]]
+    narrow_out = torch.ops.rnnlab.diag_train_step(**args)
+    wide_out = torch.ops.rnnlab.diag_train_step(**wide)
+    for a, b in zip(narrow_out, wide_out):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    mu, lr = args["momentum"].view(-1, 1, 1), args["lr"].view(-1, 1, 1)
+    for p, narrow in enumerate(args["params"]):
+        got = wide["params"][p]
+        if p in with_inputs:
+            torch.testing.assert_close(got[..., :5], start[p][..., :5] - lr * mu * buffers[p][..., :5], rtol=1e-12,
+                                       atol=1e-12)
+            got = got[..., 5:]
+        torch.testing.assert_close(got, narrow, rtol=1e-12, atol=1e-12)
+
+
 # ---- bad inputs ------------------------------------------------------------------------------
 
 def real_op_args():

@@ -32,11 +32,8 @@ struct Workspace : GemmBuffers<T> {
   std::vector<T> hs;     // [T, B, Nr] states h_1 … h_T
   std::vector<T> gy;     // [K, B, O] ∂L/∂ŷ_t
   std::vector<T> gyt;    // [O, K·B] the same, transposed: ∂w_out and ∂D each one GEMM
-  std::vector<T> v;      // [B, vector] v_{t+1} of the column block on entry to step t's backward, then v_t
-  // [B, 2 + I, vector] per-row running sums of the column block over the steps: h_{t−1} ⊙ δ_t,
-  // h_{t−1} ⊙ swap(δ_t) and x_{t,i} δ_t. One set per row keeps consecutive updates of a sum
-  // apart, so that they do not wait on each other.
-  std::vector<T> row_sums;
+  std::vector<T> block_sums;  // [2 + I, vector] the backward's sums of one column block (backward())
+  std::vector<T> extra_sums;  // [I − kRegisterInputs, vector] one row's sums of the inputs beyond those in registers
   std::vector<T> lam_p, lam_q;  // [Nr] Σ_{t,b} h_{t−1} ⊙ δ_t and h_{t−1} ⊙ swap(δ_t)
   std::vector<T> p_in;          // [I, Nr] P = Σ_{t,b} x_t δ_tᵀ
   std::vector<T> g_read;        // [O, Nr] ∂w_out
@@ -139,18 +136,24 @@ void forward(const TrainStep<T>& s, const T* x, Workspace<T>& w) {
   }
 }
 
-// δ_t, v_t, their squared norms and the per-row running sums, column block by column block, then
-// the block sums over the rows into lam_p, lam_q and p_in.
+// Inputs whose running sum x_{t,i} δ_t the backward keeps in a register (the tasks have 1–6); the
+// others go through memory.
+constexpr int kRegisterInputs = 8;
+
+// δ_t, v_t and their squared norms, and the sums of ∂λ and P: column block by column block and in
+// a block row by row, the time loop inside, so that v_{t+1} and every running sum of the row stay
+// in registers (through memory, their stores were the backward's bottleneck). Each row's sums
+// are added to the block's in row order, then stored into lam_p, lam_q and p_in.
 template <typename T, bool Complex>
 void backward(const TrainStep<T>& s, int64_t m, const T* x, Workspace<T>& w) {
   using V = Vec<T>;
   constexpr int W = V::size;
   const int64_t Tn = s.T_, B = s.B, I = s.I, O = s.O, Nr = Complex ? 2 * s.H : s.H, first_read = Tn - s.K;
-  const int64_t R = 2 + I;  // running sums per row
+  const int64_t R = 2 + I;  // sums per block: h_{t−1} ⊙ δ_t, h_{t−1} ⊙ swap(δ_t), x_{t,i} δ_t
   const T* hs = w.hs.data();
   const T* gy = w.gy.data();
-  T* v = grow(w.v, B * W);
-  T* sums = grow(w.row_sums, B * R * W);
+  T* block = grow(w.block_sums, R * W);
+  T* extra = grow(w.extra_sums, std::max<int64_t>(I - kRegisterInputs, 0) * W);
   T* lam_p = grow(w.lam_p, Nr);
   T* lam_q = grow(w.lam_q, Nr);
   T* p_in = grow(w.p_in, I * Nr);
@@ -159,34 +162,47 @@ void backward(const TrainStep<T>& s, int64_t m, const T* x, Workspace<T>& w) {
   for (int64_t j = 0; j < Nr; j += W) {
     const int n = static_cast<int>(std::min<int64_t>(W, Nr - j));
     const V a = load_n(w.lam_a.data() + j, n), b = load_n(w.lam_b.data() + j, n);
-    std::fill(sums, sums + B * R * W, T(0));
-    for (int64_t t = Tn - 1; t >= 0; --t) {
-      const T* gyk = t >= first_read ? gy + (t - first_read) * B * O : nullptr;
-      for (int64_t r = 0; r < B; ++r) {
-        T* sr = sums + r * R * W;
-        V d = t < Tn - 1 ? V::load(v + r * W) : V::zero();  // δ_t = v_{t+1} + ∂⁺L/∂h_t
-        if (gyk)
-          for (int64_t o = 0; o < O; ++o) d = fmadd(V::broadcast(gyk[r * O + o]), load_n(w.w_out.data() + o * Nr + j, n), d);
-        const V vt = conj_lam_mul<T, Complex>(a, b, d);
-        vt.store(v + r * W);
+    std::fill(block, block + R * W, T(0));
+    for (int64_t r = 0; r < B; ++r) {
+      V v = V::zero(), sum_p = V::zero(), sum_q = V::zero();  // v_T = 0
+      V sum_x[kRegisterInputs];
+      for (int i = 0; i < kRegisterInputs; ++i) sum_x[i] = V::zero();
+      std::fill(extra, extra + std::max<int64_t>(I - kRegisterInputs, 0) * W, T(0));
+      for (int64_t t = Tn - 1; t >= 0; --t) {
+        V d = v;  // δ_t = v_{t+1} + ∂⁺L/∂h_t
+        if (t >= first_read) {
+          const T* g = gy + ((t - first_read) * B + r) * O;
+          for (int64_t o = 0; o < O; ++o) d = fmadd(V::broadcast(g[o]), load_n(w.w_out.data() + o * Nr + j, n), d);
+        }
+        v = conj_lam_mul<T, Complex>(a, b, d);
         // the columns of later blocks add to the first block's sums, in block order
-        const T dsq = hsum(d * d), vsq = hsum(vt * vt);
+        const T dsq = hsum(d * d), vsq = hsum(v * v);
         delta_sq[t * B + r] = j == 0 ? dsq : delta_sq[t * B + r] + dsq;
         v_sq[t * B + r] = j == 0 ? vsq : v_sq[t * B + r] + vsq;
         if (t > 0) {  // h_0 = 0 adds nothing to ∂λ
           const V hp = load_n(hs + ((t - 1) * B + r) * Nr + j, n);
-          fmadd(hp, d, V::load(sr)).store(sr);
-          if constexpr (Complex) fmadd(hp, swap_pairs(d), V::load(sr + W)).store(sr + W);
+          sum_p = fmadd(hp, d, sum_p);
+          if constexpr (Complex) sum_q = fmadd(hp, swap_pairs(d), sum_q);
         }
         const T* xr = x + (t * B + r) * I;
-        for (int64_t i = 0; i < I; ++i) fmadd(V::broadcast(xr[i]), d, V::load(sr + (2 + i) * W)).store(sr + (2 + i) * W);
+#pragma GCC unroll 8
+        for (int i = 0; i < kRegisterInputs; ++i)
+          if (i < I) sum_x[i] = fmadd(V::broadcast(xr[i]), d, sum_x[i]);
+        for (int64_t i = kRegisterInputs; i < I; ++i) {
+          T* e = extra + (i - kRegisterInputs) * W;
+          fmadd(V::broadcast(xr[i]), d, V::load(e)).store(e);
+        }
+      }
+      (V::load(block) + sum_p).store(block);
+      (V::load(block + W) + sum_q).store(block + W);
+      for (int64_t i = 0; i < I; ++i) {
+        const V row = i < kRegisterInputs ? sum_x[i] : V::load(extra + (i - kRegisterInputs) * W);
+        (V::load(block + (2 + i) * W) + row).store(block + (2 + i) * W);
       }
     }
     for (int64_t q = 0; q < R; ++q) {
-      V total = V::zero();
-      for (int64_t r = 0; r < B; ++r) total = total + V::load(sums + (r * R + q) * W);
       T* dest = q == 0 ? lam_p : q == 1 ? lam_q : p_in + (q - 2) * Nr;
-      store_n(total, dest + j, n);
+      store_n(V::load(block + q * W), dest + j, n);
     }
   }
 }
