@@ -4,9 +4,10 @@
 // train_step_common.h.
 //
 // The recurrence is elementwise per channel, so both passes run column block by column block (one
-// vector of the interleaved (re, im) columns), the time loop inside: λ, and in the backward every
-// per-row running sum, stay in registers or L1 for the whole sequence. Only the read-out couples
-// the columns; it runs between the two passes, on the stored states of the read-out steps.
+// vector of the interleaved (re, im) columns) with the time loop inside: λ stays in registers for
+// the whole sequence, and in the backward, which runs row by row, so do v_{t+1} and every running
+// sum of the row. Only the read-out couples the columns; it runs between the two passes, on the
+// stored states of the read-out steps.
 #pragma once
 
 #include <vector>
