@@ -3,7 +3,7 @@ PyTorch or JAX user trains the same runs, against the sweep speed targets (≥ 5
 nn.RNN, ≥ 5× jax.vmap; docs/sweeps.md). Results are reported, not asserted.
 
     python benchmarks/bench_sweep.py [--quick] [--threads 1] [--json out.json]
-    python benchmarks/bench_sweep.py --fused [--quick] [--json out.json]
+    python benchmarks/bench_sweep.py --fused [--quick] [--cells elman diag ...] [--json out.json]
     python benchmarks/bench_sweep.py --peers [--quick] [--cells elman ...] [--compile] [--json out.json]
 
 For each case (task, length T, hidden size H, population M), all peers train the same models
@@ -31,8 +31,9 @@ update) against ``rnnlab step`` (the trainer's autograd path: ≈ 25 ATen calls 
 ``train_population`` with the fused step (its default for these runs) against the same trainer
 forced onto its autograd path (data generation and the final validation included), at
 H ∈ {8, 16, 32, 64} and T ∈ {25, 100} (temporal order, M = 32, SGD with clipping at τ = 1 as above,
-float32, pre-generated batches): model-updates/s and useful GFLOP/s (:meth:`rnnlab.bench.update_peers.Job.flops`), also
-as a fraction of one-core sgemm (torch.mm, MKL where torch has it) measured in the same run.
+float32, pre-generated batches), for each cell of ``--cells`` (default: elman): model-updates/s
+and useful GFLOP/s (:meth:`rnnlab.bench.update_peers.Job.flops`), also as a fraction of one-core
+sgemm (torch.mm, MKL where torch has it) measured in the same run.
 
 With ``--peers``, the table of :mod:`rnnlab.bench.peers` (``rnnlab bench --peers training``): the
 fused step of every cell that has one against the nn loop, the torch.func ensemble and JAX at the
@@ -54,6 +55,7 @@ import time
 import torch
 
 from rnnlab.bench import peers, update_peers
+from rnnlab.cells import get_cell
 from rnnlab.bench.harness import FULL, OtherLoad, confined, machine_info, sgemm_gflops
 from rnnlab.bench.update_peers import Job, Problem
 from rnnlab.train import train_population
@@ -63,8 +65,15 @@ from rnnlab.train import train_population
 CASES = (Job("elman", 25, 8, 256, 200, task="latch", init="normal"), Job("elman", 50, 32, 256, 60, init="normal"),
          Job("elman", 100, 50, 128, 30, init="normal"))
 QUICK = (Job("elman", 25, 8, 128, 10, task="latch", init="normal"), Job("elman", 50, 32, 64, 5, init="normal"))
-FUSED_CASES = tuple(Job("elman", T, H, 32, 10, init="normal") for T in (25, 100) for H in (8, 16, 32, 64))
-FUSED_QUICK = (Job("elman", 25, 8, 8, 3, init="normal"), Job("elman", 100, 64, 4, 2, init="normal"))
+
+
+def fused_cases(cell: str, quick: bool) -> tuple[Job, ...]:
+    """The --fused cases of ``cell``: its ``normal`` init where it has one (the Elman figures of
+    docs/sweeps.md), else its default."""
+    init = "normal" if "normal" in get_cell(cell).inits else None
+    if quick:
+        return Job(cell, 25, 8, 8, 3, init=init), Job(cell, 100, 64, 4, 2, init=init)
+    return tuple(Job(cell, T, H, 32, 10, init=init) for T in (25, 100) for H in (8, 16, 32, 64))
 
 
 def per_model_update(run: update_peers.Run, models: int, updates: int):
@@ -97,7 +106,7 @@ def _run_fused(args) -> int:
     load = OtherLoad()
     gemm = sgemm_gflops(512, FULL)
     results = []
-    for job in FUSED_QUICK if args.quick else FUSED_CASES:
+    for job in [job for cell in args.cells or ["elman"] for job in fused_cases(cell, args.quick)]:
         problem = Problem.make(job)
         flops = job.flops(problem.task.n_in, problem.task.n_out)
         runs = {"rnnlab step": per_model_update(update_peers.rnnlab_autograd(problem), job.M, job.updates),
@@ -145,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--peers", action="store_true",
                       help="every fused cell against the nn loop, torch.func and JAX at 1 and 2 threads "
                            "(rnnlab.bench.peers)")
-    ap.add_argument("--cells", nargs="+", help="with --peers: these cells (default: those with a fused step)")
+    ap.add_argument("--cells", nargs="+",
+                    help="with --peers: these cells (default: those with a fused step); with --fused: these cells "
+                         "(default: elman)")
     ap.add_argument("--compile", action="store_true", help="with --peers: the torch.func peer through torch.compile")
     args = ap.parse_args(argv)
     if args.peers:

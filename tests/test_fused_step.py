@@ -5,6 +5,7 @@ helpers take the cell (``cell=``), so that other cells' fused steps (test_fused_
 checked by the same code."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -12,6 +13,8 @@ import pytest
 import torch
 
 import rnnlab
+from rnnlab import cells
+from rnnlab.cells import get_cell
 from rnnlab.nn.population import make_sink, population_forward
 from rnnlab.tasks import rng
 from rnnlab.tasks.base import Batch
@@ -60,7 +63,7 @@ def make_population(task: str, task_kwargs: dict, optimizer: str, clip: bool, dt
     keys = rng.seed_keys([c.seed for c in configs], "cpu")
     ctx = task_obj.setup(keys)
     params = init_population(keys, [c.init for c in configs], task_obj.n_in, hidden, task_obj.n_out,
-                             [c.init_gain for c in configs], dtype, cell, {})
+                             [c.init_gain for c in configs], dtype, cell, configs[0].cell_kwargs)
     state = init_state(optimizer, params)
     hyper = {n: torch.tensor([math.inf if getattr(c, n) is None else float(getattr(c, n)) for c in configs], dtype=dtype)
              for n in HYPER}
@@ -72,8 +75,9 @@ def autograd_update(configs, task, params, state, hyper, batch, k):
     loss, the clipping statistics and the sink's ‖δ_t‖², Ω and ‖v_t‖²."""
     cfg = configs[0]
     T = batch.length
+    recurrent = get_cell(cfg.cell).recurrent_weight
     p = {n: v.detach().requires_grad_(True) for n, v in params.items()}
-    sink = make_sink(len(configs), T, cfg.batch_size, params["weight_hh"].dtype, "cpu")
+    sink = make_sink(len(configs), T, cfg.batch_size, batch.x.dtype, "cpu")
     alpha = decayed_alpha(hyper["alpha"], hyper["alpha_decay"], k)
     y = population_forward(p, batch.x, readout_steps=task.readout_steps(T), sink=sink, cell=cfg.cell,
                            reg_weight=alpha if bool((alpha > 0).any()) else None, **cfg.forward_options())
@@ -81,7 +85,8 @@ def autograd_update(configs, task, params, state, hyper, batch, k):
     loss.sum().backward()
     grads = {n: v.grad for n, v in p.items()}
     any_clip = any(c.clip is not None for c in configs)
-    stats = clip_gradients_(grads, params["weight_hh"], hyper["clip"] if any_clip else None, cfg.safeguard)
+    stats = clip_gradients_(grads, params[recurrent] if recurrent else None, hyper["clip"] if any_clip else None,
+                            cfg.safeguard, weight_hh_name=recurrent)
     lr = hyper["lr"] if cfg.lr_schedule == "constant" else cosine_lr(hyper["lr"], hyper["lr_min"], k, cfg.max_updates)
     update_(cfg.optimizer, params, grads, state, lr, momentum=hyper["momentum"], beta1=hyper["beta1"],
             beta2=hyper["beta2"], eps=cfg.eps, step=k + 1)
@@ -191,10 +196,13 @@ def test_float32_close_to_autograd(omega):
     check_against_reference("mem5", TASKS[1][1], "adam", True, dtype=torch.float32, updates=3, tol=2e-5, omega=omega)
 
 
-def check_safeguard(cell="elman"):
-    """A model whose gradient is not finite gets the safeguard's W_hh decay, the others their update."""
-    configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "momentum", True, cell=cell)
-    params["weight_out"][1, 0, 0] = math.nan
+def check_safeguard(cell="elman", readout="weight_out", **overrides):
+    """A model whose gradient is not finite gets the safeguard's update (W_hh decayed, or for a
+    cell without W_hh a zero gradient), the others their update; ``readout``: a read-out weight
+    of the cell, poisoned with a NaN."""
+    configs, task, keys, ctx, params, state, hyper = make_population("torder", TASKS[0][1], "momentum", True, cell=cell,
+                                                                     **overrides)
+    params[readout][1, 0, 0] = math.nan
     ref_params = {n: v.clone() for n, v in params.items()}
     ref_state = {n: v.clone() for n, v in state.items()}
     batch = batch_at(configs, task, keys, ctx, 0, torch.float64)
@@ -210,13 +218,13 @@ def test_safeguard_decays_w_hh_of_a_non_finite_model():
 
 
 def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hidden=7, cell="elman", omega=False,
-               dtype=torch.float64):
+               dtype=torch.float64, **overrides):
     """Params, state and per-update outputs of the fused step on the models ``seeds``; with
     ``pick``, only the models at those positions, on their slices of the same batches (a task's
     data generator need not be bitwise the same across population sizes, the kernel must)."""
     configs, task_obj, keys, ctx, params, state, hyper = make_population(task[0], task[1], optimizer, True, dtype,
                                                                          seeds=seeds, M=len(seeds), hidden=hidden,
-                                                                         cell=cell, omega=omega)
+                                                                         cell=cell, omega=omega, **overrides)
     batches = [batch_at(configs, task_obj, keys, ctx, k, dtype) for k in range(updates)]
     if pick is not None:
         configs = [configs[j] for j in pick]
@@ -230,12 +238,13 @@ def _run_fused(seeds, updates=3, task=TASKS[0], optimizer="adam", pick=None, hid
     return params, state, outs
 
 
-def check_population_equals_alone(task, cell="elman", omega=False):
+def check_population_equals_alone(task, cell="elman", omega=False, **overrides):
     """Each model of a population updates bitwise as it does alone or packed otherwise."""
     seeds = [4, 9, 2, 7]  # with omega: α = 1.5, 0, 4, 1.5
-    params, state, outs = _run_fused(seeds, task=task, cell=cell, omega=omega)
+    params, state, outs = _run_fused(seeds, task=task, cell=cell, omega=omega, **overrides)
     for j, seed in enumerate(seeds):
-        alone_params, alone_state, alone_outs = _run_fused(seeds, task=task, pick=[j], cell=cell, omega=omega)
+        alone_params, alone_state, alone_outs = _run_fused(seeds, task=task, pick=[j], cell=cell, omega=omega,
+                                                           **overrides)
         for n in params:
             assert torch.equal(params[n][j], alone_params[n][0]), (seed, n)
         for n in state:
@@ -244,7 +253,7 @@ def check_population_equals_alone(task, cell="elman", omega=False):
             for a, b in zip(out, alone):
                 assert torch.equal(a[j], b[0]), seed
     # another packing: models 0 and 2 in the other order, without the others
-    other, _, _ = _run_fused(seeds, task=task, pick=[2, 0], cell=cell, omega=omega)
+    other, _, _ = _run_fused(seeds, task=task, pick=[2, 0], cell=cell, omega=omega, **overrides)
     assert all(torch.equal(other[n][1], params[n][0]) and torch.equal(other[n][0], params[n][2]) for n in params)
 
 
@@ -254,10 +263,10 @@ def test_population_equals_alone_bitwise(task, omega):
     check_population_equals_alone(task, omega=omega)
 
 
-def check_thread_counts_agree(cell="elman", omega=False):
+def check_thread_counts_agree(cell="elman", omega=False, **overrides):
     """One and two threads give bitwise the same updates."""
     # big enough (> 2^20 multiply-adds per call) that the op opens a parallel region (tiles.h)
-    kw = dict(task=("torder", {"min_length": 40, "max_length": 40}), hidden=32, cell=cell, omega=omega)
+    kw = dict(task=("torder", {"min_length": 40, "max_length": 40}), hidden=32, cell=cell, omega=omega, **overrides)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -289,12 +298,13 @@ def test_every_isa(isa):
                        "                              tol=2e-5, omega=omega)\n")
 
 
-def test_fallback_reasons():
+def test_fallback_reasons(monkeypatch):
     cpu = torch.device("cpu")
     base = dict(task="torder", hidden=4)
     task = RunConfig(**base).make_task()
     assert unsupported([RunConfig(**base)], task, cpu) is None
-    assert "cell" in unsupported([RunConfig(**base, cell="diag")], task, cpu)
+    monkeypatch.setitem(cells.REGISTRY, "gru", dataclasses.replace(cells.REGISTRY["gru"], fused_step=None))
+    assert "cell" in unsupported([RunConfig(**base, cell="gru")], task, cpu)
     assert "layers" in unsupported([RunConfig(**base, cell_kwargs={"num_layers": 2})], task, cpu)
     assert unsupported([RunConfig(**base), RunConfig(**base, alpha=0.5, alpha_decay=10.0)], task, cpu) is None
     assert "CPU" in unsupported([RunConfig(**base)], task, torch.device("meta"))

@@ -74,9 +74,7 @@ void run_model(const ElmanTrainStep<T>& s, int64_t m) {
     }
     if (t >= first_read) {
       const int64_t k = t - first_read;
-      loss_sum += s.loss_kind == Loss::CrossEntropy
-                      ? readout_step<T, Loss::CrossEntropy>(s, m, k, h, w_out, b_out, gy + k * B * O, gyt)
-                      : readout_step<T, Loss::SquaredError>(s, m, k, h, w_out, b_out, gy + k * B * O, gyt);
+      loss_sum += readout(s, m, k, h, w_out, b_out, gy + k * B * O, gyt);
     }
   }
   s.loss[m] = mean_loss(s, loss_sum);

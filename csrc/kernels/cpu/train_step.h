@@ -2,7 +2,7 @@
 // training update of one model (the cells' own parts: elman_train_step.h, gru_train_step.h, …).
 //
 // For model m (SPEC §2.3–2.4), with h_0 = 0 and the K read-out steps t = T−K … T−1:
-//   ŷ_t = W_out h_t + b_out                                       (read-out steps only)
+//   ŷ_t = W_out h_t + b_out    (read-out steps only; the diagonal cell's own: diag_train_step.h)
 //   L   = mean over the K·B rows of CE(ŷ_t, c_t), or scale · mean over K·B·O of (ŷ_t − y_t)²
 //   the cell's backward gives every gradient; g ← clip(g) with the safeguard
 //   (rnnlab.train.clipping), then one optimizer step in place (rnnlab.train.optim).
@@ -17,7 +17,8 @@
 //   class_target  [M, K, B]     int64 classes in [0, O) (cross-entropy), else nullptr
 //   value_target  [M, K, B, O]  regression targets (squared error), else nullptr
 //   params[p]     the cell's parameters in its own order, each [M, …] (updated in place); the
-//                 read-out W_out [M, O, H], b_out [M, O] are always the last two
+//                 read-out W_out [M, O, H], b_out [M, O] are the last two (the diagonal cell's
+//                 read-out is C and D instead, diag_train_step.h)
 //   slots[s][p]   optimizer state of params[p], shaped like it: momentum's buffer (s = 0), Adam's
 //                 m (s = 0) and v (s = 1); unused slots are nullptr
 //   lr, lr_min, momentum, beta1, beta2, clip   [M] per-model hyper-parameters (lr_min only read
@@ -57,7 +58,7 @@ struct TrainStep {
   bool cosine;    // lr_t = lr_min + (lr − lr_min)·cosine_factor, else lr_t = lr
   double cosine_factor;
   bool has_clip;
-  bool safeguard;  // SPEC §2.4: NaN/Inf/> 1e10 norms replace the gradient by (0.02 W_hh, 0, …)
+  bool safeguard;  // SPEC §2.4: NaN/Inf/> 1e10 norms replace the gradient by (0.02 W_hh, 0, …), or by 0 without W_hh
   T eps;           // Adam's ε
   int64_t step;    // 1-based update number (Adam's bias correction)
   T* loss;

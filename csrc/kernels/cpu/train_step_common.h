@@ -57,17 +57,15 @@ inline T dot(int64_t n, const T* x, const T* y) {
   return hsum(s);
 }
 
-// Read-out step k (state h [B, H]): ŷ into gy [B, O], then gy ← ∂L/∂ŷ, also into gyt's columns
-// k·B … k·B + B − 1. Returns the step's sum of per-row losses (cross-entropy) or of squared errors
-// (before the mean and the scale).
+// The loss of read-out step k from its outputs ŷ, which gy [B, O] holds on entry: gy ← ∂L/∂ŷ,
+// also into gyt's columns k·B … k·B + B − 1. Returns the step's sum of per-row losses
+// (cross-entropy) or of squared errors (before the mean and the scale).
 template <typename T, Loss L>
-double readout_step(const TrainStep<T>& s, int64_t m, int64_t k, const T* h, const T* w_out, const T* b_out,
-                    T* gy, T* gyt) {
-  const int64_t B = s.B, O = s.O, H = s.H;
+double loss_rows(const TrainStep<T>& s, int64_t m, int64_t k, T* gy, T* gyt) {
+  const int64_t B = s.B, O = s.O;
   double sum = 0;
   for (int64_t r = 0; r < B; ++r) {
     T* g = gy + r * O;
-    for (int64_t o = 0; o < O; ++o) g[o] = b_out[o] + dot(H, h + r * H, w_out + o * H);
     if constexpr (L == Loss::CrossEntropy) {
       const int64_t c = s.class_target[(m * s.K + k) * B + r];
       if (c < 0 || c >= O) throw std::invalid_argument("target: class index out of range [0, O) (O = number of outputs)");
@@ -91,6 +89,25 @@ double readout_step(const TrainStep<T>& s, int64_t m, int64_t k, const T* h, con
     for (int64_t o = 0; o < O; ++o) gyt[o * s.K * B + k * B + r] = g[o];
   }
   return sum;
+}
+
+// loss_rows for the call's loss: what a cell whose read-out is not W_out h + b_out (the diagonal
+// cell's Re(C h) + D x) calls once it has written ŷ into gy.
+template <typename T>
+double readout_loss(const TrainStep<T>& s, int64_t m, int64_t k, T* gy, T* gyt) {
+  return s.loss_kind == Loss::CrossEntropy ? loss_rows<T, Loss::CrossEntropy>(s, m, k, gy, gyt)
+                                           : loss_rows<T, Loss::SquaredError>(s, m, k, gy, gyt);
+}
+
+// Read-out step k of the linear read-out ŷ = W_out h + b_out (state h [B, H]): ŷ into gy [B, O],
+// then readout_loss.
+template <typename T>
+double readout(const TrainStep<T>& s, int64_t m, int64_t k, const T* h, const T* w_out, const T* b_out, T* gy,
+               T* gyt) {
+  const int64_t B = s.B, O = s.O, H = s.H;
+  for (int64_t r = 0; r < B; ++r)
+    for (int64_t o = 0; o < O; ++o) gy[r * O + o] = b_out[o] + dot(H, h + r * H, w_out + o * H);
+  return readout_loss(s, m, k, gy, gyt);
 }
 
 // p ← p − lr·(optimizer direction) for n entries of one parameter and its slots.
@@ -119,7 +136,8 @@ void apply_update(const TrainStep<T>& s, int64_t m, T lr, int64_t n, const T* g,
 // The end of every cell's update: the global norm of its n_params gradients (laid out one after
 // the other in `grads`, sizes[p] entries each), clipping with the safeguard
 // (rnnlab.train.clipping; `recurrent` is the index of W_hh, whose 0.02·W_hh replaces a bad
-// gradient), the outputs norm/clipped/fallback, and the optimizer step (rnnlab.train.optim,
+// gradient, or −1 for a cell without one, whose bad gradient becomes 0, as clip_gradients_ with
+// weight_hh=None), the outputs norm/clipped/fallback, and the optimizer step (rnnlab.train.optim,
 // rnnlab.train.schedules) on the parameters and slots of model m.
 template <typename T>
 void clip_and_update(const TrainStep<T>& s, int64_t m, T* grads, const int64_t* sizes, int recurrent) {
@@ -139,8 +157,10 @@ void clip_and_update(const TrainStep<T>& s, int64_t m, T* grads, const int64_t* 
   }
   if (bad) {  // the update then decays W_hh by (1 − 0.02·lr) and leaves the rest (SPEC §2.4)
     std::fill(grads, grads + total, T(0));
-    const T* w_hh = s.params[recurrent] + m * sizes[recurrent];
-    for (int64_t i = 0; i < sizes[recurrent]; ++i) grads[recurrent_offset + i] = T(0.02) * w_hh[i];
+    if (recurrent >= 0) {
+      const T* w_hh = s.params[recurrent] + m * sizes[recurrent];
+      for (int64_t i = 0; i < sizes[recurrent]; ++i) grads[recurrent_offset + i] = T(0.02) * w_hh[i];
+    }
   }
   s.norm[m] = norm;
   s.clipped[m] = clipped;
@@ -162,7 +182,7 @@ void clip_and_update(const TrainStep<T>& s, int64_t m, T* grads, const int64_t* 
   }
 }
 
-// The loss of model m from the sum readout_step returned over its K read-out steps.
+// The loss of model m from the sum readout_loss returned over its K read-out steps.
 template <typename T>
 T mean_loss(const TrainStep<T>& s, double sum) {
   return s.loss_kind == Loss::CrossEntropy ? static_cast<T>(sum / static_cast<double>(s.K * s.B))

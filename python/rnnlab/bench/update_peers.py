@@ -83,8 +83,17 @@ class Job:
         """Useful flops of one model-update, the multiply-adds ×2 any implementation must do: with
         G gate blocks, forward h W_hhᵀ, backward u W_hh and ∂W_hh (3·2·T·B·G·H²), the input
         projection and ∂W_ih (2·2·T·B·G·H·I), the read-out, its input gradient and ∂W_out
-        (3·2·K·B·H·O). Element-wise work (activations, gates) is not counted."""
+        (3·2·K·B·H·O). Element-wise work (activations, gates) is not counted.
+
+        A cell without a recurrent matrix (G = 0: the diagonal cell, at its default complex λ,
+        R = 2H real columns) counts its complex products instead: λ h_{t−1}, conj(λ) δ_t and
+        ∂λ's conj(h_{t−1}) δ_t (3·2·2·T·B·R, a complex product being two multiply-adds per real
+        column), the input projection and ∂B (2·2·T·B·R·I), and the read-out Re(C h) + D x with
+        its input gradient and ∂C, ∂D (3·2·K·B·R·O + 2·2·K·B·I·O)."""
         T, B, H, G = self.T, self.batch, self.H, get_cell(self.cell).gates
+        if G == 0:
+            R, K = 2 * H, readout_steps
+            return 12 * T * B * R + 4 * T * B * R * n_in + 6 * K * B * R * n_out + 4 * K * B * n_in * n_out
         return 6 * T * B * G * H * H + 4 * T * B * G * H * n_in + 6 * readout_steps * B * H * n_out
 
 
@@ -168,7 +177,7 @@ def rnnlab_autograd(problem: Problem) -> Run:
                 loss = problem.task.loss(population_forward(leaves, b.x, **model_kw), b)
                 grads = dict(zip(leaves, torch.autograd.grad(loss.sum(), list(leaves.values()))))
                 p = {n: v.detach() for n, v in leaves.items()}
-                clip_gradients_(grads, p[recurrent], tau, weight_hh_name=recurrent)
+                clip_gradients_(grads, p[recurrent] if recurrent else None, tau, weight_hh_name=recurrent)
                 update_("sgd", p, grads, {}, lr)
             return p
 

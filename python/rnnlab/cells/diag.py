@@ -72,4 +72,7 @@ DIAG = Cell(
                                                                   readout_steps=K)[0],
     radius=lambda params, o: lru_lam(params, o["parametrization"]).detach().abs().amax(-1),
     torch_init=_torch_init,
+    # the trainer's whole update is one op call (rnnlab.train.fused_step), every parametrization
+    # and gamma option
+    fused_step="diag_train_step",
 )

@@ -13,18 +13,22 @@ alone or in any population, at any thread count. The autograd path of the traine
 executable reference.
 
 Every cell's op takes the same arguments (the parameters in the order of the cell's ``shapes``)
-followed by the cell's own forward options as keywords (the Elman cell's ``nonlinearity``), and,
+followed by the cell's own forward options as keywords (the Elman cell's ``nonlinearity``, the
+diagonal cell's ``parametrization`` and ``gamma``), and,
 for a cell with Ω (``Cell.omega``; :class:`RunConfig` allows α > 0 for those only), the per-model
 α of the update (``alpha`` decayed by :func:`rnnlab.train.schedules.decayed_alpha`, as the
 autograd path computes it) as ``reg_weight``. A population that mixes α = 0 and α > 0 runs is
 updated by two calls, one per kind (the Elman op runs Ω in its row layout only, while an α = 0
 model of small H takes the lanes layout): a model gets exactly the update it would get alone.
 
-Covered (:func:`unsupported` returns None): a cell whose record names a fused step, one plain
-layer, any α (with its 1/t decay), a task whose loss is :meth:`rnnlab.tasks.base.Task.loss`
-(cross-entropy for classification, mean squared error for regression) or system identification's
-½·MSE, every optimizer and schedule, float32 and float64, on the CPU. Everything else falls back to
-the autograd path, for the reason :func:`unsupported` gives.
+Covered (:func:`unsupported` returns None): a cell whose record names a fused step (every cell
+today; the diagonal cell with every parametrization and gamma option, its read-out its own
+Re(C h) + D x, and, having no W_hh, a safeguard that zeroes the whole gradient as
+:func:`rnnlab.train.clipping.clip_gradients_` does with ``weight_hh=None``), one plain layer, any α
+(with its 1/t decay), a task whose loss is :meth:`rnnlab.tasks.base.Task.loss` (cross-entropy for
+classification, mean squared error for regression) or system identification's ½·MSE, every
+optimizer and schedule, float32 and float64, on the CPU. Everything else falls back to the autograd
+path, for the reason :func:`unsupported` gives.
 """
 from __future__ import annotations
 
