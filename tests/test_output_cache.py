@@ -74,3 +74,19 @@ def test_a_cached_output_can_be_resized():
     hs = ops.elman_forward(xp, w, h0, "tanh")
     hs.resize_(2 * hs.numel()).fill_(1.0)
     assert hs.sum().item() == 2 * M * T * B * H
+
+
+def test_a_cached_output_works_where_a_default_one_does():
+    """Copy-on-write clones, serialization, shared memory and numpy accept it."""
+    import io
+
+    xp, w, h0 = elman_case(0)
+    hs = ops.elman_forward(xp, w, h0, "tanh")
+    want = hs.clone()
+    assert torch.equal(hs._lazy_clone(), want)
+    buf = io.BytesIO()
+    torch.save(hs, buf)
+    buf.seek(0)
+    assert torch.equal(torch.load(buf), want)
+    assert (hs.numpy() == want.numpy()).all()
+    assert torch.equal(hs.share_memory_(), want)

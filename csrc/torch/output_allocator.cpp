@@ -8,15 +8,18 @@
 
 #include <cstddef>
 #include <deque>
+#include <iterator>
 #include <mutex>
+#include <unordered_map>
 
 namespace rnnlab {
 namespace {
 
 // Smaller blocks come from glibc's heap, which reuses them without page faults.
 constexpr size_t kMinCachedBytes = size_t{256} << 10;
-// Enough for the outputs of a few layers of a drop-in at the target sizes (an LSTM layer at
-// H = 200, B = 40, T = 100 allocates ≈ 26 MB of them per pass), little against a training run.
+// Enough for the outputs of a few drop-in layers at the target sizes (an LSTM layer at H = 200,
+// B = 40, T = 100 allocates 32 MB of them per pass: hs, cs, gates, grad_xp), little against a
+// training run.
 constexpr size_t kMaxCachedBytes = size_t{128} << 20;
 
 class OutputCache final : public c10::Allocator {
@@ -31,8 +34,16 @@ class OutputCache final : public c10::Allocator {
     if (nbytes < kMinCachedBytes) return c10::GetDefaultCPUAllocator()->allocate(nbytes);
     void* data = take(nbytes);
     if (data == nullptr) data = c10::alloc_cpu(nbytes);
-    return {data, new Block{data, nbytes}, &release, c10::Device(c10::DeviceType::CPU)};
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      live_bytes_[data] = nbytes;
+    }
+    // the context is the data pointer itself (a "simple" DataPtr), as the default allocator's:
+    // torch's copy-on-write clones (Tensor._lazy_clone) accept only those
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
 
   void copy_data(void* dest, const void* src, std::size_t count) const override {
     default_copy_data(dest, src, count);
@@ -57,16 +68,14 @@ class OutputCache final : public c10::Allocator {
     return nullptr;
   }
 
-  static void release(void* context) {
-    auto* block = static_cast<Block*>(context);
-    instance().keep(*block);
-    delete block;
-  }
+  static void release(void* data) { instance().keep(data); }
 
-  void keep(Block block) {
+  void keep(void* data) {
     const std::lock_guard<std::mutex> lock(mutex_);
-    free_.push_back(block);
-    cached_bytes_ += block.bytes;
+    const auto live = live_bytes_.find(data);
+    free_.push_back({data, live->second});
+    cached_bytes_ += live->second;
+    live_bytes_.erase(live);
     while (cached_bytes_ > kMaxCachedBytes) {
       c10::free_cpu(free_.front().data);
       cached_bytes_ -= free_.front().bytes;
@@ -75,7 +84,8 @@ class OutputCache final : public c10::Allocator {
   }
 
   std::mutex mutex_;
-  std::deque<Block> free_;  // least recently freed first
+  std::unordered_map<void*, size_t> live_bytes_;  // the byte size of each block a tensor holds
+  std::deque<Block> free_;                         // least recently freed first
   size_t cached_bytes_ = 0;
 };
 
