@@ -16,7 +16,7 @@ at::Tensor elman_forward_cpu(const at::Tensor& xp, const at::Tensor& w_hh, const
   const RecurrenceShape s = check_elman(xp, w_hh, h0, check_float);
   const at::Tensor bias = bias_or_zeros(b, xp, "[M, H]");
   const Activation act = parse_activation(activation);
-  auto hs = at::empty_like(xp, at::MemoryFormat::Contiguous);
+  auto hs = empty_output(xp.sizes(), xp.options());
   if (hs.numel() == 0) return hs;
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "elman_forward", [&] {
     const auto& k = cpu::elman_kernels<scalar_t>(cpu::selected_isa());

@@ -60,8 +60,8 @@ std::tuple<at::Tensor, at::Tensor> gru_forward_cpu(const at::Tensor& xp, const a
                                                    const std::optional<at::Tensor>& b) {
   const RecurrenceShape s = check_gru_forward(xp, w_hh, b_hn, h0);
   const at::Tensor bias = bias_or_zeros(b, xp, "[M, 3H]");
-  auto hs = at::empty({s.M, s.T, s.B, s.H}, xp.options());
-  auto gates = at::empty({s.M, s.T, s.B, 4 * s.H}, xp.options());
+  auto hs = empty_output({s.M, s.T, s.B, s.H}, xp.options());
+  auto gates = empty_output({s.M, s.T, s.B, 4 * s.H}, xp.options());
   if (hs.numel() == 0) return {hs, gates};
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
     const auto& k = cpu::gru_kernels<scalar_t>(cpu::selected_isa());

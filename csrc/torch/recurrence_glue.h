@@ -14,6 +14,7 @@
 
 #include "kernels/common.h"
 #include "torch/checks.h"
+#include "torch/output_allocator.h"
 
 namespace rnnlab {
 
@@ -68,9 +69,10 @@ inline at::Tensor bias_or_zeros(const std::optional<at::Tensor>& b, const at::Te
 // Whether a call has anything for the kernels to compute.
 inline bool has_work(const RecurrenceShape& s) { return s.M > 0 && s.T > 0 && s.B > 0 && s.H > 0; }
 
-// An output the backward kernels write in full when they run: uninitialized then, zeros otherwise.
+// An output the backward kernels write in full when they run: uninitialized then (empty_output),
+// zeros otherwise.
 inline at::Tensor kernel_output(const RecurrenceShape& s, at::IntArrayRef sizes, const at::TensorOptions& options) {
-  return has_work(s) ? at::empty(sizes, options) : at::zeros(sizes, options);
+  return has_work(s) ? empty_output(sizes, options) : at::zeros(sizes, options);
 }
 
 // out [M, G, H] += Σ_t g_tᵀ h_{t-1}, the recurrent weight gradient, for g [M, T, B, G] (u_t of the
@@ -146,7 +148,7 @@ struct ElmanBackwardOutputs : BackwardOutputs {
   at::Tensor reg_v;  // undefined without a regularizer
 
   ElmanBackwardOutputs(const RecurrenceShape& s, const at::Tensor& hs, const at::Tensor& h0, bool with_reg)
-      : BackwardOutputs(s, hs, h0), reg_v(with_reg ? at::empty_like(hs, at::MemoryFormat::Contiguous) : at::Tensor()) {}
+      : BackwardOutputs(s, hs, h0), reg_v(with_reg ? empty_output(hs.sizes(), hs.options()) : at::Tensor()) {}
 
   // (grad_xp, grad_w_hh, grad_h0, delta_sq, v_sq, omega, n_valid): dW_hh = Σ_t u_tᵀ h_{t-1}, plus
   // α·4/(B·N)·Σ_t u_tᵀ (κ_t v_t) with a regularizer (reg_weight = α [M]).
@@ -182,11 +184,12 @@ inline RecurrenceShape check_lstm_backward(const at::Tensor& grad_hs, const std:
   return s;
 }
 
-// The lstm_forward op's outputs (hs, cs [M, T, B, H], gates like xp [M, T, B, 4H]), uninitialized.
+// The lstm_forward op's outputs (hs, cs [M, T, B, H], gates like xp [M, T, B, 4H]), uninitialized
+// (empty_output).
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_forward_outputs(const RecurrenceShape& s,
                                                                            const at::Tensor& xp) {
-  return {at::empty({s.M, s.T, s.B, s.H}, xp.options()), at::empty({s.M, s.T, s.B, s.H}, xp.options()),
-          at::empty_like(xp, at::MemoryFormat::Contiguous)};
+  return {empty_output({s.M, s.T, s.B, s.H}, xp.options()), empty_output({s.M, s.T, s.B, s.H}, xp.options()),
+          empty_output(xp.sizes(), xp.options())};
 }
 
 using LstmBackwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;

@@ -15,6 +15,7 @@ The ops that a backward pass calls are differentiable functions themselves
 """
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from collections.abc import Callable
 
@@ -89,6 +90,33 @@ def reference_path(op_name: str, case: str, definition: Callable) -> Callable:
         return definition(*args, **kwargs)
 
     return counted
+
+
+# ---------------------------------------------------------------------------------------------
+# The recurrences' Functions: apply without binding its arguments on every call
+# ---------------------------------------------------------------------------------------------
+class _PositionalFunction(torch.autograd.Function):
+    """An autograd.Function whose ``apply`` skips what ``Function.apply`` does first whenever a
+    Function has a ``setup_context``: binding the arguments to ``forward``'s signature
+    (``inspect.signature`` on every call, ≈ 15 µs: 5 % of an ``rnnlab.RNN`` pass at H = 24,
+    B = 1). When a caller passes every argument of ``forward`` positionally, as rnnlab's callers
+    do, that binding returns the arguments unchanged, so they go straight to the C++ apply that
+    ``Function.apply`` calls next. Any other call, and every call under a functorch transform
+    (vmap, grad, …), goes through ``Function.apply`` itself. Dynamo traces ``apply`` by name and
+    never runs this method."""
+
+    _arity: int  # forward's number of parameters
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._arity = len(inspect.signature(cls.forward).parameters)
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        if kwargs or len(args) != cls._arity or torch._C._are_functorch_transforms_active():
+            return super().apply(*args, **kwargs)
+        # Function.apply's own next steps without the binding (see its NOTE on functorch's vjp)
+        return super(torch.autograd.Function, cls).apply(*torch._functorch.utils.unwrap_dead_wrappers(args))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,7 +248,7 @@ def _elman_backward_fake(grad_hs, hs, h0, w_hh, activation, reg_weight):
     )
 
 
-class ElmanFunction(torch.autograd.Function):
+class ElmanFunction(_PositionalFunction):
     """hs = elman(xp, w_hh, h0, b); the two sinks receive the per-step statistics as "gradients".
 
     step_sink [M, 2, T, B] gets (‖δ_t‖², ‖v_t‖²); reg_sink [M, 2] gets (Ω, N). They carry no
@@ -259,7 +287,7 @@ class ElmanFunction(torch.autograd.Function):
                 _bias_grad(ctx, grad_xp))
 
 
-class ElmanStates(torch.autograd.Function):
+class ElmanStates(_PositionalFunction):
     """hs = elman(xp, w_hh, h0, b) already computed, returned as a view whose backward is the plain
     vjp of the states (no regularizer term, no sinks): what a gradient of a regularized
     :class:`ElmanFunction` gradient must differentiate."""
@@ -306,7 +334,7 @@ def _lstm_backward_fake(grad_hs, grad_cs, hs, cs, gates, h0, c0, w_hh):
     )
 
 
-class LstmFunction(torch.autograd.Function):
+class LstmFunction(_PositionalFunction):
     """(hs, cs, gates) = lstm(xp, w_hh, h0, c0, b); the sinks receive the per-step statistics.
 
     ``gates`` [M, T, B, 4H] is saved for the backward pass. It is a differentiable output because
@@ -373,7 +401,7 @@ register_reference_kernel("gru_forward", "cuda", reference.gru_forward)
 register_reference_kernel("gru_backward", "cuda", reference.gru_backward)
 
 
-class GruFunction(torch.autograd.Function):
+class GruFunction(_PositionalFunction):
     """(hs, gates) = gru(xp, w_hh, b_hn, h0, b); the sinks receive the per-step statistics.
 
     ``gates`` [M, T, B, 4H] (r, z, n, hn) is saved for the backward pass, and differentiable for
@@ -433,7 +461,7 @@ def _diag_backward_fake(grad_hs, hs, h0, lam):
     )
 
 
-class DiagFunction(torch.autograd.Function):
+class DiagFunction(_PositionalFunction):
     """(hs, h_sq, s_sq) = diag(u, lam, h0, stats); the sinks receive the per-step statistics.
 
     h_sq, s_sq are the SPEC §8.2 F4 accumulators (not differentiable). The sinks work as in

@@ -33,6 +33,12 @@ class Size:
     def label(self) -> str:
         return f"H={self.H} B={self.B} T={self.T} I={self.I}"
 
+    def flops(self, gates: int) -> int:
+        """Useful flops of one forward+backward pass of a cell with ``gates`` H-row blocks: the
+        forward and backward recurrences and ∂W_hh (2·T·B·G·H² each), the projection and ∂W_ih
+        (2·T·B·G·H·I each); the loss, the bias and the cell's elementwise math not counted."""
+        return 2 * self.T * self.B * gates * self.H * (3 * self.H + 2 * self.I)
+
 
 SIZES = (Size(48, 24, 300, 48), Size(96, 8, 300, 96), Size(24, 1, 300, 24), Size(200, 40, 100, 200))
 QUICK_SIZES = (Size(8, 2, 10, 8), Size(12, 1, 6, 5))

@@ -127,7 +127,8 @@ def measure_dropin(cell: str, size: dropin.Size, spec: dict) -> dict:
     budget = QUICK if spec["quick"] else DROPIN_BUDGET
     calls = {k: (lambda fn=build(case): measure(fn, budget).median) for k, build in dropin.BUILDERS.items()
              if spec["use_jax"] or k != "jax"}
-    return {"cell": cell, "size": size.label, "seconds": _best_of_rounds(calls, spec["rounds"])}
+    return {"cell": cell, "size": size.label, "flops": size.flops(case.cell.gates),
+            "seconds": _best_of_rounds(calls, spec["rounds"])}
 
 
 def _child(spec: dict) -> None:
@@ -244,15 +245,17 @@ def training_table(spec: dict, result: dict, one_core_sgemm: float | None) -> st
     return table(headers, rows, markdown=True)
 
 
-def dropin_table(spec: dict, result: dict) -> str:
+def dropin_table(spec: dict, result: dict, one_core_sgemm: float | None) -> str:
     peers = ["torch.nn"] + (["jax"] if spec["use_jax"] else [])
-    headers = ["cell", "size", "rnnlab ms"]
+    headers = ["cell", "size", "rnnlab ms", "rnnlab GFLOP/s", "÷ 1-core sgemm"]
     for p in peers:
         headers += [f"{p} ms", f"rnnlab/{p}"]
     rows = []
     for row in result["dropin"]:
         s = row["seconds"]
-        cells = [PEER_CELLS[row["cell"]].module, row["size"], f"{1e3 * s['rnnlab']:.2f}"]
+        gflops = row["flops"] / s["rnnlab"] / 1e9
+        cells = [PEER_CELLS[row["cell"]].module, row["size"], f"{1e3 * s['rnnlab']:.2f}", f"{gflops:.1f}",
+                 "–" if one_core_sgemm is None else f"{gflops / one_core_sgemm:.3f}"]
         for p in peers:
             cells += [f"{1e3 * s[p]:.2f}", _ratio(s["rnnlab"], s[p])]
         rows.append(cells)
@@ -277,10 +280,10 @@ def render(spec: dict, results: list[dict]) -> str:
         if r["dropin"]:
             parts += [f"### Drop-in forward+backward, {r['threads']} thread(s)",
                       f"median of one pass, best of {spec['rounds']} alternating rounds; loss Σ hs ⊙ G, float32.",
-                      dropin_table(spec, r)]
+                      dropin_table(spec, r, one_core)]
     parts.append("rnnlab/peer: rnnlab's model-updates/s over the peer's, or the peer's time over rnnlab's "
                  "(> 1: rnnlab is faster). GFLOP/s: useful flops (6·T·B·G·H² + 4·T·B·G·H·I + 6·B·H·O per "
-                 "model-update, G gate blocks) over rnnlab's time; ÷ 1-core sgemm: over torch.mm's rate on one "
+                 "model-update; 6·T·B·G·H² + 4·T·B·G·H·I per drop-in pass; G gate blocks) over rnnlab's time; ÷ 1-core sgemm: over torch.mm's rate on one "
                  "pinned core in the same run.")
     return "\n\n".join(parts)
 
