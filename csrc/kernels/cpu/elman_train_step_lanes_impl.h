@@ -39,16 +39,20 @@ Workspace<T>& workspace() {
   return w;
 }
 
-// h_t = φ(W_ih|b · (x_t, 1) + W_hh h_{t−1}) for the group's rows (h_0 = 0).
+// h_t = φ(W_ih|b · (x_t, 1) + W_hh h_{t−1}) for the group's rows (h_0 = 0): the GEMM stores the
+// pre-activations into h, then one pass applies φ in place (the same values, so the same bits).
+// Not φ in the GEMM's epilogue: GCC hoists the constants of φ's polynomials (tanh: 18 vectors)
+// out of the block loops, and with those held in registers the 4×4 accumulator block no longer
+// fits the register file and spilled inside the p loop (a load, FMA and store per accumulator).
 template <typename T, Activation A>
 void forward_step(const GroupShape& g, const T* params, const T* x_t, const T* h_prev, T* h) {
+  using V = Vec<T>;
   const int64_t W = g.W, Hp = g.Hp;
   const Term<T> terms[2] = {{x_t, g.Ix * W, W, params + g.ih, W, g.Ix * W, g.Ia},
                             {h_prev, Hp * W, W, params + g.hh, W, Hp * W, g.H}};
-  lane_gemm<Form::ABt, kR, kC>(g.Bp, Hp, terms, h_prev ? 2 : 1, [](int64_t, int64_t) { return Vec<T>::zero(); },
-                               [&](int64_t r, int64_t j0, const Vec<T>* a) {
-                                 for (int c = 0; c < kC; ++c) Act<A, T>::f(a[c]).store(h + (r * Hp + j0 + c) * W);
-                               });
+  lane_gemm<Form::ABt, kR, kC>(g.Bp, Hp, terms, h_prev ? 2 : 1, [](int64_t, int64_t) { return V::zero(); },
+                               [&](int64_t r, int64_t j0, const V* a) { store_row<kC>(a, h + (r * Hp + j0) * W); });
+  for (int64_t e = 0; e < g.Bp * Hp; ++e) Act<A, T>::f(V::load(h + e * W)).store(h + e * W);
 }
 
 // δ_t = ∂⁺L/∂h_t + v_{t+1} (gy_k: read-out step k's ∂L/∂ŷ, or nullptr; v: v_{t+1}, or nullptr
