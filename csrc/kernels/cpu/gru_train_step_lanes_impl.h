@@ -16,24 +16,9 @@ namespace gru_lanes {
 
 using namespace lanes;
 
-// The op takes the lanes layout when H ≤ kMaxHidden<T> (gru_train_step_ops.cpp), measured per
-// ISA and dtype with benchmarks/bench_layouts.py (docs/sweeps.md "Two layouts"), GRU and LSTM
-// alike. float32 on AVX-512: the lanes are 2.3–2.8× the rows at H = 8, 1.4× at 16, 1.2–1.3× at
-// 32 and 0.9–1.0× at 64; on AVX2 (8 lanes) 1.3× at 8, 1.1× at 16, 0.9–1.0× at 32. float64 on
-// AVX-512: 0.98× at 8, 0.9× at 32, 0.85× at 64 (the rows already fill 8-lane vectors at H = 8,
-// and libm's activations dominate both), on AVX2 0.9× at 8 and 16, so never. The portable
-// build's lanes are 1.3–2.4× its rows at H = 8 … 64 (float32; its Vec<double> has as many
-// lanes, taken alike).
-#if defined(RNNLAB_ISA_AVX512)
+// The lanes layout's bound on H, measured for the GRU and the LSTM alike (train_step_lanes.h).
 template <typename T>
-constexpr int64_t kMaxHidden = std::is_same_v<T, float> ? 32 : 0;
-#elif defined(RNNLAB_ISA_AVX2)
-template <typename T>
-constexpr int64_t kMaxHidden = std::is_same_v<T, float> ? 16 : 0;
-#else
-template <typename T>
-constexpr int64_t kMaxHidden = 64;
-#endif
+constexpr int64_t kMaxHidden = kGatedMaxHidden<T>;
 
 // Gate blocks of the interleaved W_ih, W_hh (r, z, n) and of the per-step buffers below.
 constexpr int64_t kGates = 3;

@@ -414,6 +414,25 @@ void end_group(const TrainStep<T>& s, const GroupShape& g, int64_t m0, int64_t n
   }
 }
 
+// The GRU and LSTM ops take the lanes layout when H ≤ kGatedMaxHidden<T>, measured per
+// ISA and dtype with benchmarks/bench_layouts.py (docs/sweeps.md "Two layouts"), the same for
+// both cells. float32 on AVX-512: the lanes are 2.3–2.8× the rows at H = 8, 1.4× at 16, 1.2–1.3× at
+// 32 and 0.9–1.0× at 64; on AVX2 (8 lanes) 1.3× at 8, 1.1× at 16, 0.9–1.0× at 32. float64 on
+// AVX-512: 0.98× at 8, 0.9× at 32, 0.85× at 64 (the rows already fill 8-lane vectors at H = 8,
+// and libm's activations dominate both), on AVX2 0.9× at 8 and 16, so never. The portable
+// build's lanes are 1.3–2.4× its rows at H = 8 … 64 (float32; its Vec<double> has as many
+// lanes, taken alike).
+#if defined(RNNLAB_ISA_AVX512)
+template <typename T>
+constexpr int64_t kGatedMaxHidden = std::is_same_v<T, float> ? 32 : 0;
+#elif defined(RNNLAB_ISA_AVX2)
+template <typename T>
+constexpr int64_t kGatedMaxHidden = std::is_same_v<T, float> ? 16 : 0;
+#else
+template <typename T>
+constexpr int64_t kGatedMaxHidden = 64;
+#endif
+
 }  // namespace lanes
 }  // namespace train_step
 }  // namespace rnnlab::cpu::RNNLAB_ISA_NS
