@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/activations.h"
 #include "kernels/cpu/evaluate.h"
+#include "kernels/cpu/train_step_common.h"  // grow
 
 namespace rnnlab::cpu::RNNLAB_ISA_NS::evaluate {
 
@@ -26,12 +27,6 @@ template <typename T>
 Workspace<T>& workspace() {
   thread_local Workspace<T> w;
   return w;
-}
-
-template <typename T>
-T* sized(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
 }
 
 // out[j] = init_j + Σ_{k < n} w[j, k] · in[k] for the rows j0 … j0 + R − 1 of the row-major
@@ -102,12 +97,12 @@ void run_block(const Evaluate<T>& s, int64_t m, int64_t b0) {
   const T* w_out = s.params[out_param] + m * O * H;
   const T* b_out = s.params[out_param + 1] + m * O;
   Workspace<T>& w = workspace<T>();
-  T* xt = sized(w.xt, I * W);
-  T* pre = sized(w.pre, G * W);
-  T* rec = sized(w.rec, G * W);
-  T* h = sized(w.h, H * W);
-  T* c = sized(w.c, H * W);
-  T* out = sized(w.out, O * W);
+  T* xt = train_step::grow(w.xt, I * W);
+  T* pre = train_step::grow(w.pre, G * W);
+  T* rec = train_step::grow(w.rec, G * W);
+  T* h = train_step::grow(w.h, H * W);
+  T* c = train_step::grow(w.c, H * W);
+  T* out = train_step::grow(w.out, O * W);
   std::fill(xt, xt + I * W, T(0));  // the lanes past the batch's end stay 0
   std::fill(h, h + H * W, T(0));
   std::fill(c, c + H * W, T(0));
