@@ -28,6 +28,7 @@ constexpr uint32_t kGolden = 0x9E3779B9u;
 constexpr int64_t kMaxWords = int64_t{1} << 32;  // element indices are 32-bit counters
 constexpr int64_t kMaxHigh = int64_t{1} << 24;   // randint scales a 24-bit word
 constexpr int64_t kGrain = int64_t{1} << 14;     // words per parallel chunk
+constexpr int64_t kNormalBlock = int64_t{1} << 14;  // normal draws per block: 2 × 128 KiB of float64, in L2
 constexpr double kTwoPi = 2.0 * 3.141592653589793;  // 2.0 * math.pi, as Python forms it
 
 // Wellons' lowbias32 (rng.mix32).
@@ -86,16 +87,19 @@ WordRows<Out, Map> word_rows(const std::vector<StreamKey>& keys, int64_t n, Out*
   return {keys.data(), n, out, map};
 }
 
-struct BoxMullerRows {  // the arguments of normal's log1p (−u₁) and cos (2π·u₂)
+// The arguments of normal's log1p (−u₁) and cos (2π·u₂) for one block of the flat [M, n] draw:
+// flat word i = m·n + j goes to log1p_arg[i − first], cos_arg[i − first].
+struct BoxMullerRows {
   const StreamKey* radius_keys;
   const StreamKey* angle_keys;
   int64_t n;
+  int64_t first;
   double* log1p_arg;
   double* cos_arg;
   RNNLAB_INLINE void operator()(int64_t m, int64_t j0, int64_t j1) const {
     const StreamKey radius = radius_keys[m], angle = angle_keys[m];
-    double* a = log1p_arg + m * n;
-    double* b = cos_arg + m * n;
+    double* a = log1p_arg + (m * n - first);
+    double* b = cos_arg + (m * n - first);
     for (int64_t j = j0; j < j1; ++j) {
       a[j] = -unit<double>(word(radius, static_cast<uint32_t>(j)));
       b[j] = kTwoPi * unit<double>(word(angle, static_cast<uint32_t>(j)));
@@ -127,16 +131,24 @@ void fill_portable(const Rows& rows, int64_t b, int64_t e) {
 }
 
 template <class Rows>
-void fill(const Rows& rows, int64_t M) {
-  if (M * rows.n == 0) return;
-  auto* kernel = &fill_portable<Rows>;
+using FillKernel = void (*)(const Rows&, int64_t, int64_t);
+
+template <class Rows>
+FillKernel<Rows> fill_kernel() {
 #if defined(__x86_64__)
   switch (cpu::selected_isa()) {
-    case cpu::Isa::Avx512: kernel = &fill_avx512<Rows>; break;
-    case cpu::Isa::Avx2: kernel = &fill_avx2<Rows>; break;
+    case cpu::Isa::Avx512: return &fill_avx512<Rows>;
+    case cpu::Isa::Avx2: return &fill_avx2<Rows>;
     case cpu::Isa::Portable: break;
   }
 #endif
+  return &fill_portable<Rows>;
+}
+
+template <class Rows>
+void fill(const Rows& rows, int64_t M) {
+  if (M * rows.n == 0) return;
+  const auto kernel = fill_kernel<Rows>();
   at::parallel_for(0, M * rows.n, kGrain, [&](int64_t b, int64_t e) { kernel(rows, b, e); });
 }
 
@@ -204,12 +216,27 @@ at::Tensor random_normal_cpu(const at::Tensor& radius_keys, const at::Tensor& an
   check_count(n);
   TORCH_CHECK_TYPE(at::isFloatingType(dtype), "dtype must be a floating dtype, got ", dtype);
   const int64_t M = radius_keys.size(0);
-  auto r = at::empty({M, n}, cpu_options(at::kDouble));
-  auto c = at::empty_like(r);
-  fill(BoxMullerRows{radius.data(), angle.data(), n, r.mutable_data_ptr<double>(), c.mutable_data_ptr<double>()}, M);
-  // sqrt(−2·log1p(−u₁))·cos(2π·u₂) in float64 with torch's kernels, in place (rng.normal).
-  r.log1p_().mul_(-2.0).sqrt_().mul_(c.cos_());
-  return r.to(dtype);
+  auto out = at::empty({M, n}, cpu_options(dtype));
+  auto flat = out.view({-1});
+  const auto kernel = fill_kernel<BoxMullerRows>();
+  // sqrt(−2·log1p(−u₁))·cos(2π·u₂) in float64 with torch's own kernels (rng.normal), block by
+  // block inside one parallel region: six passes over the whole [M, n] float64 draw were
+  // memory-bound, and each was a parallel region of its own. Torch's ops inside the region run
+  // on the calling thread, and its log1p and cos compute every element alone, so the blocking
+  // changes no bit (tests/test_rng.py).
+  at::parallel_for(0, M * n, kNormalBlock, [&](int64_t begin, int64_t end) {
+    auto r = at::empty({std::min(kNormalBlock, end - begin)}, cpu_options(at::kDouble));
+    auto c = at::empty_like(r);
+    for (int64_t first = begin; first < end; first += kNormalBlock) {
+      const int64_t len = std::min(kNormalBlock, end - first);
+      kernel(BoxMullerRows{radius.data(), angle.data(), n, first, r.mutable_data_ptr<double>(),
+                           c.mutable_data_ptr<double>()},
+             first, first + len);
+      auto rb = r.narrow(0, 0, len), cb = c.narrow(0, 0, len);
+      flat.narrow(0, first, len).copy_(rb.log1p_().mul_(-2.0).sqrt_().mul_(cb.cos_()));
+    }
+  });
+  return out;
 }
 
 at::Tensor random_derive_cpu(const at::Tensor& keys, at::IntArrayRef tags) {
