@@ -5,6 +5,10 @@ and the checkpoints of its populations still training.
     python scripts/pascanu2013_long_summary.py runs/pascanu2013_long/pascanu2013_long.sqlite \\
         [--sweep pascanu2013_long] [--figures docs/reproductions/pascanu2013]
 
+The adding stage shares the file: ``--sweep pascanu2013_long_add`` (its figures are named
+long_add_profiles.png and long_add_curves.png). The method is read from the run's α
+(0: MSGD-C, > 0: MSGD-CR), so a sweep without a ``method`` label works too.
+
 A run with a row is read from its row; a run still training from its population's checkpoint
 (its results so far, and the accumulators for the mean gradient norm and the clipped fraction).
 """
@@ -66,7 +70,8 @@ def main() -> None:
     for rid, planned in plan.items():
         if rid in runs:
             c = planned["config"]
-            cells[(c["task_kwargs"]["max_length"], c["init"], planned["labels"]["method"])].append((c["seed"], runs[rid]))
+            method = "MSGD-CR" if c["alpha"] > 0 else "MSGD-C"
+            cells[(c["task_kwargs"]["max_length"], c["init"], method)].append((c["seed"], runs[rid]))
     print("| length | init | method | updates so far | success | updates to success | validation error now (per seed) "
           "| mean pre-clip ‖g‖ | clipped updates | ρ(W_hh) now |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -80,10 +85,11 @@ def main() -> None:
               f"{_span([r['grad_norm_mean'] for r in rs], '.3g')} | {_span([100 * r['clip_fraction'] for r in rs], '.0f')} % | "
               f"{_span([r['history']['rho'][-1] for r in rs if r['history']['rho']], '.2f')} |")
     if args.figures:
-        _plot(cells, Path(args.figures))
+        prefix = "long" + args.sweep.removeprefix("pascanu2013_long")  # long, long_add
+        _plot(cells, Path(args.figures), prefix)
 
 
-def _plot(cells: dict, folder: Path) -> None:
+def _plot(cells: dict, folder: Path, prefix: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,10 +118,11 @@ def _plot(cells: dict, folder: Path) -> None:
     ax_c[0, 0].set_ylabel("validation error (%)")
     ax_p[0, 0].legend(fontsize=7)
     ax_c[0, 0].legend(fontsize=7)
-    for fig, name in ((fig_p, "long_profiles.png"), (fig_c, "long_curves.png")):
+    names = (f"{prefix}_profiles.png", f"{prefix}_curves.png")
+    for fig, name in zip((fig_p, fig_c), names):
         fig.tight_layout()
         fig.savefig(folder / name, dpi=110)
-    print(f"\nfigures: {folder / 'long_profiles.png'}, {folder / 'long_curves.png'}")
+    print(f"\nfigures: {folder / names[0]}, {folder / names[1]}")
 
 
 if __name__ == "__main__":
