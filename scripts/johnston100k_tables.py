@@ -1,9 +1,11 @@
 """The tables of docs/studies/johnston.md ("Widened to 101,376 runs") from the study's SQLite file.
 
-    python scripts/johnston100k_tables.py runs/johnston100k/johnston100k.sqlite
+    python scripts/johnston100k_tables.py runs/johnston100k/johnston100k.sqlite \
+        [--figure docs/studies/johnston/wide_success_lr.png]
 
 Prints Markdown: learned by model × task × optimizer, by model × lag (with the VEG flags), by
-initialisation, by learning rate, and VEG × learned stratified by learning rate. Learned = the
+initialisation, by learning rate, and VEG × learned stratified by learning rate; with --figure,
+the success rate against the learning rate per model, one panel per lag and optimizer. Learned = the
 run's validation error fell under the success threshold (< 1 % of 1,000 fresh sequences).
 Reads the compact snapshot (scripts/compact_sweep_db.py) or the working copy alike.
 """
@@ -44,7 +46,9 @@ def rate(rows, **match) -> tuple[int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("db")
-    rows = load(ap.parse_args().db)
+    ap.add_argument("--figure", help="PNG of the success rate against the learning rate (needs matplotlib)")
+    args = ap.parse_args()
+    rows = load(args.db)
     learned = sum(r["success"] for r in rows)
     print(f"{len(rows):,} runs, {learned:,} learned ({pct(learned, len(rows))}), "
           f"{sum(r['updates'] for r in rows):,} model-updates\n")
@@ -95,6 +99,35 @@ def main() -> None:
         a, b, c, d = counts[(True, True)], counts[(True, False)], counts[(False, True)], counts[(False, False)]
         name = "all" if lr is None else f"{lr:.3g}"
         print(f"| {name} | {a:,} | {b:,} | {c:,} | {d:,} | {pct(a, a + b)} | {pct(c, c + d)} |")
+    if args.figure:
+        plot(rows, args.figure)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lengths, lrs = sorted({r["length"] for r in rows}), sorted({r["lr"] for r in rows})
+    fig, axes = plt.subplots(2, len(lengths), figsize=(3.2 * len(lengths), 5.6), sharex=True, sharey=True)
+    for i, opt in enumerate(("sgd", "adam")):
+        for j, T in enumerate(lengths):
+            ax = axes[i, j]
+            for m in MODELS:
+                ys = [100 * k / n if n else float("nan") for k, n in (rate(rows, model=m, opt=opt, length=T, lr=lr) for lr in lrs)]
+                ax.plot(lrs, ys, marker="o", ms=3, lw=1, label=m)
+            ax.set_xscale("log")
+            ax.set_title(f"{'SGD' if opt == 'sgd' else 'Adam'}, lag T = {T}", fontsize=9)
+            if i == 1:
+                ax.set_xlabel("learning rate")
+            if j == 0:
+                ax.set_ylabel("learned (%)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{len(rows):,} runs: both tasks, 4 inits and all seeds pooled per point", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"\nfigure: {path}")
 
 
 if __name__ == "__main__":
