@@ -130,3 +130,19 @@ def test_bad_sizes_and_arguments_raise_clear_errors():
         rng.derive(GOOD, -1)
     with pytest.raises(ValueError, match=r"tag words must be in \[0, 2\*\*32\)"):
         ops.random_derive(GOOD, [2**32])
+
+
+def test_normal_under_inference_mode_with_threads():
+    """random_normal runs torch ops on worker threads: they must see the caller's inference mode
+    (the output is an inference tensor there), and the draw stays the same bits."""
+    keys = rng.seed_keys(range(64))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        plain = rng.normal(keys, (100, 1000))
+        with torch.inference_mode():
+            inferred = rng.normal(keys, (100, 1000))
+    finally:
+        torch.set_num_threads(before)
+    assert inferred.is_inference()
+    assert torch.equal(plain, inferred)

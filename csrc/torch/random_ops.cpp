@@ -11,6 +11,7 @@
 //   cos (SLEEF) differ from libm's in the last ulp.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -224,7 +225,12 @@ at::Tensor random_normal_cpu(const at::Tensor& radius_keys, const at::Tensor& an
   // memory-bound, and each was a parallel region of its own. Torch's ops inside the region run
   // on the calling thread, and its log1p and cos compute every element alone, so the blocking
   // changes no bit (tests/test_rng.py).
+  // The caller's thread-local state (inference mode, grad mode, …) goes with the blocks: the
+  // worker threads run torch ops, and under inference mode `out` is an inference tensor that
+  // only an inference-mode thread may write.
+  const at::ThreadLocalState caller_state;
   at::parallel_for(0, M * n, kNormalBlock, [&](int64_t begin, int64_t end) {
+    const at::ThreadLocalStateGuard state_guard(caller_state);
     auto r = at::empty({std::min(kNormalBlock, end - begin)}, cpu_options(at::kDouble));
     auto c = at::empty_like(r);
     for (int64_t first = begin; first < end; first += kNormalBlock) {
