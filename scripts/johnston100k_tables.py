@@ -15,6 +15,7 @@ import argparse
 import json
 import sqlite3
 from collections import defaultdict
+from pathlib import Path
 
 MODELS = ["rnn-h8", "rnn-h32", "lstm-h8", "gru-h8"]
 INITS = [("normal-g0.5", "N(0, 0.25/H)"), ("normal-g1.0", "N(0, 1/H)"), ("orthogonal", "orthogonal"),
@@ -26,6 +27,8 @@ def pct(k: int, n: int) -> str:
 
 
 def load(path: str) -> list[dict]:
+    if not Path(path).is_file():
+        raise SystemExit(f"db: no such file {path!r} (the study's SQLite file; gunzip the committed snapshot first)")
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     rows = []
     for labels, task, length, opt, lr, success, veg, vanishing, exploding, updates in con.execute(
