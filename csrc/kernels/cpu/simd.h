@@ -57,11 +57,6 @@ inline float hsum(Vec<float> a) { return _mm512_reduce_add_ps(a.v); }
 inline Vec<float> select_gt(Vec<float> a, Vec<float> b, Vec<float> x, Vec<float> y) {
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ), y.v, x.v)};
 }
-inline Vec<float> abs(Vec<float> a) { return {_mm512_abs_ps(a.v)}; }
-inline Vec<float> copysign(Vec<float> mag, Vec<float> sign) {
-  const __m512i s = _mm512_set1_epi32(static_cast<int>(0x80000000u));
-  return {_mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(mag.v), _mm512_castps_si512(sign.v), s, 0xd8))};
-}
 inline Vec<float> round(Vec<float> a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 inline Vec<float> pow2i(Vec<float> n) {
   const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23);
@@ -141,11 +136,6 @@ inline float hsum(Vec<float> a) {
   return _mm_cvtss_f32(s);
 }
 inline Vec<float> select_gt(Vec<float> a, Vec<float> b, Vec<float> x, Vec<float> y) { return {_mm256_blendv_ps(y.v, x.v, _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ))}; }
-inline Vec<float> abs(Vec<float> a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
-inline Vec<float> copysign(Vec<float> mag, Vec<float> sign) {
-  const __m256 s = _mm256_set1_ps(-0.0f);
-  return {_mm256_or_ps(_mm256_andnot_ps(s, mag.v), _mm256_and_ps(s, sign.v))};
-}
 inline Vec<float> round(Vec<float> a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 inline Vec<float> pow2i(Vec<float> n) {
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23);
@@ -227,10 +217,8 @@ RNNLAB_LANEWISE(operator*(Vec<T> a, Vec<T> b), a.v[i] * b.v[i])
 RNNLAB_LANEWISE(operator/(Vec<T> a, Vec<T> b), a.v[i] / b.v[i])
 RNNLAB_LANEWISE(min(Vec<T> a, Vec<T> b), a.v[i] < b.v[i] ? a.v[i] : b.v[i])
 RNNLAB_LANEWISE(max(Vec<T> a, Vec<T> b), a.v[i] > b.v[i] ? a.v[i] : b.v[i])
-RNNLAB_LANEWISE(copysign(Vec<T> a, Vec<T> b), std::copysign(a.v[i], b.v[i]))
 RNNLAB_LANEWISE(fmadd(Vec<T> a, Vec<T> b, Vec<T> c), a.v[i] * b.v[i] + c.v[i])
 RNNLAB_LANEWISE(select_gt(Vec<T> a, Vec<T> b, Vec<T> x, Vec<T> y), a.v[i] > b.v[i] ? x.v[i] : y.v[i])
-RNNLAB_LANEWISE(abs(Vec<T> a), std::fabs(a.v[i]))
 RNNLAB_LANEWISE(round(Vec<T> a), std::nearbyint(a.v[i]))
 RNNLAB_LANEWISE(pow2i(Vec<T> n), std::ldexp(T(1), static_cast<int>(n.v[i])))
 RNNLAB_LANEWISE(swap_pairs(Vec<T> a), a.v[i ^ 1])
