@@ -13,7 +13,7 @@
 namespace rnnlab::cpu::RNNLAB_ISA_NS {
 
 // e^x for x in [-87, 87]: x = n ln2 + r with |r| ≤ ln2/2, e^r by its degree-7 Taylor polynomial
-// (truncation error r^8/8! < 5e-9), then scaled by 2^n through the exponent bits.
+// (truncation error r^8/8! < 5e-9), then scaled by 2^n exactly (ldexp).
 inline Vec<float> exp_f32(Vec<float> x) {
   using V = Vec<float>;
   const V n = round(x * V::broadcast(1.44269504088896341f));
@@ -27,7 +27,7 @@ inline Vec<float> exp_f32(Vec<float> x) {
   p = fmadd(p, r, V::broadcast(0.5f));
   p = fmadd(p, r, V::broadcast(1.0f));
   p = fmadd(p, r, V::broadcast(1.0f));
-  return p * pow2i(n);
+  return ldexp(p, n);
 }
 
 // tanh as one rational function, x·P(x²)/Q(x²) with P of degree 6 and Q of degree 3 in x² (a

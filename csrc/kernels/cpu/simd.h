@@ -58,10 +58,8 @@ inline Vec<float> select_gt(Vec<float> a, Vec<float> b, Vec<float> x, Vec<float>
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ), y.v, x.v)};
 }
 inline Vec<float> round(Vec<float> a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
-inline Vec<float> pow2i(Vec<float> n) {
-  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23);
-  return {_mm512_castsi512_ps(e)};
-}
+// p · 2^n for integral n in [-126, 127], exact: one vscalefps.
+inline Vec<float> ldexp(Vec<float> p, Vec<float> n) { return {_mm512_scalef_ps(p.v, n.v)}; }
 // a / b with rcp14 refined by one Newton step (≤ 2 ulp): vdivps has ~4× its throughput cost.
 inline Vec<float> fast_div(Vec<float> a, Vec<float> b) {
   const __m512 r = _mm512_rcp14_ps(b.v);
@@ -137,9 +135,10 @@ inline float hsum(Vec<float> a) {
 }
 inline Vec<float> select_gt(Vec<float> a, Vec<float> b, Vec<float> x, Vec<float> y) { return {_mm256_blendv_ps(y.v, x.v, _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ))}; }
 inline Vec<float> round(Vec<float> a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
-inline Vec<float> pow2i(Vec<float> n) {
+// p · 2^n for integral n in [-126, 127], exact: 2^n built in the exponent bits.
+inline Vec<float> ldexp(Vec<float> p, Vec<float> n) {
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23);
-  return {_mm256_castsi256_ps(e)};
+  return {_mm256_mul_ps(p.v, _mm256_castsi256_ps(e))};
 }
 
 template <>
@@ -220,7 +219,7 @@ RNNLAB_LANEWISE(max(Vec<T> a, Vec<T> b), a.v[i] > b.v[i] ? a.v[i] : b.v[i])
 RNNLAB_LANEWISE(fmadd(Vec<T> a, Vec<T> b, Vec<T> c), a.v[i] * b.v[i] + c.v[i])
 RNNLAB_LANEWISE(select_gt(Vec<T> a, Vec<T> b, Vec<T> x, Vec<T> y), a.v[i] > b.v[i] ? x.v[i] : y.v[i])
 RNNLAB_LANEWISE(round(Vec<T> a), std::nearbyint(a.v[i]))
-RNNLAB_LANEWISE(pow2i(Vec<T> n), std::ldexp(T(1), static_cast<int>(n.v[i])))
+RNNLAB_LANEWISE(ldexp(Vec<T> p, Vec<T> n), std::ldexp(p.v[i], static_cast<int>(n.v[i])))
 RNNLAB_LANEWISE(swap_pairs(Vec<T> a), a.v[i ^ 1])
 #undef RNNLAB_LANEWISE
 
