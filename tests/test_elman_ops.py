@@ -280,18 +280,28 @@ def test_openmp_really_uses_two_threads():
 
 @pytest.mark.parametrize("isa", shared.LOWER_ISAS)
 def test_every_compiled_isa_matches_reference(isa):
-    """The kernels compiled for the lower ISAs (forced with RNNLAB_ISA) agree with the reference."""
+    """The kernels compiled for the lower ISAs (forced with RNNLAB_ISA) agree with the reference:
+    float64 to 1e-10; float32 within 4× the float32 reference's own error, both measured against
+    the float64 reference on the same inputs (Ω's gradient divides by per-step norms, so a fixed
+    float32 tolerance would be a guess)."""
     shared.run_under_isa(
         isa,
+        "def close(ours, f, args):\n"
+        "    if ours[0].dtype == torch.float64:\n"
+        "        for x, y in zip(ours, f(*args)): torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)\n"
+        "        return\n"
+        "    wide = [t.double() if torch.is_tensor(t) else t for t in args]\n"
+        "    for x, y, z in zip(ours, f(*args), f(*wide)):\n"
+        "        own, err = (y.double() - z).abs().max().item(), (x.double() - z).abs().max().item()\n"
+        "        assert err <= 4 * own + 1e-6 * z.abs().max().item(), (f.__name__, act, H, err, own)\n"
         # H = 8: dense GEMM output rows on every ISA; H = 37: padded rows on AVX2 and portable
         "for dt, act, H in itertools.product((torch.float64, torch.float32), ('tanh', 'relu', 'sigmoid'), (8, 37)):\n"
         "    xp = torch.randn(2, 7, 9, H, dtype=dt, generator=g); w = torch.randn(2, H, H, dtype=dt, generator=g) / 6\n"
         "    h0, b = torch.randn(2, 9, H, dtype=dt, generator=g), torch.randn(2, H, dtype=dt, generator=g)\n"
         "    hs = torch.ops.rnnlab.elman_forward(xp, w, h0, act, b)\n"
-        "    torch.testing.assert_close(hs, ref.elman_forward(xp, w, h0, act, b))\n"
+        "    close([hs], lambda *a: [ref.elman_forward(*a)], (xp, w, h0, act, b))\n"
         "    gh = torch.randn_like(hs); a = torch.ones(2, dtype=dt)\n"
-        "    for x, y in zip(torch.ops.rnnlab.elman_backward(gh, hs, h0, w, act, a), ref.elman_backward(gh, hs, h0, w, act, a)):\n"
-        "      torch.testing.assert_close(x, y)\n"
+        "    close(torch.ops.rnnlab.elman_backward(gh, hs, h0, w, act, a), ref.elman_backward, (gh, hs, h0, w, act, a))\n"
         "    one = torch.ones((), dtype=dt).expand_as(hs)  # a sum's gradient, read in place\n"
         "    for x, y in zip(*(torch.ops.rnnlab.elman_backward(o, hs, h0, w, act, a) for o in (one, one.contiguous()))):\n"
         "      assert torch.equal(x, y)\n",
