@@ -136,6 +136,21 @@ def test_time_limit_stops_and_validates():
     assert r.updates == 1 and len(r.history["val_error"]) == 1 and not r.success
 
 
+def test_a_models_validation_does_not_depend_on_the_models_beside_it():
+    """A model that cannot succeed stops counting validation chunks where it can no longer
+    succeed, whether or not a learning model beside it keeps the chunks going: its whole
+    record is the one it gets alone (here a model with lr = 1e-6, which stays at chance)."""
+    base = dict(task="torder", task_kwargs={"min_length": 8, "max_length": 12}, hidden=8, max_updates=120,
+                val_every=40, val_size=200, val_chunk=50, optimizer="adam", lr=0.02, dtype="float64", seed=1)
+    configs = [RunConfig(**base), RunConfig(**{**base, "lr": 1e-6})]
+    together = train_population(configs)
+    assert together[0].history["val_error"][-1] < 0.25 <= together[1].history["val_error"][-1]  # one learns
+    for config, result in zip(configs, together):
+        alone = train_population([config])[0].to_dict()
+        alone.pop("wall_time_s")
+        assert {k: v for k, v in result.to_dict().items() if k != "wall_time_s"} == alone
+
+
 def test_configs_and_population_compatibility():
     a, b = RunConfig(seed=1, lr=0.1), RunConfig(seed=2, lr=0.01, clip=None, alpha=2.0)
     check_compatible([a, b])

@@ -133,23 +133,27 @@ def validate(task, params: dict[str, Tensor], keys: Tensor, ctx: dict[str, Tenso
              round_: int, threshold: float) -> tuple[Tensor, Tensor]:
     """Validation loss and error rate [M] of the models ``params`` on fresh sequences.
 
-    Chunks are evaluated in order; once every model has at least ``threshold``·val_size wrong
-    sequences (none can succeed) the remaining chunks are skipped and the rates are estimated
-    from the chunks seen.
+    Chunks are evaluated in order. A model stops counting chunks once it has at least
+    ``threshold``·val_size wrong sequences (it cannot succeed): its rates are estimated from its
+    own chunks up to there, so they do not depend on the models validated beside it. Once every
+    model has stopped, the remaining chunks are skipped.
     """
     dtype = _DTYPES[config.dtype]
     M = keys.shape[0]
     loss_sum = torch.zeros(M, dtype=torch.float64, device=keys.device)
     wrong = torch.zeros_like(loss_sum)
-    seen = 0
+    seen = torch.zeros_like(loss_sum)
+    counting = torch.ones(M, dtype=torch.bool, device=keys.device)
     for batch in task.validation_batches(keys, ctx, config.length_seed, round_, config.val_size, config.val_chunk, dtype):
         y = _validation_forward(params, batch.x, config, task.readout_steps(batch.length))
         n = batch.x.shape[2]
-        loss_sum += task.loss(y, batch).double() * n
-        wrong += task.sequence_errors(y, batch).sum(1).double()
-        seen += n
-        if task.fresh_validation and bool((wrong >= threshold * config.val_size).all()):
-            break
+        loss_sum += torch.where(counting, task.loss(y, batch).double() * n, 0.0)
+        wrong += torch.where(counting, task.sequence_errors(y, batch).sum(1).double(), 0.0)
+        seen += torch.where(counting, float(n), 0.0)
+        if task.fresh_validation:
+            counting &= wrong < threshold * config.val_size
+            if not bool(counting.any()):
+                break
     return loss_sum / seen, wrong / seen
 
 
