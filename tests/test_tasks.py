@@ -282,3 +282,13 @@ def test_bad_arguments():
         make_task("torder", min_length=10, max_length=5)
     with pytest.raises(ValueError, match="n_bits"):
         TASKS["torder"].func(n_bits=4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_hot_equals_torchs(dtype):
+    from rnnlab.tasks.base import one_hot
+
+    symbols = torch.randint(0, 6, (3, 7, 5), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(one_hot(symbols, 6, dtype), torch.nn.functional.one_hot(symbols, 6).to(dtype))
+    assert one_hot(symbols[:, :0], 6, dtype).shape == (3, 0, 5, 6)
+    assert torch.equal(one_hot(symbols.transpose(0, 2), 6, dtype), torch.nn.functional.one_hot(symbols.transpose(0, 2), 6).to(dtype))

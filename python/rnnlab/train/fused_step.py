@@ -107,9 +107,10 @@ class FusedStep:
             the loss [M], the clipping statistics, ‖δ_t‖² [M, T, B] and Ω [M] (before the update,
             as the autograd path reports it).
         """
-        regularized = hyper["alpha"] > 0 if self.any_alpha else torch.zeros(0, dtype=torch.bool)
-        if not bool(regularized.any()) or bool(regularized.all()):
-            loss, stats, delta_sq, v_sq = self._call(params, state, hyper, batch, update, bool(regularized.any()))
+        regularized = hyper["alpha"] > 0 if self.any_alpha else None  # (no tensor ops when no run has α > 0)
+        some = regularized is not None and bool(regularized.any())
+        if not some or bool(regularized.all()):
+            loss, stats, delta_sq, v_sq = self._call(params, state, hyper, batch, update, some)
         else:
             # A mixed population: the models with α > 0 in one call with Ω (the row layout), the
             # others in one without (the layout their shape picks), so that a model's update is the
