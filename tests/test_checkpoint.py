@@ -21,8 +21,9 @@ from rnnlab.train import RunConfig, train_population
 from rnnlab.train.checkpoint import Checkpointing, TrainingPaused, read_summary
 from rnnlab.train.fused_step import unsupported
 
-#: row columns that record when and where a run was trained, not what it computed
-_TIMING = {"wall_time_s", "finished_at", "host"}
+#: row columns that record when and where a run was trained, not what it computed (a population
+#: re-formed after a kill without its finished runs has another id and size)
+_TIMING = {"wall_time_s", "finished_at", "host", "population_id", "population_size"}
 
 
 #: per-model variants: a two-layer stack trains on the autograd path (the fused step runs one plain
@@ -142,6 +143,27 @@ def test_sweep_killed_at_random_points_resumes_to_the_uninterrupted_rows_and_wei
     for rid, (row, params) in reference.items():
         assert resumed[rid][0] == row
         assert all(torch.equal(params[n], resumed[rid][1][n]) for n in params)
+
+
+def test_files_left_without_their_state_file_are_deleted_by_the_next_run(tmp_path):
+    """A kill during a population's first save leaves its summary (.json) or a temporary file
+    without state (.pt); the population may be re-formed under another id (some of its rows
+    stored), so the next run of the sweep deletes them. Files of other runs are left alone."""
+    spec = SweepSpec.from_dict({**_SPEC, "grid": {"length": [8], "seed": {"range": [0, 2]}}})
+    db = tmp_path / "s.sqlite"
+    assert run_sweep(spec, str(db), progress=False, time_limit_s=1e-6)["paused"] == 1
+    with ResultStore(db) as store:
+        (state, _), = store.checkpoints()
+    run = state.stem.split("+")[0]
+    orphans = [state.with_name(f"{run}+9.json"), state.with_name(f"{run}+9.json.123.tmp"),
+               state.with_name(f"{run}+9.pt.123.tmp")]
+    foreign = state.with_name("0123456789abcdef+1.json")
+    for path in orphans + [foreign]:
+        path.write_text(state.with_suffix(".json").read_text())
+    state.unlink()
+    out = run_sweep(spec, str(db), progress=False)
+    assert out["trained"] == 2 and out["resumed"] == 0
+    assert sorted(p.name for p in state.parent.iterdir()) == [foreign.name]
 
 
 def test_sweep_time_limit_pauses_then_resumes_and_status_shows_the_population(tmp_path, capsys):

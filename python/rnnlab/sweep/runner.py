@@ -362,8 +362,14 @@ def _resumable(store: ResultStore, runs: list[Run], done: set[str]) -> list[RunG
     """The populations of ``runs`` that have a checkpoint beside the store, rebuilt with the same
     runs in the same order (so they resume under the same population id). A checkpoint whose
     rows are all stored (the sweep was stopped between the last row and its deletion) is deleted;
-    one of runs outside this sweep is left alone."""
+    one of runs outside this sweep is left alone. The files of a first save that a kill
+    interrupted (a summary or a temporary file, no state file) are deleted when the population is
+    this sweep's (its id begins with one of its run ids): the population trains anew, perhaps
+    under another id, whose end would not delete them."""
     by_id = {r.run_id: r for r in runs}
+    for path, population in store.files_without_state():
+        if population.split("+")[0] in by_id:
+            path.unlink(missing_ok=True)
     groups = []
     for path, summary in store.checkpoints():
         ids = summary["info"].get("run_ids", [])

@@ -222,6 +222,14 @@ class ResultStore:
         found = ((p, ckpt.read_summary(p)) for p in sorted(self.checkpoint_dir.glob("*.pt")))
         return [(p, summary) for p, summary in found if summary is not None]
 
+    def files_without_state(self) -> list[tuple[Path, str]]:
+        """(file, population id) of every file beside this file's checkpoints whose population
+        has no state file (``<id>.pt``): the summary or the temporary file of a save that a kill
+        interrupted before its population's first state file was in place."""
+        states = {p.stem for p in self.checkpoint_dir.glob("*.pt")}
+        found = ((p, p.name.split(".")[0]) for p in sorted(self.checkpoint_dir.glob("*")) if p.suffix != ".pt")
+        return [(p, population) for p, population in found if population not in states]
+
     # ---- post-training analyses -------------------------------------------------------------------
     def add_analyses(self, name: str, records: Mapping[str, dict]) -> None:
         """Store (or replace) the ``name`` analysis of several runs (run_id -> JSON-ready
