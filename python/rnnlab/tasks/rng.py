@@ -26,6 +26,7 @@ Shapes: ``keys`` is [M, 2] int64 (words in [0, 2³²)); draws are [M, *shape].
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -77,12 +78,17 @@ def _mix_int(v: int) -> int:
     return v ^ (v >> 16)
 
 
+@functools.lru_cache(maxsize=4096)  # a few names, hashed at every update otherwise
+def _string_word(tag: str) -> int:
+    acc = 0x811C9DC5  # FNV-1a over the UTF-8 bytes: a fixed, platform-independent string hash
+    for byte in tag.encode():
+        acc = ((acc ^ byte) * 0x01000193) & _MASK32
+    return acc
+
+
 def _tag_word(tag: int | str) -> int:
     if isinstance(tag, str):
-        acc = 0x811C9DC5  # FNV-1a over the UTF-8 bytes: a fixed, platform-independent string hash
-        for byte in tag.encode():
-            acc = ((acc ^ byte) * 0x01000193) & _MASK32
-        return acc
+        return _string_word(tag)
     if tag < 0:
         raise ValueError(f"stream tags must be non-negative, got {tag}")
     return (tag & _MASK32) ^ _mix_int(tag >> 32)

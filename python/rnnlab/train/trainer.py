@@ -67,6 +67,16 @@ class _Accumulator:
         self.norm_max = torch.full((M,), -math.inf, dtype=torch.float64, device=device)
 
     def add(self, idx: Tensor, loss: Tensor, norm: Tensor, omega: Tensor, clipped: Tensor, fallback: Tensor) -> None:
+        """Add one update of the models ``idx`` ([m] each). On the CPU one op call
+        (``rnnlab::interval_sums_add``) computes what :meth:`add_in_torch` defines, bit for bit."""
+        if self.norm_max.device.type == "cpu":
+            sums = [self.loss, self.norm, self.omega, self.count, self.norm_total, self.norm_count, self.clipped, self.fallbacks]
+            torch.ops.rnnlab.interval_sums_add(idx, loss, norm, omega, clipped, fallback, sums, self.norm_max)
+            return
+        self.add_in_torch(idx, loss, norm, omega, clipped, fallback)
+
+    def add_in_torch(self, idx: Tensor, loss: Tensor, norm: Tensor, omega: Tensor, clipped: Tensor, fallback: Tensor) -> None:
+        """:meth:`add` in torch ops: the definition (any device)."""
         finite = torch.isfinite(norm)
         safe_norm = torch.where(finite, norm, torch.zeros_like(norm)).double()
         self.loss.index_add_(0, idx, loss.double())

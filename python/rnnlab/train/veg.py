@@ -50,10 +50,22 @@ class VegCounter:
         self.norms = torch.full((M, rule.window), math.nan, dtype=torch.float64, device=device)
         self.reference = torch.full((M,), math.nan, dtype=torch.float64, device=device)  # the window's median
 
-    @torch.no_grad()
     def add(self, idx: Tensor, delta_sq: Tensor, norm: Tensor, update: int) -> None:
         """Flag one update of the models ``idx``: ``delta_sq`` [m, T, B] per-step ‖δ_t‖² from the
-        sink, ``norm`` [m] the pre-clipping global gradient norms; ``update`` is 0-based."""
+        sink, ``norm`` [m] the pre-clipping global gradient norms; ``update`` is 0-based.
+
+        On the CPU one op call (``rnnlab::veg_flags_add``, csrc/torch/trainer_records.cpp) computes
+        what :meth:`add_in_torch` defines, bit for bit; other devices run that."""
+        if delta_sq.device.type == "cpu":
+            torch.ops.rnnlab.veg_flags_add(idx, delta_sq.contiguous(), norm, self.steps, self.vanishing, self.exploding,
+                                           self.norms, self.reference, update, self.rule.eps_vanish,
+                                           self.rule.eps_explode, self.rule.jump, self.rule.refresh)
+            return
+        self.add_in_torch(idx, delta_sq, norm, update)
+
+    @torch.no_grad()
+    def add_in_torch(self, idx: Tensor, delta_sq: Tensor, norm: Tensor, update: int) -> None:
+        """:meth:`add` in torch ops: the definition (any device)."""
         first, last = delta_sq[:, 0].double(), delta_sq[:, -1].double()  # only the end steps: not all of [m, T, B]
         r1 = torch.where(last > 0, first / last, math.nan).sqrt()  # [m, B]; no ratio where ‖δ_T‖ = 0
         missing = torch.isnan(r1)
