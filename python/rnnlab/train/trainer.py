@@ -5,7 +5,8 @@ GRUs or diagonal linear recurrences), see :mod:`rnnlab.cells` and :mod:`rnnlab.n
 
 One update of the population (SPEC §2.3–2.5):
 
-1. T from the population's length stream; each active model's batch from its own stream;
+1. T from the population's length stream; each active model's batch from its own stream (drawn
+   a few updates at a time for small populations, :mod:`rnnlab.train.batches`);
 2. forward through :func:`rnnlab.nn.population.population_forward` with α (Ω's gradient is added
    to W_hh's gradient inside the fused backward) and a :class:`GradientSink`;
 3. the sum of the models' losses is back-propagated once (model m's gradient is that of its own
@@ -20,7 +21,8 @@ Before the first update, the models with ``RunConfig.warmup`` are warmed up (SPE
 Every ``val_every`` updates the active models are validated on fresh sequences; a model whose
 error is under the success threshold is frozen (it is no longer computed at all: the active
 models are gathered into a compact population for each update, so finished models cost
-nothing). Validation is chunked and stops early once no active model can still succeed.
+nothing). Validation is chunked; a model that can no longer succeed stops counting chunks (its
+estimate is its own, whatever models beside it), and validation stops once none can succeed.
 
 With a :class:`rnnlab.train.checkpoint.Checkpointing` the population is saved every few minutes
 and at its time limit, and a later call resumes it bit for bit (:mod:`rnnlab.train.checkpoint`).
@@ -39,6 +41,7 @@ from ..cells.projected import LAYOUT_OPTIONS
 from ..nn.population import make_sink, population_forward, recurrent_radius
 from ..tasks import rng
 from . import checkpoint as ckpt
+from .batches import TrainingBatches
 from .checkpoint import Checkpointing, TrainingPaused
 from .clipping import clip_gradients_
 from .config import RunConfig, RunResult, check_compatible
@@ -227,6 +230,7 @@ def train_population(
     any_clip = any(c.clip is not None for c in configs)
     # one fused op call per update where it covers the runs (rnnlab.train.fused_step), else autograd
     fused = None if unsupported(configs, task, device) else FusedStep(configs, task)
+    batches = TrainingBatches(task, keys, ctx, cfg.length_seed, cfg.batch_size, dtype, cfg.val_every, cfg.max_updates)
 
     results = [RunResult(config=c, history={k: [] for k in ("update", "train_loss", "grad_norm", "omega", "val_loss", "val_error", "rho")})
                for c in configs]
@@ -266,8 +270,8 @@ def train_population(
         def sub(t: Tensor) -> Tensor:
             return t[idx] if compact else t
 
-        T = task.train_length(cfg.length_seed, k)
-        batch = task.sample(rng.derive(sub(keys), "train", k), {n: sub(v) for n, v in ctx.items()}, T, cfg.batch_size, dtype)
+        batch = batches.get(k, idx if compact else None)
+        T = batch.length
         if fused is not None:
             weights, opt_state = {n: sub(v) for n, v in params.items()}, {n: sub(v) for n, v in state.items()}
             loss, stats, delta_sq, omega = fused(weights, opt_state, {n: sub(v) for n, v in h.items()}, batch, k)
