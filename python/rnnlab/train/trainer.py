@@ -261,8 +261,10 @@ def train_population(
     session_start = last_save = time.perf_counter()
     start = session_start - elapsed_before  # a resumed run's wall time continues its own
     # (subnormal gradients are flushed to zero inside every kernel call, csrc/torch/tiles.h: no global mode)
+    idx = None  # the active models' indices, recomputed after a validation froze some (nothing else changes them)
     for k in range(first_update, cfg.max_updates):
-        idx = active.nonzero()[:, 0]
+        if idx is None:
+            idx = active.nonzero()[:, 0]
         if idx.numel() == 0:
             break
         compact = idx.numel() < M
@@ -313,8 +315,10 @@ def train_population(
                 callback({"update": k + 1, "active": int(active.sum()), "elapsed_s": time.perf_counter() - start,
                           "val_error": [results[m].final_error for m in idx.tolist()],
                           "finished": [(m, results[m]) for m in newly_done], "params": params})
+            if newly_done:
+                idx = None
         elif callback is not None:
-            callback({"update": k + 1, "active": int(active.sum())})
+            callback({"update": k + 1, "active": idx.numel()})
         now = time.perf_counter()
         if (checkpoint is not None and (out_of_time or now - last_save >= checkpoint.every_s)
                 and k + 1 < cfg.max_updates and bool(active.any())):
