@@ -409,3 +409,29 @@ def test_trainer_fused_compact_population_matches_the_autograd_path(monkeypatch)
         assert a.updates == b.updates
         for n in a.params:
             torch.testing.assert_close(a.params[n], b.params[n], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru", "diag"])
+@pytest.mark.parametrize("layout", ["rows", "lanes"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_the_ops_omega_is_omega_from_norms_bitwise(cell, layout, dtype, monkeypatch):
+    """Each fused step reports Ω [M] computed in its own parallel region: bit for bit what the
+    omega_from_norms op (the autograd path's) makes of the ‖δ_t‖² and ‖v_t‖² it returns, in both
+    layouts and for a population mixing α = 0 with α > 0 (two calls, joined)."""
+    monkeypatch.setenv("RNNLAB_TRAIN_LAYOUT", layout)
+    seeds = range(19)  # more than one group of lanes, the last one partly empty
+    alphas = [0.0, 2.0] if get_cell(cell).omega else [0.0]
+    configs = [RunConfig(task="torder", task_kwargs={"min_length": 9, "max_length": 9}, cell=cell, hidden=8,
+                         clip=1.0, dtype=str(dtype).split(".")[1], seed=s, alpha=alphas[s % len(alphas)]) for s in seeds]
+    task = configs[0].make_task()
+    keys = rng.seed_keys(list(seeds))
+    params = init_population(keys, [c.init for c in configs], task.n_in, 8, task.n_out, [1.0] * len(seeds), dtype, cell,
+                             configs[0].cell_kwargs)
+    state = init_state("sgd", params)
+    hyper = {n: torch.tensor([float(getattr(c, n) or 0.0) for c in configs], dtype=dtype) for n in HYPER}
+    step = FusedStep(configs, task)
+    batch = task.sample(rng.derive(keys, "train", 0), task.setup(keys), 9, 5, dtype)
+    loss, stats, delta_sq, omega = step(params, state, hyper, batch, 0)
+    want, _ = torch.ops.rnnlab.omega_from_norms(delta_sq, step.v_sq)
+    assert omega.dtype == dtype and torch.equal(omega, want)
+    assert bool((want > 0).any())  # Ω is not trivially zero here

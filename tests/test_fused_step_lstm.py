@@ -40,7 +40,7 @@ def test_reports_the_sinks_delta_sq_and_v_sq():
     sink = make_sink(len(configs), T, configs[0].batch_size, torch.float64, "cpu")
     p = {n: v.requires_grad_(True) for n, v in params.items()}
     task.loss(population_forward(p, batch.x, readout_steps=task.readout_steps(T), sink=sink, cell="lstm"), batch).sum().backward()
-    *_, delta_sq, v_sq = torch.ops.rnnlab.lstm_train_step(**args)
+    *_, delta_sq, v_sq, _ = torch.ops.rnnlab.lstm_train_step(**args)
     for name, fused, ref in (("delta_sq", delta_sq, sink.delta_sq), ("v_sq", v_sq, sink.v_sq)):
         assert bool((ref > 0).all()), name
         torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-12 * float(ref.max()), msg=lambda m: f"{name}: {m}")

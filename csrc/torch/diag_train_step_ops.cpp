@@ -84,12 +84,11 @@ TrainStepOutputs diag_train_step_cpu(const at::Tensor& x, const at::Tensor& targ
     fill_train_step<scalar_t>(s, c, x, target, params, state, lr, lr_min, cosine_factor, momentum, beta1, beta2, clip,
                               loss_scale, safeguard, eps, step, out);
     const auto kernel = cpu::diag_train_step_kernel<scalar_t>(cpu::selected_isa());
-    // One tile per model, all its rows: a model never spans threads, so its result does not
-    // depend on the thread count or on the models beside it. Work: per step, row and real column
-    // the input projection and ∂B's sums (I each) and the complex products of both passes.
+    // Work: per step, row and real column the input projection and ∂B's sums (I each) and the
+    // complex products of both passes.
     const int64_t Nr = N * (var.complex() ? 2 : 1);
-    for_each_tile(make_tiles(c.M, c.B, c.B), c.M * c.T * c.B * Nr * (2 * I + 8),
-                  [&](BatchTile tile) { kernel(s, var, tile.model); });
+    run_rows(s, c.M * c.T * c.B * Nr * (2 * I + 8), std::get<6>(out).mutable_data_ptr<scalar_t>(),
+             [&](int64_t m) { kernel(s, var, m); });
   });
   return out;
 }

@@ -46,6 +46,7 @@ TrainStepOutputs elman_train_step_cpu(const at::Tensor& x, const at::Tensor& tar
     cpu::ElmanTrainStep<scalar_t> s{};
     fill_train_step<scalar_t>(s, c, x, target, params, state, lr, lr_min, cosine_factor, momentum, beta1, beta2, clip,
                               loss_scale, safeguard, eps, step, out);
+    scalar_t* omega = std::get<6>(out).mutable_data_ptr<scalar_t>();
     s.act = act;
     s.reg_weight = reg_weight ? reg_weight->const_data_ptr<scalar_t>() : nullptr;
     // Work: the forward, v_t and ∂W_hh GEMMs (Ω adds only elementwise work and B more rows to the
@@ -56,12 +57,10 @@ TrainStepOutputs elman_train_step_cpu(const at::Tensor& x, const at::Tensor& tar
     // (rnnlab.train.fused_step calls the op with reg_weight only for the models whose α > 0, so a
     // model's layout still depends on its own configuration only.)
     if (use_lanes_layout(c, lanes.lanes, lanes.max_hidden) && !reg_weight) {
-      run_lanes(lanes, s, work);
+      run_lanes(lanes, s, work, omega);
     } else {
-      // One tile per model, all its rows: a model never spans threads, so its result does not
-      // depend on the thread count or on the models beside it.
       const auto kernel = cpu::elman_train_step_kernel<scalar_t>(cpu::selected_isa());
-      for_each_tile(make_tiles(c.M, c.B, c.B), work, [&](BatchTile tile) { kernel(s, tile.model); });
+      run_rows(s, work, omega, [&](int64_t m) { kernel(s, m); });
     }
   });
   return out;

@@ -46,16 +46,15 @@ TrainStepOutputs gru_train_step_cpu(const at::Tensor& x, const at::Tensor& targe
     cpu::TrainStep<scalar_t> s{};
     fill_train_step<scalar_t>(s, c, x, target, params, state, lr, lr_min, cosine_factor, momentum, beta1, beta2, clip,
                               loss_scale, safeguard, eps, step, out);
+    scalar_t* omega = std::get<6>(out).mutable_data_ptr<scalar_t>();
     // Work: the forward, v_t and ∂W_hh GEMMs, each over the three gates.
     const int64_t work = RecurrenceShape{c.M, c.T, c.B, c.H}.recurrent_work(9);
     const auto lanes = cpu::gru_train_step_lanes_kernel<scalar_t>(cpu::selected_isa());
     if (use_lanes_layout(c, lanes.lanes, lanes.max_hidden)) {
-      run_lanes(lanes, s, work);
+      run_lanes(lanes, s, work, omega);
     } else {
-      // One tile per model, all its rows: a model never spans threads, so its result does not
-      // depend on the thread count or on the models beside it.
       const auto kernel = cpu::gru_train_step_kernel<scalar_t>(cpu::selected_isa());
-      for_each_tile(make_tiles(c.M, c.B, c.B), work, [&](BatchTile tile) { kernel(s, tile.model); });
+      run_rows(s, work, omega, [&](int64_t m) { kernel(s, m); });
     }
   });
   return out;

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "kernels/cpu/omega_of_norms.h"
 #include "torch/no_derivative.h"
 
 namespace rnnlab {
@@ -39,17 +40,7 @@ std::tuple<at::Tensor, at::Tensor> omega_from_norms_cpu(const at::Tensor& delta_
     scalar_t* om = omega.mutable_data_ptr<scalar_t>();
     scalar_t* nv = n_valid.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, M, 1, [&](int64_t m0, int64_t m1) {
-      for (int64_t m = m0; m < m1; ++m) {
-        double total = 0, valid = 0;
-        for (int64_t i = m * n; i < (m + 1) * n; ++i) {
-          if (!(d[i] >= scalar_t(kOmegaBound))) continue;  // m_t = 0: r_t = 1 adds nothing
-          const double r = double(v[i]) / double(d[i]) - 1.0;
-          total += r * r;
-          valid += 1;
-        }
-        nv[m] = static_cast<scalar_t>(valid / B);
-        om[m] = valid > 0 ? static_cast<scalar_t>(total / valid) : scalar_t(0);
-      }
+      for (int64_t m = m0; m < m1; ++m) cpu::omega_of_norms(d + m * n, v + m * n, n, B, om + m, nv + m);
     });
   });
   return {omega, n_valid};

@@ -80,7 +80,7 @@ TrainStepCall check_train_step(const at::Tensor& x, const at::Tensor& target, at
 TrainStepOutputs train_step_outputs(const TrainStepCall& c, const at::Tensor& x) {
   return {at::empty({c.M}, x.options()), at::empty({c.M}, x.options()), at::empty({c.M}, x.options().dtype(at::kBool)),
           at::empty({c.M}, x.options().dtype(at::kBool)), at::empty({c.M, c.T, c.B}, x.options()),
-          at::empty({c.M, c.T, c.B}, x.options())};
+          at::empty({c.M, c.T, c.B}, x.options()), at::empty({c.M}, x.options())};
 }
 
 template <typename T>

@@ -6,11 +6,13 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "kernels/cpu/omega_of_norms.h"
 #include "kernels/cpu/train_step.h"
 #include "torch/tiles.h"
 
@@ -31,8 +33,9 @@ struct TrainStepCall {
   size_t slots;  // optimizer state tensors per parameter: 0 (SGD), 1 (momentum), 2 (Adam)
 };
 
-// What every fused step returns: loss, norm [M], clipped, fallback [M] (bool), delta_sq, v_sq [M, T, B].
-using TrainStepOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+// What every fused step returns: loss, norm [M], clipped, fallback [M] (bool), delta_sq, v_sq [M, T, B],
+// omega [M] (Ω of SPEC §2.5 from delta_sq and v_sq, as the omega_from_norms op computes it).
+using TrainStepOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 // x [M, T, B, I] (checked here), then H and O as the cell's op read them from its parameters.
 // Checks readout_steps, params against `specs`, the optimizer state, the target for the loss,
@@ -63,13 +66,35 @@ void fill_train_step(cpu::TrainStep<T>& s, const TrainStepCall& c, const at::Ten
 // row layout whatever H.
 bool use_lanes_layout(const TrainStepCall& c, int64_t lanes, int64_t max_hidden);
 
-// Runs a lanes kernel on every group of models, one tile per group: a group never spans threads,
-// so a model's result does not depend on the thread count. `work`: the call's multiply-adds.
+// Ω of the models m0 … m1−1 into omega, from the norms their update wrote: in the same tile as
+// the update, so the call keeps one parallel region (a second op would add one, and its call).
+template <typename T>
+void models_omega(const cpu::TrainStep<T>& s, int64_t m0, int64_t m1, T* omega) {
+  const int64_t n = s.T_ * s.B;
+  for (int64_t m = m0; m < m1; ++m) cpu::omega_of_norms(s.delta_sq + m * n, s.v_sq + m * n, n, s.B, omega + m, static_cast<T*>(nullptr));
+}
+
+// Runs the row layout: `update(m)` for every model m, one tile per model (all its rows), then its
+// Ω. A model never spans threads, so its result does not depend on the thread count or on the
+// models beside it. `work`: the call's multiply-adds.
+template <typename T, class Update>
+void run_rows(const cpu::TrainStep<T>& s, int64_t work, T* omega, Update update) {
+  for_each_tile(make_tiles(s.M, s.B, s.B), work, [&](BatchTile tile) {
+    update(tile.model);
+    models_omega(s, tile.model, tile.model + 1, omega);
+  });
+}
+
+// Runs a lanes kernel on every group of models, one tile per group, then the group's Ω: a group
+// never spans threads, so a model's result does not depend on the thread count.
 template <typename Step>
-void run_lanes(const cpu::LanesKernel<Step>& kernel, const Step& s, int64_t work) {
+void run_lanes(const cpu::LanesKernel<Step>& kernel, const Step& s, int64_t work, decltype(s.delta_sq) omega) {
   std::vector<int64_t> groups;
   for (int64_t m0 = 0; m0 < s.M; m0 += kernel.lanes) groups.push_back(m0);
-  for_each_tile(groups, work, [&](int64_t m0) { kernel.run(s, m0); });
+  for_each_tile(groups, work, [&](int64_t m0) {
+    kernel.run(s, m0);
+    models_omega(s, m0, std::min(m0 + kernel.lanes, s.M), omega);
+  });
 }
 
 // The schema's arguments and returns that every cell's fused step shares, to append after
@@ -79,6 +104,6 @@ void run_lanes(const cpu::LanesKernel<Step>& kernel, const Step& s, int64_t work
   "float cosine_factor, Tensor? momentum, Tensor? beta1, Tensor? beta2, Tensor? clip, str loss, "          \
   "float loss_scale, str optimizer, bool safeguard, float eps, int step, int readout_steps"
 #define RNNLAB_TRAIN_STEP_RETURNS \
-  "(Tensor loss, Tensor norm, Tensor clipped, Tensor fallback, Tensor delta_sq, Tensor v_sq)"
+  "(Tensor loss, Tensor norm, Tensor clipped, Tensor fallback, Tensor delta_sq, Tensor v_sq, Tensor omega)"
 
 }  // namespace rnnlab

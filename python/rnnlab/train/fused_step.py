@@ -4,8 +4,9 @@ The op a cell's record names (:attr:`rnnlab.cells.Cell.fused_step`) does for eve
 parallel region over the models: the input projection inside the recurrence (xp is never
 materialized), the read-out and the task's loss at its read-out steps, the whole backward with
 every gradient accumulated in the kernel, with Pascanu's regularizer α·∂⁺Ω/∂W_hh (SPEC §2.5) in
-∂W_hh for the cells whose record has ``omega``, the per-step ‖δ_t‖² [M, T, B] of the VEG flags and
-‖v_t‖² (so Ω is reported as on the autograd path), the global gradient norm, clipping with the
+∂W_hh for the cells whose record has ``omega``, the per-step ‖δ_t‖² [M, T, B] of the VEG flags,
+‖v_t‖² and Ω [M] computed from them as the autograd path's ``omega_from_norms`` does (bit for bit),
+the global gradient norm, clipping with the
 SPEC §2.4 safeguard (:mod:`rnnlab.train.clipping`) and the optimizer step
 (:mod:`rnnlab.train.optim`, constant or cosine learning rate) on the parameters and optimizer
 state in place. A model runs on one thread from start to end, so its update is bitwise the same
@@ -110,39 +111,38 @@ class FusedStep:
         regularized = hyper["alpha"] > 0 if self.any_alpha else None  # (no tensor ops when no run has α > 0)
         some = regularized is not None and bool(regularized.any())
         if not some or bool(regularized.all()):
-            loss, stats, delta_sq, v_sq = self._call(params, state, hyper, batch, update, some)
+            loss, stats, delta_sq, v_sq, omega = self._call(params, state, hyper, batch, update, some)
         else:
             # A mixed population: the models with α > 0 in one call with Ω (the row layout), the
             # others in one without (the layout their shape picks), so that a model's update is the
             # one it gets alone, whatever α its neighbours have.
             parts = [regularized.nonzero()[:, 0], (~regularized).nonzero()[:, 0]]
             outs = []
-            for idx, omega in zip(parts, (True, False)):
+            for idx, regularize in zip(parts, (True, False)):
                 sub = {n: v[idx] for n, v in params.items()}, {n: v[idx] for n, v in state.items()}
                 outs.append(self._call(*sub, {n: v[idx] for n, v in hyper.items()},
-                                       Batch(batch.x[idx], batch.target[idx]), update, omega))
+                                       Batch(batch.x[idx], batch.target[idx]), update, regularize))
                 for whole, part in zip((params, state), sub):
                     for n, v in part.items():
                         whole[n][idx] = v
             order = torch.cat(parts).argsort()
             join = lambda a, b: torch.cat([a, b])[order]  # noqa: E731
-            (loss_a, stats_a, dsq_a, vsq_a), (loss_b, stats_b, dsq_b, vsq_b) = outs
-            loss, delta_sq, v_sq = join(loss_a, loss_b), join(dsq_a, dsq_b), join(vsq_a, vsq_b)
+            (loss_a, stats_a, dsq_a, vsq_a, omega_a), (loss_b, stats_b, dsq_b, vsq_b, omega_b) = outs
+            loss, delta_sq, v_sq, omega = join(loss_a, loss_b), join(dsq_a, dsq_b), join(vsq_a, vsq_b), join(omega_a, omega_b)
             stats = ClipStats(join(stats_a.norm, stats_b.norm), join(stats_a.clipped, stats_b.clipped),
                               join(stats_a.fallback, stats_b.fallback))
         self.v_sq = v_sq
-        omega, _ = torch.ops.rnnlab.omega_from_norms(delta_sq, v_sq)
         return loss, stats, delta_sq, omega
 
-    def _call(self, params, state, hyper, batch, update, omega: bool) -> tuple[Tensor, ClipStats, Tensor, Tensor]:
-        """One op call on these models, with Ω (``reg_weight``) when ``omega``: the loss, the
-        clipping statistics, ‖δ_t‖² and ‖v_t‖²."""
+    def _call(self, params, state, hyper, batch, update, regularize: bool) -> tuple[Tensor, ClipStats, Tensor, Tensor, Tensor]:
+        """One op call on these models, with Ω's gradient (``reg_weight``) when ``regularize``: the loss,
+        the clipping statistics, ‖δ_t‖², ‖v_t‖² and Ω (what ``omega_from_norms`` makes of them)."""
         cosine = cosine_lr(1.0, 0.0, update, self.max_updates) if self.cosine else 0.0
-        reg = {"reg_weight": decayed_alpha(hyper["alpha"], hyper["alpha_decay"], update)} if omega else {}
-        loss, norm, clipped, fallback, delta_sq, v_sq = self.op(
+        reg = {"reg_weight": decayed_alpha(hyper["alpha"], hyper["alpha_decay"], update)} if regularize else {}
+        loss, norm, clipped, fallback, delta_sq, v_sq, omega = self.op(
             batch.x.contiguous(), batch.target.contiguous(), [params[n] for n in self.param_names],
             [state[f"{s}.{n}"] for s in self.slots for n in self.param_names], hyper["lr"],
             hyper["lr_min"] if self.cosine else None, cosine, hyper["momentum"], hyper["beta1"], hyper["beta2"],
             hyper["clip"] if self.any_clip else None, self.loss, self.loss_scale, self.optimizer,
             self.safeguard, self.eps, update + 1, self.task.readout_steps(batch.length), **self.cell_options, **reg)
-        return loss, ClipStats(norm, clipped, fallback), delta_sq, v_sq
+        return loss, ClipStats(norm, clipped, fallback), delta_sq, v_sq, omega
