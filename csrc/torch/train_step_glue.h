@@ -71,7 +71,9 @@ bool use_lanes_layout(const TrainStepCall& c, int64_t lanes, int64_t max_hidden)
 template <typename T>
 void models_omega(const cpu::TrainStep<T>& s, int64_t m0, int64_t m1, T* omega) {
   const int64_t n = s.T_ * s.B;
-  for (int64_t m = m0; m < m1; ++m) cpu::omega_of_norms(s.delta_sq + m * n, s.v_sq + m * n, n, s.B, omega + m, static_cast<T*>(nullptr));
+  for (int64_t m = m0; m < m1; ++m) {
+    cpu::omega_of_norms(s.delta_sq + m * n, s.v_sq + m * n, n, s.B, omega + m, static_cast<T*>(nullptr));
+  }
 }
 
 // Runs the row layout: `update(m)` for every model m, one tile per model (all its rows), then its

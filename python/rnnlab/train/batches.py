@@ -60,11 +60,8 @@ class TrainingBatches:
         D = 1
         while update + D < end and self.task.train_length(self.length_seed, update + D) == T:
             D += 1
-        rows = torch.cat([rng.derive(keys, "train", k) for k in range(update, update + D)]) if D > 1 else \
-            rng.derive(keys, "train", update)
-        if D > 1:
-            ctx = {n: v.repeat(D, *([1] * (v.dim() - 1))) for n, v in ctx.items()}
+        rows = torch.cat([rng.derive(keys, "train", k) for k in range(update, update + D)])
+        ctx = {n: v.repeat(D, *([1] * (v.dim() - 1))) for n, v in ctx.items()}
         batch = self.task.sample(rows, ctx, T, self.batch_size, self.dtype)
         self._first = update
-        self._block = [batch] if D == 1 else [
-            Batch(batch.x[j * M:(j + 1) * M], batch.target[j * M:(j + 1) * M]) for j in range(D)]
+        self._block = [Batch(x, target) for x, target in zip(batch.x.split(M), batch.target.split(M))]
