@@ -1,5 +1,6 @@
 """The trainer's training batches drawn several updates at a time (rnnlab.train.batches) are,
-for every task, bit for bit the batches drawn one update at a time, for all the models and for
+for every task, bit for bit the batches drawn one update at a time (system identification's
+targets, computed with a BLAS, to its rounding), for all the models and for
 a compacted population; blocks end at validations, at changes of the sequence length and at
 their memory budget."""
 import pytest
@@ -36,7 +37,12 @@ def test_blocks_of_updates_equal_one_update_at_a_time(name, dtype):
         want = one_at_a_time(rng.derive(sub, "train", k), {n: v if models is None else v[models] for n, v in ctx.items()},
                              task.train_length(7, k), 4, dtype)
         got = batches.get(k, models)
-        assert torch.equal(got.x, want.x) and torch.equal(got.target, want.target), k
+        assert torch.equal(got.x, want.x), k
+        if name == "sysid":  # its targets go through a batched GEMM (einsum), which a BLAS may round
+            eps = 4 * torch.finfo(dtype).eps  # differently for other batch counts (MKL on AMD CPUs)
+            torch.testing.assert_close(got.target, want.target, rtol=eps, atol=eps * float(want.target.abs().max()))
+        else:
+            assert torch.equal(got.target, want.target), k
     lengths = [task.train_length(7, k) for k in range(12)]
     blocks = sum(k == 0 or k == 5 or k == 10 or lengths[k] != lengths[k - 1] for k in range(12))
     assert len(draws) == blocks  # one draw per block: at the validations (5, 10) and length changes

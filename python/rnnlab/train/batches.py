@@ -3,7 +3,8 @@
 A batch is a counter-based draw (:mod:`rnnlab.tasks.rng`): model m's sequences of update k are a
 function of ``derive(keys[m], "train", k)`` and the model's task constants alone, so the batches
 of D updates are one ``task.sample`` call on D·M key rows, each update's batch the rows of its
-models — the same values bit for bit as D calls (tests/test_batches.py checks every task). One
+models — the same values bit for bit as D calls (tests/test_batches.py checks every task; system
+identification's targets go through a batched GEMM, so there a BLAS may round them differently). One
 call instead of D matters at small H and M: a sample is ≈ 20 small ATen calls, which cost more
 than a fused update of 32 Elman models at H = 8 (docs/sweeps.md, "The trainer around the fused
 step").
