@@ -53,8 +53,7 @@ struct DiagKernels {
                    T* grad_u, T* grad_h0, T* lam_p, T* lam_q, T* delta_sq, T* v_sq);
 };
 
-// The kernel table for one ISA (each is defined in diag_<isa>.cpp).
-template <typename T>
-const DiagKernels<T>& diag_kernels(Isa isa);
+// The kernel table of each ISA (diag_<isa>.cpp), and diag_kernels<T>(isa), the one in use.
+RNNLAB_KERNEL_PER_ISA(const DiagKernels<T>&, diag_kernels)
 
 }  // namespace rnnlab::cpu

@@ -60,8 +60,7 @@ struct DiagVariant {
 template <typename T>
 using DiagTrainStepFn = void (*)(const TrainStep<T>&, const DiagVariant&, int64_t m);
 
-// The kernel for one ISA (defined in diag_train_step_<isa>.cpp).
-template <typename T>
-DiagTrainStepFn<T> diag_train_step_kernel(Isa isa);
+// The kernel of each ISA (diag_train_step_<isa>.cpp), and diag_train_step_kernel<T>(isa), the one in use.
+RNNLAB_KERNEL_PER_ISA(DiagTrainStepFn<T>, diag_train_step_kernel)
 
 }  // namespace rnnlab::cpu

@@ -14,6 +14,6 @@
 #define RNNLAB_ISA_AVX2
 #define RNNLAB_ISA_NS avx2
 #include "kernels/cpu/diag_train_step_impl.h"
-RNNLAB_DEFINE_DIAG_TRAIN_STEP(diag_train_step_avx2)
+RNNLAB_DEFINE_DIAG_TRAIN_STEP(diag_train_step_kernel_avx2)
 #pragma GCC pop_options
 #endif

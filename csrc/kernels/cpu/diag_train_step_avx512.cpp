@@ -14,6 +14,6 @@
 #define RNNLAB_ISA_AVX512
 #define RNNLAB_ISA_NS avx512
 #include "kernels/cpu/diag_train_step_impl.h"
-RNNLAB_DEFINE_DIAG_TRAIN_STEP(diag_train_step_avx512)
+RNNLAB_DEFINE_DIAG_TRAIN_STEP(diag_train_step_kernel_avx512)
 #pragma GCC pop_options
 #endif

@@ -326,7 +326,7 @@ void run_model(const TrainStep<T>& s, const DiagVariant& var, int64_t m) {
 
 }  // namespace rnnlab::cpu::RNNLAB_ISA_NS::train_step::diag
 
-// Defines the ISA's kernel getter, diag_train_step_<isa><T>().
+// Defines the ISA's kernel getter, diag_train_step_kernel_<isa><T>() (RNNLAB_KERNEL_PER_ISA).
 #define RNNLAB_DEFINE_DIAG_TRAIN_STEP(getter)                                                  \
   namespace rnnlab::cpu {                                                                      \
   template <typename T>                                                                        \

@@ -11,4 +11,4 @@
 #define RNNLAB_ISA_PORTABLE
 #define RNNLAB_ISA_NS portable
 #include "kernels/cpu/diag_train_step_impl.h"
-RNNLAB_DEFINE_DIAG_TRAIN_STEP(diag_train_step_portable)
+RNNLAB_DEFINE_DIAG_TRAIN_STEP(diag_train_step_kernel_portable)

@@ -39,8 +39,7 @@ struct ElmanKernels {
                    const T* w_hh, T* grad_xp, T* grad_h0, T* delta_sq, T* v_sq, T* reg_v);
 };
 
-// The kernel table for one ISA (each is defined in elman_<isa>.cpp).
-template <typename T>
-const ElmanKernels<T>& elman_kernels(Isa isa);
+// The kernel table of each ISA (elman_<isa>.cpp), and elman_kernels<T>(isa), the one in use.
+RNNLAB_KERNEL_PER_ISA(const ElmanKernels<T>&, elman_kernels)
 
 }  // namespace rnnlab::cpu

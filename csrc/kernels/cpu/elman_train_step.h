@@ -38,12 +38,10 @@ struct ElmanTrainStep : TrainStep<T> {
 template <typename T>
 using ElmanTrainStepFn = void (*)(const ElmanTrainStep<T>&, int64_t m);
 
-// The kernel for one ISA (defined in elman_train_step_<isa>.cpp).
-template <typename T>
-ElmanTrainStepFn<T> elman_train_step_kernel(Isa isa);
+// The kernel of each ISA (elman_train_step_<isa>.cpp), and elman_train_step_kernel<T>(isa), the one in use.
+RNNLAB_KERNEL_PER_ISA(ElmanTrainStepFn<T>, elman_train_step_kernel)
 
 // The same update in the lanes layout (elman_train_step_lanes_impl.h, LanesKernel in train_step.h).
-template <typename T>
-LanesKernel<ElmanTrainStep<T>> elman_train_step_lanes_kernel(Isa isa);
+RNNLAB_KERNEL_PER_ISA(LanesKernel<ElmanTrainStep<T>>, elman_train_step_lanes_kernel)
 
 }  // namespace rnnlab::cpu

@@ -16,7 +16,7 @@
 #define RNNLAB_ISA_NS avx2
 #include "kernels/cpu/elman_train_step_impl.h"
 #include "kernels/cpu/elman_train_step_lanes_impl.h"
-RNNLAB_DEFINE_ELMAN_TRAIN_STEP(elman_train_step_avx2)
-RNNLAB_DEFINE_ELMAN_TRAIN_STEP_LANES(elman_train_step_avx2)
+RNNLAB_DEFINE_ELMAN_TRAIN_STEP(elman_train_step_kernel_avx2)
+RNNLAB_DEFINE_ELMAN_TRAIN_STEP_LANES(elman_train_step_lanes_kernel_avx2)
 #pragma GCC pop_options
 #endif

@@ -189,7 +189,7 @@ void train_step_dispatch(const ElmanTrainStep<T>& s, int64_t m) {
 }  // namespace train_step
 }  // namespace rnnlab::cpu::RNNLAB_ISA_NS
 
-// Defines the ISA's kernel getter, elman_train_step_<isa><T>().
+// Defines the ISA's kernel getter, elman_train_step_kernel_<isa><T>() (RNNLAB_KERNEL_PER_ISA).
 #define RNNLAB_DEFINE_ELMAN_TRAIN_STEP(getter)                                                 \
   namespace rnnlab::cpu {                                                                      \
   template <typename T>                                                                        \

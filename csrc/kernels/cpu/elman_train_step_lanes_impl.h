@@ -130,15 +130,15 @@ void group_dispatch(const ElmanTrainStep<T>& s, int64_t first_model) {
 }  // namespace train_step
 }  // namespace rnnlab::cpu::RNNLAB_ISA_NS
 
-// Defines the ISA's lanes-layout getter, <getter>_lanes<T>() (getter as for
-// RNNLAB_DEFINE_ELMAN_TRAIN_STEP).
+// Defines the ISA's lanes-layout getter, elman_train_step_lanes_kernel_<isa><T>()
+// (RNNLAB_KERNEL_PER_ISA).
 #define RNNLAB_DEFINE_ELMAN_TRAIN_STEP_LANES(getter)                                                  \
   namespace rnnlab::cpu {                                                                             \
   template <typename T>                                                                               \
-  LanesKernel<ElmanTrainStep<T>> getter##_lanes() {                                                   \
+  LanesKernel<ElmanTrainStep<T>> getter() {                                                   \
     return {&RNNLAB_ISA_NS::train_step::elman_lanes::group_dispatch<T>, RNNLAB_ISA_NS::Vec<T>::size,  \
             RNNLAB_ISA_NS::train_step::elman_lanes::kMaxHidden};                                      \
   }                                                                                                   \
-  template LanesKernel<ElmanTrainStep<float>> getter##_lanes<float>();                                \
-  template LanesKernel<ElmanTrainStep<double>> getter##_lanes<double>();                              \
+  template LanesKernel<ElmanTrainStep<float>> getter<float>();                                \
+  template LanesKernel<ElmanTrainStep<double>> getter<double>();                              \
   }

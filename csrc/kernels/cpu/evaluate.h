@@ -53,8 +53,7 @@ struct EvaluateKernel {
   int64_t lanes;
 };
 
-// The kernel for one ISA (defined in evaluate_<isa>.cpp).
-template <typename T>
-EvaluateKernel<T> evaluate_kernel(Isa isa);
+// The kernel of each ISA (evaluate_<isa>.cpp), and evaluate_kernel<T>(isa), the one in use.
+RNNLAB_KERNEL_PER_ISA(EvaluateKernel<T>, evaluate_kernel)
 
 }  // namespace rnnlab::cpu

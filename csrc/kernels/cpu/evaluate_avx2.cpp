@@ -14,6 +14,6 @@
 #define RNNLAB_ISA_AVX2
 #define RNNLAB_ISA_NS avx2
 #include "kernels/cpu/evaluate_impl.h"
-RNNLAB_DEFINE_EVALUATE(evaluate_avx2)
+RNNLAB_DEFINE_EVALUATE(evaluate_kernel_avx2)
 #pragma GCC pop_options
 #endif

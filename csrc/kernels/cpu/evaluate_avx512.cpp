@@ -14,6 +14,6 @@
 #define RNNLAB_ISA_AVX512
 #define RNNLAB_ISA_NS avx512
 #include "kernels/cpu/evaluate_impl.h"
-RNNLAB_DEFINE_EVALUATE(evaluate_avx512)
+RNNLAB_DEFINE_EVALUATE(evaluate_kernel_avx512)
 #pragma GCC pop_options
 #endif

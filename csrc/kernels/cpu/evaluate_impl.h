@@ -142,7 +142,7 @@ void run(const Evaluate<T>& s, int64_t m, int64_t b0) {
 
 }  // namespace rnnlab::cpu::RNNLAB_ISA_NS::evaluate
 
-// Defines the ISA's kernel getter, evaluate_<isa><T>().
+// Defines the ISA's kernel getter, evaluate_kernel_<isa><T>() (RNNLAB_KERNEL_PER_ISA).
 #define RNNLAB_DEFINE_EVALUATE(getter)                                                         \
   namespace rnnlab::cpu {                                                                      \
   template <typename T>                                                                        \

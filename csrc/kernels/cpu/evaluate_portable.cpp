@@ -11,4 +11,4 @@
 #define RNNLAB_ISA_PORTABLE
 #define RNNLAB_ISA_NS portable
 #include "kernels/cpu/evaluate_impl.h"
-RNNLAB_DEFINE_EVALUATE(evaluate_portable)
+RNNLAB_DEFINE_EVALUATE(evaluate_kernel_portable)

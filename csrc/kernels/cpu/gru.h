@@ -52,8 +52,7 @@ struct GruKernels {
                    const T* w_hh, T* grad_xp, T* grad_hn, T* grad_h0, T* delta_sq, T* v_sq);
 };
 
-// The kernel table for one ISA (each is defined in gru_<isa>.cpp).
-template <typename T>
-const GruKernels<T>& gru_kernels(Isa isa);
+// The kernel table of each ISA (gru_<isa>.cpp), and gru_kernels<T>(isa), the one in use.
+RNNLAB_KERNEL_PER_ISA(const GruKernels<T>&, gru_kernels)
 
 }  // namespace rnnlab::cpu

@@ -35,12 +35,10 @@ constexpr int kGruTrainParams = 6;  // W_ih, W_hh, b, b_hn, W_out, b_out
 template <typename T>
 using GruTrainStepFn = void (*)(const TrainStep<T>&, int64_t m);
 
-// The kernel for one ISA (defined in gru_train_step_<isa>.cpp).
-template <typename T>
-GruTrainStepFn<T> gru_train_step_kernel(Isa isa);
+// The kernel of each ISA (gru_train_step_<isa>.cpp), and gru_train_step_kernel<T>(isa), the one in use.
+RNNLAB_KERNEL_PER_ISA(GruTrainStepFn<T>, gru_train_step_kernel)
 
 // The same update in the lanes layout (gru_train_step_lanes_impl.h, LanesKernel in train_step.h).
-template <typename T>
-LanesKernel<TrainStep<T>> gru_train_step_lanes_kernel(Isa isa);
+RNNLAB_KERNEL_PER_ISA(LanesKernel<TrainStep<T>>, gru_train_step_lanes_kernel)
 
 }  // namespace rnnlab::cpu

@@ -185,7 +185,7 @@ void run_model(const TrainStep<T>& s, int64_t m) {
 
 }  // namespace rnnlab::cpu::RNNLAB_ISA_NS::train_step::gru
 
-// Defines the ISA's kernel getter, gru_train_step_<isa><T>().
+// Defines the ISA's kernel getter, gru_train_step_kernel_<isa><T>() (RNNLAB_KERNEL_PER_ISA).
 #define RNNLAB_DEFINE_GRU_TRAIN_STEP(getter)                                                   \
   namespace rnnlab::cpu {                                                                      \
   template <typename T>                                                                        \

@@ -172,15 +172,15 @@ void run_group(const TrainStep<T>& s, int64_t m0) {
 }  // namespace train_step
 }  // namespace rnnlab::cpu::RNNLAB_ISA_NS
 
-// Defines the ISA's lanes-layout getter, <getter>_lanes<T>() (getter as for
-// RNNLAB_DEFINE_GRU_TRAIN_STEP).
+// Defines the ISA's lanes-layout getter, gru_train_step_lanes_kernel_<isa><T>()
+// (RNNLAB_KERNEL_PER_ISA).
 #define RNNLAB_DEFINE_GRU_TRAIN_STEP_LANES(getter)                                                    \
   namespace rnnlab::cpu {                                                                             \
   template <typename T>                                                                               \
-  LanesKernel<TrainStep<T>> getter##_lanes() {                                                        \
+  LanesKernel<TrainStep<T>> getter() {                                                        \
     return {&RNNLAB_ISA_NS::train_step::gru_lanes::run_group<T>, RNNLAB_ISA_NS::Vec<T>::size,         \
             RNNLAB_ISA_NS::train_step::gru_lanes::kMaxHidden<T>};                                        \
   }                                                                                                   \
-  template LanesKernel<TrainStep<float>> getter##_lanes<float>();                                     \
-  template LanesKernel<TrainStep<double>> getter##_lanes<double>();                                   \
+  template LanesKernel<TrainStep<float>> getter<float>();                                     \
+  template LanesKernel<TrainStep<double>> getter<double>();                                   \
   }

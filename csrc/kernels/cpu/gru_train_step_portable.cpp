@@ -13,5 +13,5 @@
 #define RNNLAB_ISA_NS portable
 #include "kernels/cpu/gru_train_step_impl.h"
 #include "kernels/cpu/gru_train_step_lanes_impl.h"
-RNNLAB_DEFINE_GRU_TRAIN_STEP(gru_train_step_portable)
-RNNLAB_DEFINE_GRU_TRAIN_STEP_LANES(gru_train_step_portable)
+RNNLAB_DEFINE_GRU_TRAIN_STEP(gru_train_step_kernel_portable)
+RNNLAB_DEFINE_GRU_TRAIN_STEP_LANES(gru_train_step_lanes_kernel_portable)

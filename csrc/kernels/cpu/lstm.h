@@ -45,8 +45,7 @@ struct LstmKernels {
                    const T* c0, const T* w_hh, T* grad_xp, T* grad_h0, T* grad_c0, T* delta_sq, T* v_sq);
 };
 
-// The kernel table for one ISA (each is defined in lstm_<isa>.cpp).
-template <typename T>
-const LstmKernels<T>& lstm_kernels(Isa isa);
+// The kernel table of each ISA (lstm_<isa>.cpp), and lstm_kernels<T>(isa), the one in use.
+RNNLAB_KERNEL_PER_ISA(const LstmKernels<T>&, lstm_kernels)
 
 }  // namespace rnnlab::cpu

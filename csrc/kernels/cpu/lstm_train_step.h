@@ -31,12 +31,10 @@ using LstmTrainStep = TrainStep<T>;  // the cell has no options of its own
 template <typename T>
 using LstmTrainStepFn = void (*)(const LstmTrainStep<T>&, int64_t m);
 
-// The kernel for one ISA (defined in lstm_train_step_<isa>.cpp).
-template <typename T>
-LstmTrainStepFn<T> lstm_train_step_kernel(Isa isa);
+// The kernel of each ISA (lstm_train_step_<isa>.cpp), and lstm_train_step_kernel<T>(isa), the one in use.
+RNNLAB_KERNEL_PER_ISA(LstmTrainStepFn<T>, lstm_train_step_kernel)
 
 // The same update in the lanes layout (lstm_train_step_lanes_impl.h, LanesKernel in train_step.h).
-template <typename T>
-LanesKernel<LstmTrainStep<T>> lstm_train_step_lanes_kernel(Isa isa);
+RNNLAB_KERNEL_PER_ISA(LanesKernel<LstmTrainStep<T>>, lstm_train_step_lanes_kernel)
 
 }  // namespace rnnlab::cpu

@@ -16,7 +16,7 @@
 #define RNNLAB_ISA_NS avx512
 #include "kernels/cpu/lstm_train_step_impl.h"
 #include "kernels/cpu/lstm_train_step_lanes_impl.h"
-RNNLAB_DEFINE_LSTM_TRAIN_STEP(lstm_train_step_avx512)
-RNNLAB_DEFINE_LSTM_TRAIN_STEP_LANES(lstm_train_step_avx512)
+RNNLAB_DEFINE_LSTM_TRAIN_STEP(lstm_train_step_kernel_avx512)
+RNNLAB_DEFINE_LSTM_TRAIN_STEP_LANES(lstm_train_step_lanes_kernel_avx512)
 #pragma GCC pop_options
 #endif

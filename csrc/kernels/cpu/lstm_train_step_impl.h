@@ -159,7 +159,7 @@ void run_model(const LstmTrainStep<T>& s, int64_t m) {
 }  // namespace train_step
 }  // namespace rnnlab::cpu::RNNLAB_ISA_NS
 
-// Defines the ISA's kernel getter, lstm_train_step_<isa><T>().
+// Defines the ISA's kernel getter, lstm_train_step_kernel_<isa><T>() (RNNLAB_KERNEL_PER_ISA).
 #define RNNLAB_DEFINE_LSTM_TRAIN_STEP(getter)                                                  \
   namespace rnnlab::cpu {                                                                      \
   template <typename T>                                                                        \

@@ -140,15 +140,15 @@ void run_group(const LstmTrainStep<T>& s, int64_t m0) {
 }  // namespace train_step
 }  // namespace rnnlab::cpu::RNNLAB_ISA_NS
 
-// Defines the ISA's lanes-layout getter, <getter>_lanes<T>() (getter as for
-// RNNLAB_DEFINE_LSTM_TRAIN_STEP).
+// Defines the ISA's lanes-layout getter, lstm_train_step_lanes_kernel_<isa><T>()
+// (RNNLAB_KERNEL_PER_ISA).
 #define RNNLAB_DEFINE_LSTM_TRAIN_STEP_LANES(getter)                                                   \
   namespace rnnlab::cpu {                                                                             \
   template <typename T>                                                                               \
-  LanesKernel<LstmTrainStep<T>> getter##_lanes() {                                                    \
+  LanesKernel<LstmTrainStep<T>> getter() {                                                    \
     return {&RNNLAB_ISA_NS::train_step::lstm_lanes::run_group<T>, RNNLAB_ISA_NS::Vec<T>::size,        \
             RNNLAB_ISA_NS::train_step::lstm_lanes::kMaxHidden<T>};                                       \
   }                                                                                                   \
-  template LanesKernel<LstmTrainStep<float>> getter##_lanes<float>();                                 \
-  template LanesKernel<LstmTrainStep<double>> getter##_lanes<double>();                               \
+  template LanesKernel<LstmTrainStep<float>> getter<float>();                                 \
+  template LanesKernel<LstmTrainStep<double>> getter<double>();                               \
   }

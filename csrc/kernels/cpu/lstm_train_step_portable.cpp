@@ -13,5 +13,5 @@
 #define RNNLAB_ISA_NS portable
 #include "kernels/cpu/lstm_train_step_impl.h"
 #include "kernels/cpu/lstm_train_step_lanes_impl.h"
-RNNLAB_DEFINE_LSTM_TRAIN_STEP(lstm_train_step_portable)
-RNNLAB_DEFINE_LSTM_TRAIN_STEP_LANES(lstm_train_step_portable)
+RNNLAB_DEFINE_LSTM_TRAIN_STEP(lstm_train_step_kernel_portable)
+RNNLAB_DEFINE_LSTM_TRAIN_STEP_LANES(lstm_train_step_lanes_kernel_portable)
