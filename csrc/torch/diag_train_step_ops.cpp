@@ -47,13 +47,8 @@ std::vector<std::string> param_names(const cpu::DiagVariant& var) {
   return names;
 }
 
-TrainStepOutputs diag_train_step_cpu(const at::Tensor& x, const at::Tensor& target, at::TensorList params,
-                                     at::TensorList state, const at::Tensor& lr, const std::optional<at::Tensor>& lr_min,
-                                     double cosine_factor, const std::optional<at::Tensor>& momentum,
-                                     const std::optional<at::Tensor>& beta1, const std::optional<at::Tensor>& beta2,
-                                     const std::optional<at::Tensor>& clip, c10::string_view loss, double loss_scale,
-                                     c10::string_view optimizer, bool safeguard, double eps, int64_t step,
-                                     int64_t readout_steps, c10::string_view parametrization, c10::string_view gamma) {
+TrainStepOutputs diag_train_step_cpu(RNNLAB_TRAIN_STEP_PARAMS, c10::string_view parametrization,
+                                     c10::string_view gamma) {
   check_float("x", x);
   check_dim("x", x, 4, "[M, T, B, I]");
   const cpu::DiagVariant var{parse_parametrization(parametrization), parse_gamma(gamma)};
@@ -81,8 +76,7 @@ TrainStepOutputs diag_train_step_cpu(const at::Tensor& x, const at::Tensor& targ
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "diag_train_step", [&] {
     cpu::TrainStep<scalar_t> s{};
-    fill_train_step<scalar_t>(s, c, x, target, params, state, lr, lr_min, cosine_factor, momentum, beta1, beta2, clip,
-                              loss_scale, safeguard, eps, step, out);
+    fill_train_step<scalar_t>(s, c, RNNLAB_FILL_TRAIN_STEP_ARGS, out);
     const auto kernel = cpu::diag_train_step_kernel<scalar_t>(cpu::selected_isa());
     // Work: per step, row and real column the input projection and ∂B's sums (I each) and the
     // complex products of both passes.

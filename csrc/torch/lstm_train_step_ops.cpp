@@ -1,55 +1,26 @@
-// ATen glue of the fused LSTM training step (kernels/cpu/lstm_train_step.h): its parameter shapes,
-// the layout (use_lanes_layout) and one parallel region over the models or groups of models.
-// The checks and fields every cell shares are in train_step_glue.h.
+// ATen glue of the fused LSTM training step (kernels/cpu/lstm_train_step.h): its schema, its
+// parameters (check_recurrent_train_step) and its kernels in either layout (run_train_step, in
+// train_step_glue.h, with every check and field the cells share).
 #include <torch/library.h>
 
 #include "kernels/cpu/lstm_train_step.h"
-#include "torch/checks.h"
 #include "torch/no_derivative.h"
-#include "torch/tiles.h"
 #include "torch/train_step_glue.h"
 
 namespace rnnlab {
 namespace {
 
-TrainStepOutputs lstm_train_step_cpu(const at::Tensor& x, const at::Tensor& target, at::TensorList params,
-                                     at::TensorList state, const at::Tensor& lr, const std::optional<at::Tensor>& lr_min,
-                                     double cosine_factor, const std::optional<at::Tensor>& momentum,
-                                     const std::optional<at::Tensor>& beta1, const std::optional<at::Tensor>& beta2,
-                                     const std::optional<at::Tensor>& clip, c10::string_view loss, double loss_scale,
-                                     c10::string_view optimizer, bool safeguard, double eps, int64_t step,
-                                     int64_t readout_steps) {
-  check_float("x", x);
-  check_dim("x", x, 4, "[M, T, B, I]");
-  TORCH_CHECK_VALUE(params.size() == cpu::kLstmTrainParams,
-                    "params must be [weight_ih, weight_hh, bias, weight_out, bias_out], got ", params.size(), " tensors");
-  check_dim("params[1] (weight_hh)", params[1], 3, "[M, 4H, H]");
-  check_dim("params[3] (weight_out)", params[3], 3, "[M, O, H]");
-  const int64_t M = x.size(0), I = x.size(3), H = params[1].size(2), O = params[3].size(1);
-  const std::vector<ParamSpec> specs = {{"params[0] (weight_ih)", {M, 4 * H, I}, "[M, 4H, I]"},
-                                        {"params[1] (weight_hh)", {M, 4 * H, H}, "[M, 4H, H]"},
-                                        {"params[2] (bias)", {M, 4 * H}, "[M, 4H]"},
-                                        {"params[3] (weight_out)", {M, O, H}, "[M, O, H]"},
-                                        {"params[4] (bias_out)", {M, O}, "[M, O]"}};
-  const TrainStepCall c = check_train_step(x, target, params, state, specs, H, O, loss, loss_scale, optimizer, step,
-                                           readout_steps);
+TrainStepOutputs lstm_train_step_cpu(RNNLAB_TRAIN_STEP_PARAMS) {
+  const TrainStepCall c = check_recurrent_train_step(x, target, params, state, /*gates=*/4, {}, loss,
+                                                     loss_scale, optimizer, step, readout_steps);
   TrainStepOutputs out = train_step_outputs(c, x);
-  if (M == 0) return out;
-
+  if (c.M == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_train_step", [&] {
     cpu::LstmTrainStep<scalar_t> s{};
-    fill_train_step<scalar_t>(s, c, x, target, params, state, lr, lr_min, cosine_factor, momentum, beta1, beta2, clip,
-                              loss_scale, safeguard, eps, step, out);
-    scalar_t* omega = std::get<6>(out).mutable_data_ptr<scalar_t>();
-    // Work: the forward, v_t and ∂W_hh GEMMs, 4 gate blocks of H × H each.
-    const int64_t work = RecurrenceShape{c.M, c.T, c.B, c.H}.recurrent_work(3 * 4);
-    const auto lanes = cpu::lstm_train_step_lanes_kernel<scalar_t>(cpu::selected_isa());
-    if (use_lanes_layout(c, lanes.lanes, lanes.max_hidden)) {
-      run_lanes(lanes, s, work, omega);
-    } else {
-      const auto kernel = cpu::lstm_train_step_kernel<scalar_t>(cpu::selected_isa());
-      run_rows(s, work, omega, [&](int64_t m) { kernel(s, m); });
-    }
+    fill_train_step<scalar_t>(s, c, RNNLAB_FILL_TRAIN_STEP_ARGS, out);
+    const cpu::Isa isa = cpu::selected_isa();
+    run_train_step(c, s, 3 * 4, cpu::lstm_train_step_lanes_kernel<scalar_t>(isa),
+                   cpu::lstm_train_step_kernel<scalar_t>(isa), /*lanes_allowed=*/true, out);
   });
   return out;
 }

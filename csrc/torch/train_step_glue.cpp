@@ -49,7 +49,7 @@ TrainStepCall check_train_step(const at::Tensor& x, const at::Tensor& target, at
   TORCH_CHECK_VALUE(H >= 1 && O >= 1, "the hidden size H and the outputs O must be >= 1, got H = ", H, ", O = ", O);
   TORCH_CHECK_VALUE(params.size() == specs.size() && specs.size() <= static_cast<size_t>(cpu::kMaxTrainParams),
                     "params must hold ", specs.size(), " tensors, got ", params.size());
-  for (size_t p = 0; p < specs.size(); ++p) check_like(specs[p].name.c_str(), params[p], x, specs[p].shape, specs[p].text);
+  for (size_t p = 0; p < specs.size(); ++p) check_like(specs[p].name.c_str(), params[p], x, specs[p].shape, specs[p].text.c_str());
 
   c.opt = parse_optimizer(optimizer);
   c.slots = c.opt == Optimizer::Sgd ? 0 : c.opt == Optimizer::Momentum ? 1 : 2;
@@ -59,7 +59,7 @@ TrainStepCall check_train_step(const at::Tensor& x, const at::Tensor& target, at
   for (size_t i = 0; i < state.size(); ++i) {
     const ParamSpec& spec = specs[i % specs.size()];
     const std::string name = "state[" + std::to_string(i) + "]";
-    check_like(name.c_str(), state[i], x, spec.shape, spec.text);
+    check_like(name.c_str(), state[i], x, spec.shape, spec.text.c_str());
   }
 
   c.loss = parse_loss(loss);
@@ -75,6 +75,38 @@ TrainStepCall check_train_step(const at::Tensor& x, const at::Tensor& target, at
   TORCH_CHECK_VALUE(std::isfinite(loss_scale), "loss_scale must be finite, got ", loss_scale);
   TORCH_CHECK_VALUE(step >= 1, "step must be >= 1 (the 1-based update number), got ", step);
   return c;
+}
+
+TrainStepCall check_recurrent_train_step(const at::Tensor& x, const at::Tensor& target, at::TensorList params,
+                                         at::TensorList state, int64_t gates, const std::vector<std::string>& vectors,
+                                         c10::string_view loss, double loss_scale, c10::string_view optimizer,
+                                         int64_t step, int64_t readout_steps) {
+  check_float("x", x);
+  check_dim("x", x, 4, "[M, T, B, I]");
+  std::vector<std::string> names = {"weight_ih", "weight_hh", "bias"};
+  names.insert(names.end(), vectors.begin(), vectors.end());
+  names.insert(names.end(), {"weight_out", "bias_out"});
+  std::string listed;
+  for (const auto& n : names) listed += (listed.empty() ? "" : ", ") + n;
+  TORCH_CHECK_VALUE(params.size() == names.size(), "params must be [", listed, "], got ", params.size(), " tensors");
+  const std::string gh = gates == 1 ? "H" : std::to_string(gates) + "H";  // rows of the gate blocks
+  const size_t out_param = names.size() - 2;
+  auto label = [&](size_t p) { return "params[" + std::to_string(p) + "] (" + names[p] + ")"; };
+  const std::string hh_text = "[M, " + gh + ", H]";
+  check_dim(label(1).c_str(), params[1], 3, hh_text.c_str());
+  check_dim(label(out_param).c_str(), params[out_param], 3, "[M, O, H]");
+  const int64_t M = x.size(0), I = x.size(3), H = params[1].size(2), O = params[out_param].size(1);
+  // weight_hh's rows are checked before the parameters whose shapes H sets, so that a weight_hh of
+  // other rows is the one the error names
+  TORCH_CHECK_VALUE(params[1].size(1) == gates * H, label(1), " must have shape ", hh_text, ", got ",
+                    params[1].sizes());
+  std::vector<ParamSpec> specs = {{label(0), {M, gates * H, I}, "[M, " + gh + ", I]"},
+                                  {label(1), {M, gates * H, H}, hh_text},
+                                  {label(2), {M, gates * H}, "[M, " + gh + "]"}};
+  for (size_t p = 3; p < out_param; ++p) specs.push_back({label(p), {M, H}, "[M, H]"});
+  specs.push_back({label(out_param), {M, O, H}, "[M, O, H]"});
+  specs.push_back({label(out_param + 1), {M, O}, "[M, O]"});
+  return check_train_step(x, target, params, state, specs, H, O, loss, loss_scale, optimizer, step, readout_steps);
 }
 
 TrainStepOutputs train_step_outputs(const TrainStepCall& c, const at::Tensor& x) {

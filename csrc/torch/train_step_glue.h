@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/omega_of_norms.h"
@@ -22,7 +23,7 @@ namespace rnnlab {
 struct ParamSpec {
   std::string name;
   std::vector<int64_t> shape;
-  const char* text;
+  std::string text;
 };
 
 // The sizes and choices of a call once its arguments passed the checks.
@@ -44,6 +45,15 @@ TrainStepCall check_train_step(const at::Tensor& x, const at::Tensor& target, at
                                at::TensorList state, const std::vector<ParamSpec>& specs, int64_t H, int64_t O,
                                c10::string_view loss, double loss_scale, c10::string_view optimizer, int64_t step,
                                int64_t readout_steps);
+
+// check_train_step for a cell whose parameters are weight_ih [M, G·H, I], weight_hh [M, G·H, H],
+// bias [M, G·H], the cell's own `vectors` of H entries each ([M, H]: the GRU's bias_hn), weight_out
+// [M, O, H] and bias_out [M, O], with G = `gates` blocks of H rows and H weight_hh's column count;
+// x is checked here too.
+TrainStepCall check_recurrent_train_step(const at::Tensor& x, const at::Tensor& target, at::TensorList params,
+                                         at::TensorList state, int64_t gates, const std::vector<std::string>& vectors,
+                                         c10::string_view loss, double loss_scale, c10::string_view optimizer,
+                                         int64_t step, int64_t readout_steps);
 
 // Uninitialized outputs for a checked call (the kernels write every entry of every model).
 TrainStepOutputs train_step_outputs(const TrainStepCall& c, const at::Tensor& x);
@@ -98,6 +108,35 @@ void run_lanes(const cpu::LanesKernel<Step>& kernel, const Step& s, int64_t work
     models_omega(s, m0, std::min(m0 + kernel.lanes, s.M), omega);
   });
 }
+
+// Runs a checked call of a cell with both layouts, after fill_train_step: the lanes layout where
+// use_lanes_layout picks it and `lanes_allowed`, the row layout otherwise; then Ω into the outputs.
+// `gemms`: the H × H products per step and row (forward, v_t and ∂W_hh over G gate blocks: 3·G),
+// the work estimate that decides whether the call is worth a second thread.
+template <typename Step, typename RowKernel>
+void run_train_step(const TrainStepCall& c, const Step& s, int64_t gemms, const cpu::LanesKernel<Step>& lanes,
+                    RowKernel row_kernel, bool lanes_allowed, TrainStepOutputs& out) {
+  using T = std::remove_pointer_t<decltype(s.delta_sq)>;
+  T* omega = std::get<6>(out).mutable_data_ptr<T>();
+  const int64_t work = RecurrenceShape{c.M, c.T, c.B, c.H}.recurrent_work(gemms);
+  if (lanes_allowed && use_lanes_layout(c, lanes.lanes, lanes.max_hidden)) {
+    run_lanes(lanes, s, work, omega);
+  } else {
+    run_rows(s, work, omega, [&](int64_t m) { row_kernel(s, m); });
+  }
+}
+
+// The op's C++ parameters for RNNLAB_TRAIN_STEP_ARGS, in the schema's order.
+#define RNNLAB_TRAIN_STEP_PARAMS                                                                                    \
+  const at::Tensor &x, const at::Tensor &target, at::TensorList params, at::TensorList state, const at::Tensor &lr, \
+      const std::optional<at::Tensor>&lr_min, double cosine_factor, const std::optional<at::Tensor>&momentum,      \
+      const std::optional<at::Tensor>&beta1, const std::optional<at::Tensor>&beta2,                                 \
+      const std::optional<at::Tensor>&clip, c10::string_view loss, double loss_scale, c10::string_view optimizer,   \
+      bool safeguard, double eps, int64_t step, int64_t readout_steps
+
+// The op's shared arguments after the call's checks, as fill_train_step takes them.
+#define RNNLAB_FILL_TRAIN_STEP_ARGS \
+  x, target, params, state, lr, lr_min, cosine_factor, momentum, beta1, beta2, clip, loss_scale, safeguard, eps, step
 
 // The schema's arguments and returns that every cell's fused step shares, to append after
 // "<cell>_train_step(": the cell's own options follow them.
