@@ -35,7 +35,7 @@ def configs(cell: str, hidden: int, M: int, updates: int) -> list[RunConfig]:
 def timed_run(runs: list[RunConfig], evaluate_op: bool) -> tuple[float, float]:
     """(seconds of train_population, seconds of it inside validate) with or without the evaluate op."""
     spent = [0.0]
-    forward = trainer._validation_forward if evaluate_op else trainer._blocked_forward
+    forward = trainer.validation_outputs if evaluate_op else trainer._blocked_forward
     real_validate = trainer.validate
 
     def validate(*args, **kwargs):
@@ -45,14 +45,14 @@ def timed_run(runs: list[RunConfig], evaluate_op: bool) -> tuple[float, float]:
         finally:
             spent[0] += time.perf_counter() - start
 
-    saved = trainer._validation_forward
-    trainer._validation_forward, trainer.validate = forward, validate
+    saved = trainer.validation_outputs
+    trainer.validation_outputs, trainer.validate = forward, validate
     try:
         start = time.perf_counter()
         trainer.train_population(runs, keep_params=False)
         return time.perf_counter() - start, spent[0]
     finally:
-        trainer._validation_forward, trainer.validate = saved, real_validate
+        trainer.validation_outputs, trainer.validate = saved, real_validate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from helpers_ops import LOWER_ISAS, run_under_isa
 from rnnlab.cells import get_cell
 from rnnlab.nn.population import population_forward
 from rnnlab.train.config import RunConfig
-from rnnlab.train.trainer import _validation_forward
+from rnnlab.train.trainer import validation_outputs
 
 CELLS = [("elman", {"nonlinearity": "tanh"}), ("elman", {"nonlinearity": "relu"}),
          ("elman", {"nonlinearity": "sigmoid"}), ("elman", {"nonlinearity": "identity"}), ("lstm", {}), ("gru", {})]
@@ -106,7 +106,7 @@ def test_trainer_validation_uses_it_for_one_plain_layer(monkeypatch):
     monkeypatch.setattr(torch.ops.rnnlab, "lstm_evaluate", lambda *a, **k: calls.append(1) or real(*a, **k),
                         raising=False)
     params, x = make("lstm", 2, 6, 8, 1, 5, 2)
-    y = _validation_forward(params, x, RunConfig(task="latch", cell="lstm", hidden=5), 1)
+    y = validation_outputs(params, x, RunConfig(task="latch", cell="lstm", hidden=5), 1)
     assert calls == [1] and torch.equal(y, real(x, list(params.values()), 1))
     # a stack is population_forward's, layer by layer
     stacked = RunConfig(task="latch", cell="lstm", hidden=5, cell_kwargs={"num_layers": 2})
@@ -114,7 +114,7 @@ def test_trainer_validation_uses_it_for_one_plain_layer(monkeypatch):
     g = torch.Generator().manual_seed(0)
     params = {n: torch.randn(s, generator=g, dtype=torch.float64) / 3
               for n, s in get_cell("lstm").shapes(2, 1, 5, 2, options).items()}
-    y = _validation_forward(params, x, stacked, 1)
+    y = validation_outputs(params, x, stacked, 1)
     assert calls == [1]
     torch.testing.assert_close(y, population_forward(params, x, cell="lstm", readout_steps=1, **stacked.forward_options()),
                                rtol=0, atol=0)

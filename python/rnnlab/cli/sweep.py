@@ -1,4 +1,4 @@
-"""``rnnlab sweep run | status | report | export | attractors``: factorial sweeps of RNN training runs
+"""``rnnlab sweep run | status | report | export | attractors | lengths``: factorial sweeps of RNN training runs
 (docs/sweeps.md)."""
 from __future__ import annotations
 
@@ -194,6 +194,33 @@ def _attractors(args) -> int:
     return 0
 
 
+def _lengths(args) -> int:
+    from ..sweep.lengths import evaluate_lengths, lengths_table
+    from ..sweep.query import QueryError
+
+    if _missing("lengths", args.db):
+        return 2
+    try:
+        lengths = [int(L) for L in args.lengths.split(",") if L.strip()]
+    except ValueError:
+        print(f"rnnlab sweep lengths: --lengths must be comma-separated ints, got {args.lengths!r}", file=sys.stderr)
+        return 2
+    try:
+        out = evaluate_lengths(args.db, lengths, args.where or "", learned_only=not args.all, sequences=args.sequences,
+                               chunk=args.chunk, batch=args.batch, redo=args.redo, progress=not args.quiet)
+        table = lengths_table(args.db, lengths, args.where or "", tuple(f for f in args.by.split(",") if f))
+    except QueryError as e:
+        print(f"rnnlab sweep lengths: --where: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"rnnlab sweep lengths: {e}", file=sys.stderr)
+        return 2
+    print(f"evaluated {out['evaluated']} run-lengths now, {out['already']} already had a record, "
+          f"{out['no_params']} matching runs have no saved weights (sweep run --save-params)")
+    print(table)
+    return 0
+
+
 WHERE_HELP = ("filter (and order) the runs, e.g. \"task = 'latch' AND length >= 25 AND labels.method = 'MSGD-C'\" "
               "or \"success = 1 ORDER BY lr\": conditions on columns joined by AND (see docs/sweeps.md)")
 
@@ -262,3 +289,18 @@ def register(sub) -> None:
     a.add_argument("--redo", action="store_true", help="analyse runs that already have a record again")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=_attractors)
+
+    g = cmds.add_parser("lengths", help="each stored network's error on fresh sequences of other lengths than it "
+                                        "trained at (needs saved weights)")
+    g.add_argument("db")
+    g.add_argument("--lengths", required=True, help="comma-separated test lengths, e.g. 200,500,1000")
+    g.add_argument("--where", help=WHERE_HELP)
+    g.add_argument("--all", action="store_true", help="also evaluate runs that did not learn")
+    g.add_argument("--by", default="task,length,hidden",
+                   help="columns of the summary table (default task,length,hidden; length is the training length)")
+    g.add_argument("--sequences", type=int, default=2000, help="test sequences per run and length (default 2000)")
+    g.add_argument("--chunk", type=int, default=100, help="sequences per draw; part of the test set's definition (default 100)")
+    g.add_argument("--batch", type=int, default=64, help="runs per evaluation call (default 64)")
+    g.add_argument("--redo", action="store_true", help="evaluate lengths a run already has a record for again")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=_lengths)

@@ -125,7 +125,7 @@ def _blocked_forward(params: dict[str, Tensor], x: Tensor, config: RunConfig, K:
     return forward(0) if models >= M else torch.cat([forward(m0) for m0 in range(0, M, models)], 0)
 
 
-def _validation_forward(params: dict[str, Tensor], x: Tensor, config: RunConfig, K: int) -> Tensor:
+def validation_outputs(params: dict[str, Tensor], x: Tensor, config: RunConfig, K: int) -> Tensor:
     """The outputs [M, K, B, O] of the models ``params`` on ``x`` [M, T, B, I] without gradient: one
     call of the cell's evaluate op (``Cell.evaluate``: one plain layer on the CPU; each sequence's
     outputs independent of the models and sequences beside it), else population_forward in blocks
@@ -158,7 +158,7 @@ def validate(task, params: dict[str, Tensor], keys: Tensor, ctx: dict[str, Tenso
     seen = torch.zeros_like(loss_sum)
     counting = torch.ones(M, dtype=torch.bool, device=keys.device)
     for batch in task.validation_batches(keys, ctx, config.length_seed, round_, config.val_size, config.val_chunk, dtype):
-        y = _validation_forward(params, batch.x, config, task.readout_steps(batch.length))
+        y = validation_outputs(params, batch.x, config, task.readout_steps(batch.length))
         n = batch.x.shape[2]
         loss_sum += torch.where(counting, task.loss(y, batch).double() * n, 0.0)
         wrong += torch.where(counting, task.sequence_errors(y, batch).sum(1).double(), 0.0)
