@@ -127,12 +127,13 @@ void run_train_step(const TrainStepCall& c, const Step& s, int64_t gemms, const 
 }
 
 // The op's C++ parameters for RNNLAB_TRAIN_STEP_ARGS, in the schema's order.
-#define RNNLAB_TRAIN_STEP_PARAMS                                                                                    \
-  const at::Tensor &x, const at::Tensor &target, at::TensorList params, at::TensorList state, const at::Tensor &lr, \
-      const std::optional<at::Tensor>&lr_min, double cosine_factor, const std::optional<at::Tensor>&momentum,      \
-      const std::optional<at::Tensor>&beta1, const std::optional<at::Tensor>&beta2,                                 \
-      const std::optional<at::Tensor>&clip, c10::string_view loss, double loss_scale, c10::string_view optimizer,   \
-      bool safeguard, double eps, int64_t step, int64_t readout_steps
+#define RNNLAB_TRAIN_STEP_PARAMS                                                                           \
+  const at::Tensor& x, const at::Tensor& target, at::TensorList params, at::TensorList state,             \
+      const at::Tensor& lr, const std::optional<at::Tensor>& lr_min, double cosine_factor,                 \
+      const std::optional<at::Tensor>& momentum, const std::optional<at::Tensor>& beta1,                   \
+      const std::optional<at::Tensor>& beta2, const std::optional<at::Tensor>& clip, c10::string_view loss, \
+      double loss_scale, c10::string_view optimizer, bool safeguard, double eps, int64_t step,             \
+      int64_t readout_steps
 
 // The op's shared arguments after the call's checks, as fill_train_step takes them.
 #define RNNLAB_FILL_TRAIN_STEP_ARGS \
