@@ -10,7 +10,7 @@ import torch
 from rnnlab.cli import main
 from rnnlab.nn.population import population_forward
 from rnnlab.sweep import ResultStore, SweepSpec, run_sweep
-from rnnlab.sweep.lengths import LENGTHS, evaluate_lengths, lengths_table
+from rnnlab.sweep.lengths import LENGTHS, evaluate_lengths, lengths_table, plot_lengths
 from rnnlab.tasks import rng
 from rnnlab.train import RunConfig
 
@@ -91,6 +91,19 @@ def test_table_and_command_line(db, capsys):
     printed = capsys.readouterr().out
     assert "evaluated 0 run-lengths now, 6 already had a record" in printed and "| add | 8 | 6 | " in printed
     assert main(["sweep", "lengths", str(db.with_name("missing.sqlite")), "--lengths", "8"]) == 2
+
+
+def test_plot_draws_every_record(db, tmp_path):
+    pytest.importorskip("matplotlib")
+    evaluate_lengths(db, [8, 12], learned_only=False, sequences=10, progress=False)
+    plot_lengths(db, tmp_path / "l.png", by=("task", "cell"))
+    assert (tmp_path / "l.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["sweep", "lengths", str(db), "--lengths", "8", "--all", "--quiet", "--plot", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="no stored length records match"):
+        plot_lengths(db, tmp_path / "none.png", where="task = 'latch'")
+    with pytest.raises(ValueError, match="by names unknown columns \\['colour'\\]"):
+        plot_lengths(db, tmp_path / "none.png", by=("colour",))
 
 
 @pytest.mark.parametrize("kwargs, message", [

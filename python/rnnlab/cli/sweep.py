@@ -195,7 +195,7 @@ def _attractors(args) -> int:
 
 
 def _lengths(args) -> int:
-    from ..sweep.lengths import evaluate_lengths, lengths_table
+    from ..sweep.lengths import evaluate_lengths, lengths_table, plot_lengths
     from ..sweep.query import QueryError
 
     if _missing("lengths", args.db):
@@ -208,11 +208,14 @@ def _lengths(args) -> int:
     try:
         out = evaluate_lengths(args.db, lengths, args.where or "", learned_only=not args.all, sequences=args.sequences,
                                chunk=args.chunk, batch=args.batch, redo=args.redo, progress=not args.quiet)
-        table = lengths_table(args.db, lengths, args.where or "", tuple(f for f in args.by.split(",") if f))
+        by = tuple(f for f in args.by.split(",") if f)
+        table = lengths_table(args.db, lengths, args.where or "", by)
+        if args.plot:
+            plot_lengths(args.db, args.plot, args.where or "", tuple(c for c in by if c != "length"))
     except QueryError as e:
         print(f"rnnlab sweep lengths: --where: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:
+    except (ImportError, ValueError) as e:  # matplotlib missing for --plot; bad arguments
         print(f"rnnlab sweep lengths: {e}", file=sys.stderr)
         return 2
     print(f"evaluated {out['evaluated']} run-lengths now, {out['already']} already had a record, "
@@ -302,5 +305,7 @@ def register(sub) -> None:
     g.add_argument("--chunk", type=int, default=100, help="sequences per draw; part of the test set's definition (default 100)")
     g.add_argument("--batch", type=int, default=64, help="runs per evaluation call (default 64)")
     g.add_argument("--redo", action="store_true", help="evaluate lengths a run already has a record for again")
+    g.add_argument("--plot", metavar="PNG", help="also draw every matching run's error against the test length "
+                                                 "(every length it has a record for), one panel per training length")
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(func=_lengths)

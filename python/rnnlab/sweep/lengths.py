@@ -171,6 +171,47 @@ def lengths_table(db_path: str | Path, lengths: Sequence[int] | None = None, whe
     return "\n".join(lines)
 
 
+def plot_lengths(db_path: str | Path, path: str | Path, where: str | RunFilter = "",
+                 by: tuple[str, ...] = ("task", "hidden")) -> None:
+    """A PNG of the stored length records: one panel per training length, the error (%) of each
+    run against the test length, coloured by its value of ``by``; a dashed line marks the
+    training length, a dotted one the success error."""
+    from ..plotting import pyplot
+
+    unknown = [c for c in by if c not in NAMES]
+    if unknown:
+        raise ValueError(f"by names unknown columns {unknown}; the runs table has {list(NAMES)}")
+    with ResultStore(db_path) as store:
+        records = store.analyses(LENGTHS)
+        rows = [r for r in store.rows(where) if r["run_id"] in records]
+    if not rows:
+        raise ValueError("no stored length records match: run evaluate_lengths (rnnlab sweep lengths) first")
+    plt = pyplot()
+    trained = sorted({r["length"] for r in rows})
+    groups = sorted({tuple(str(r[c]) for c in by) for r in rows})
+    colors = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
+    fig, axes = plt.subplots(1, len(trained), figsize=(4 * len(trained), 3.4), squeeze=False, sharey=True)
+    for ax, T in zip(axes[0], trained):
+        panel = [r for r in rows if r["length"] == T]
+        for r in panel:
+            points = sorted((int(L), rec["error"]) for L, rec in records[r["run_id"]].items())
+            ax.plot([L for L, _ in points], [100 * e for _, e in points], color=colors[tuple(str(r[c]) for c in by)],
+                    marker=".", ms=3, lw=0.8, alpha=0.8)
+        ax.axvline(T, color="k", ls="--", lw=0.8)
+        ax.axhline(100 * _success_error(panel[0]), color="k", ls=":", lw=0.8)
+        lengths = [int(L) for r in panel for L in records[r["run_id"]]]
+        if max(lengths) > 4 * min(lengths):
+            ax.set_xscale("log")
+        ax.set(title=f"trained at length {T}", xlabel="test length", ylim=(-2, 102))
+    axes[0][0].set_ylabel("error (%)")
+    for g in groups:
+        axes[0][-1].plot([], [], color=colors[g], label=", ".join(f"{c}={v}" for c, v in zip(by, g)))
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _success_error(row: dict) -> float:
     config = RunConfig(**row["config"]["config"])
     return config.make_task().success_error if config.success_error is None else config.success_error
