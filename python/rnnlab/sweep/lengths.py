@@ -173,9 +173,9 @@ def lengths_table(db_path: str | Path, lengths: Sequence[int] | None = None, whe
 
 def plot_lengths(db_path: str | Path, path: str | Path, where: str | RunFilter = "",
                  by: tuple[str, ...] = ("task", "hidden")) -> None:
-    """A PNG of the stored length records: one panel per training length, the error (%) of each
-    run against the test length, coloured by its value of ``by``; a dashed line marks the
-    training length, a dotted one the success error."""
+    """A PNG of the stored length records: one panel per training length, the error (%) against
+    the test length of each run (faint) and the median of each group of ``by`` values (bold); a
+    dashed line marks the training length, a dotted one the success error."""
     from ..plotting import pyplot
 
     unknown = [c for c in by if c not in NAMES]
@@ -193,10 +193,14 @@ def plot_lengths(db_path: str | Path, path: str | Path, where: str | RunFilter =
     fig, axes = plt.subplots(1, len(trained), figsize=(4 * len(trained), 3.4), squeeze=False, sharey=True)
     for ax, T in zip(axes[0], trained):
         panel = [r for r in rows if r["length"] == T]
-        for r in panel:
-            points = sorted((int(L), rec["error"]) for L, rec in records[r["run_id"]].items())
-            ax.plot([L for L, _ in points], [100 * e for _, e in points], color=colors[tuple(str(r[c]) for c in by)],
-                    marker=".", ms=3, lw=0.8, alpha=0.8)
+        for g in groups:
+            curves = [{int(L): rec["error"] for L, rec in records[r["run_id"]].items()}
+                      for r in panel if tuple(str(r[c]) for c in by) == g]
+            for curve in curves:  # each run faint, the group's median bold
+                ax.plot(sorted(curve), [100 * curve[L] for L in sorted(curve)], color=colors[g], lw=0.6, alpha=0.25)
+            lengths = sorted({L for curve in curves for L in curve})
+            median = [100 * statistics.median(c[L] for c in curves if L in c) for L in lengths]
+            ax.plot(lengths, median, color=colors[g], marker=".", ms=3, lw=1.2)
         ax.axvline(T, color="k", ls="--", lw=0.8)
         ax.axhline(100 * _success_error(panel[0]), color="k", ls=":", lw=0.8)
         lengths = [int(L) for r in panel for L in records[r["run_id"]]]
