@@ -143,12 +143,7 @@ def lengths_table(db_path: str | Path, lengths: Sequence[int] | None = None, whe
     runs table), one column per test length — runs under the task's success error at that
     length out of those evaluated, and their median error. ``lengths``: the columns (default:
     every length with a record)."""
-    unknown = [c for c in by if c not in NAMES]
-    if unknown:
-        raise ValueError(f"by names unknown columns {unknown}; the runs table has {list(NAMES)}")
-    with ResultStore(db_path) as store:
-        records = store.analyses(LENGTHS)
-        rows = [r for r in store.rows(where) if r["run_id"] in records]
+    records, rows = _records(db_path, where, by)
     if lengths is None:
         lengths = sorted({int(L) for r in rows for L in records[r["run_id"]]})
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -178,12 +173,7 @@ def plot_lengths(db_path: str | Path, path: str | Path, where: str | RunFilter =
     dashed line marks the training length, a dotted one the success error."""
     from ..plotting import pyplot
 
-    unknown = [c for c in by if c not in NAMES]
-    if unknown:
-        raise ValueError(f"by names unknown columns {unknown}; the runs table has {list(NAMES)}")
-    with ResultStore(db_path) as store:
-        records = store.analyses(LENGTHS)
-        rows = [r for r in store.rows(where) if r["run_id"] in records]
+    records, rows = _records(db_path, where, by)
     if not rows:
         raise ValueError("no stored length records match: run evaluate_lengths (rnnlab sweep lengths) first")
     plt = pyplot()
@@ -214,6 +204,17 @@ def plot_lengths(db_path: str | Path, path: str | Path, where: str | RunFilter =
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _records(db_path: str | Path, where: str | RunFilter, by: tuple[str, ...]) -> tuple[dict[str, dict], list[dict]]:
+    """The stored length records (run_id -> record) and the rows of the runs ``where`` selects
+    that have one; ValueError if ``by`` names a column the runs table lacks."""
+    unknown = [c for c in by if c not in NAMES]
+    if unknown:
+        raise ValueError(f"by names unknown columns {unknown}; the runs table has {list(NAMES)}")
+    with ResultStore(db_path) as store:
+        records = store.analyses(LENGTHS)
+        return records, [r for r in store.rows(where) if r["run_id"] in records]
 
 
 def _success_error(row: dict) -> float:
