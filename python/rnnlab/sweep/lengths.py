@@ -25,7 +25,7 @@ import torch
 
 from ..tasks import rng
 from ..train import RunConfig
-from ..train.trainer import validation_outputs
+from ..train.trainer import _DTYPES, validation_outputs
 from .query import Condition, RunFilter
 from .schema import NAMES
 from .store import ResultStore
@@ -58,7 +58,7 @@ def length_errors(store: ResultStore, configs: Sequence[RunConfig], run_ids: Seq
     config = configs[0]
     task = config.make_task()
     params = store.population_params(list(run_ids))
-    dtype = {"float32": torch.float32, "float64": torch.float64}[config.dtype]
+    dtype = _DTYPES[config.dtype]
     params = {n: v.to(dtype) for n, v in params.items()}
     keys = rng.seed_keys([c.seed for c in configs])
     ctx = task.setup(keys)
@@ -129,8 +129,9 @@ def evaluate_lengths(db_path: str | Path, lengths: Sequence[int], where: str | R
                 part = runs[i:i + batch]
                 ids, configs = [rid for rid, _ in part], [c for _, c in part]
                 results = length_errors(store, configs, ids, L, sequences, chunk)
-                current = store.analyses(LENGTHS)
-                store.add_analyses(LENGTHS, {rid: {**current.get(rid, {}), str(L): rec} for rid, rec in zip(ids, results)})
+                for rid, rec in zip(ids, results):  # merged into the records read above, kept current here
+                    records[rid] = {**records.get(rid, {}), str(L): rec}
+                store.add_analyses(LENGTHS, {rid: records[rid] for rid in ids})
                 out["evaluated"] += len(ids)
                 if progress:
                     print(f"[lengths] {configs[0].task} at L={L}: {out['evaluated']}/{total}", file=sys.stderr, flush=True)
@@ -144,6 +145,7 @@ def lengths_table(db_path: str | Path, lengths: Sequence[int] | None = None, whe
     length out of those evaluated, and their median error. ``lengths``: the columns (default:
     every length with a record)."""
     records, rows = _records(db_path, where, by)
+    threshold = {r["run_id"]: _success_error(r) for r in rows}
     if lengths is None:
         lengths = sorted({int(L) for r in rows for L in records[r["run_id"]]})
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -155,7 +157,7 @@ def lengths_table(db_path: str | Path, lengths: Sequence[int] | None = None, whe
         found = [(r, rec) for r, rec in found if rec is not None]
         if not found:
             return "—"
-        passed = sum(rec["error"] < _success_error(r) for r, rec in found)
+        passed = sum(rec["error"] < threshold[r["run_id"]] for r, rec in found)
         return f"{passed}/{len(found)} ({statistics.median(rec['error'] for _, rec in found):.1%})"
 
     head = [*by, "runs", *(f"L = {L}" for L in lengths)]
