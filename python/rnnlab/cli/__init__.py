@@ -7,6 +7,8 @@ import importlib
 import pkgutil
 import sys
 
+from ..train.memory import retain_freed_memory
+
 
 def positive_seconds(text: str) -> float:
     """The argparse type of the options that take a duration in seconds (> 0)."""
@@ -29,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "bench":
+        # this process is rnnlab's own: training updates reuse freed memory (rnnlab.train.memory);
+        # benchmarks keep the allocator a user's process has, for rnnlab and its peers alike
+        retain_freed_memory()
     return int(args.func(args) or 0)
 
 

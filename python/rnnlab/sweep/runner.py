@@ -36,6 +36,7 @@ import torch
 from ..train import train_population
 from ..train import checkpoint as ckpt
 from ..train.checkpoint import Checkpointing, TrainingPaused
+from ..train.memory import retain_freed_memory
 from .pack import RunGroup, group_key, pack
 from .record import VegRule, make_row
 from .spec import Run, SweepSpec
@@ -225,6 +226,7 @@ def _run_ray(groups: list[RunGroup], device: str, commit: Callable[..., None], v
     def population_task(group, mailbox) -> bool:
         """Train one population; True if the deadline paused it."""
         torch.set_num_threads(cpus_per_task)
+        retain_freed_memory()  # a worker process is rnnlab's own (rnnlab.train.memory)
 
         def send(rows: list[dict]) -> None:
             if rows:  # waiting for the put keeps the order "rows in the mailbox, then the task is done"

@@ -7,7 +7,8 @@ Entry points for a sweep engine::
     results = train_population([RunConfig(seed=s, lr=lr) for s in range(5) for lr in (1e-2, 1e-3)], "cpu")
 """
 from .config import SHARED_FIELDS, RunConfig, RunResult, check_compatible, population_key
+from .memory import retain_freed_memory
 from .trainer import train, train_population, validate
 
-__all__ = ["SHARED_FIELDS", "RunConfig", "RunResult", "check_compatible", "population_key", "train",
-           "train_population", "validate"]
+__all__ = ["SHARED_FIELDS", "RunConfig", "RunResult", "check_compatible", "population_key", "retain_freed_memory",
+           "train", "train_population", "validate"]
