@@ -72,8 +72,8 @@ def main() -> None:
             c = planned["config"]
             method = "MSGD-CR" if c["alpha"] > 0 else "MSGD-C"
             cells[(c["task_kwargs"]["max_length"], c["init"], method)].append((c["seed"], runs[rid]))
-    print("| length | init | method | updates so far | success | updates to success | validation error now (per seed) "
-          "| mean pre-clip ‖g‖ | clipped updates | ρ(W_hh) now |")
+    print("| length | init | method | updates | success | updates to success | latest validation error (per seed) "
+          "| mean pre-clip ‖g‖ | clipped updates | latest ρ(W_hh) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (length, init, method), members in sorted(cells.items()):
         members.sort(key=lambda m: m[0])
