@@ -6,7 +6,9 @@ and the checkpoints of its populations still training.
         [--sweep pascanu2013_long] [--figures docs/reproductions/pascanu2013]
 
 The adding stage shares the file: ``--sweep pascanu2013_long_add`` (its figures are named
-long_add_profiles.png and long_add_curves.png). The method is read from the run's α
+long_add_profiles.png and long_add_curves.png); the variable-length study
+(examples/sweeps/pascanu2013_varlen.toml) has a file of its own, its lengths shown as a range
+(``--sweep pascanu2013_varlen``: varlen_profiles.png, varlen_curves.png). The method is read from the run's α
 (0: MSGD-C, > 0: MSGD-CR), so a sweep without a ``method`` label works too.
 
 A run with a row is read from its row; a run still training from its population's checkpoint
@@ -57,7 +59,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("db")
     parser.add_argument("--sweep", default="pascanu2013_long")
-    parser.add_argument("--figures", help="folder for long_profiles.png and long_curves.png (needs matplotlib)")
+    parser.add_argument("--figures", help="folder for <sweep>_profiles.png and <sweep>_curves.png, the sweep's name without "
+                        "'pascanu2013_' (needs matplotlib)")
     args = parser.parse_args()
 
     with ResultStore(args.db) as store:
@@ -66,12 +69,12 @@ def main() -> None:
         runs = {r["run_id"]: r for r in store.rows("sweep = ?", (args.sweep,))}
         runs.update({rid: state for rid, state in _from_checkpoints(store).items() if rid not in runs})
 
-    cells = defaultdict(list)  # (length, init, method) -> [(seed, run)]
+    cells = defaultdict(list)  # ((min length, max length), init, method) -> [(seed, run)]
     for rid, planned in plan.items():
         if rid in runs:
             c = planned["config"]
             method = "MSGD-CR" if c["alpha"] > 0 else "MSGD-C"
-            cells[(c["task_kwargs"]["max_length"], c["init"], method)].append((c["seed"], runs[rid]))
+            cells[((c["task_kwargs"]["min_length"], c["task_kwargs"]["max_length"]), c["init"], method)].append((c["seed"], runs[rid]))
     print("| length | init | method | updates | success | updates to success | latest validation error (per seed) "
           "| mean pre-clip ‖g‖ | clipped updates | latest ρ(W_hh) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -80,13 +83,17 @@ def main() -> None:
         rs = [r for _, r in members]
         to_success = ", ".join(format(r["updates_to_success"], ",") for r in rs if r["success"]) or "—"
         errors = ", ".join(format(100 * r["final_error"], ".1f") for r in rs)
-        print(f"| {length} | {init} | {method} | {_span([r['updates'] for r in rs], ',')} | "
+        print(f"| {_length(length)} | {init} | {method} | {_span([r['updates'] for r in rs], ',')} | "
               f"{sum(bool(r['success']) for r in rs)}/{len(rs)} | {to_success} | {errors} % | "
               f"{_span([r['grad_norm_mean'] for r in rs], '.3g')} | {_span([100 * r['clip_fraction'] for r in rs], '.0f')} % | "
               f"{_span([r['history']['rho'][-1] for r in rs if r['history']['rho']], '.2f')} |")
     if args.figures:
-        prefix = "long" + args.sweep.removeprefix("pascanu2013_long")  # long, long_add
-        _plot(cells, Path(args.figures), prefix)
+        _plot(cells, Path(args.figures), args.sweep.removeprefix("pascanu2013_"))  # long, long_add, varlen
+
+
+def _length(span: tuple[int, int]) -> str:
+    """A population's lengths: T, or the range its batches' lengths are drawn from."""
+    return str(span[1]) if span[0] == span[1] else f"{span[0]}–{span[1]}"
 
 
 def _plot(cells: dict, folder: Path, prefix: str) -> None:
@@ -112,8 +119,8 @@ def _plot(cells: dict, folder: Path, prefix: str) -> None:
             ax_c[0, i].plot(h["update"], [100 * e for e in h["val_error"]], styles[init], color=colors[method], lw=0.8,
                             label=label)
     for i, length in enumerate(lengths):
-        ax_p[0, i].set(title=f"T = {length}", xlabel="t / T (latest check)")
-        ax_c[0, i].set(title=f"T = {length}", xlabel="update")
+        ax_p[0, i].set(title=f"T = {_length(length)}", xlabel="t / T (latest check)")
+        ax_c[0, i].set(title=f"T = {_length(length)}", xlabel="update")
     ax_p[0, 0].set_ylabel("log10 ‖∂L/∂h_t‖ / ‖∂L/∂h_T‖")
     ax_c[0, 0].set_ylabel("validation error (%)")
     ax_p[0, 0].legend(fontsize=7)
