@@ -92,8 +92,9 @@ def main() -> None:
 
 
 def _length(span: tuple[int, int]) -> str:
-    """A population's lengths: T, or the range its batches' lengths are drawn from."""
-    return str(span[1]) if span[0] == span[1] else f"{span[0]}–{span[1]}"
+    """A population's lengths: T, or the range its batches' lengths are drawn from (min_length …
+    max_length − 1, Task.base_length)."""
+    return str(span[1]) if span[0] == span[1] else f"{span[0]}–{span[1] - 1}"
 
 
 def _plot(cells: dict, folder: Path, prefix: str) -> None:

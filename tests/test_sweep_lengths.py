@@ -10,7 +10,7 @@ import torch
 from rnnlab.cli import main
 from rnnlab.nn.population import population_forward
 from rnnlab.sweep import ResultStore, SweepSpec, run_sweep
-from rnnlab.sweep.lengths import LENGTHS, evaluate_lengths, lengths_table, plot_lengths
+from rnnlab.sweep.lengths import LENGTHS, _trained, evaluate_lengths, lengths_table, plot_lengths
 from rnnlab.tasks import rng
 from rnnlab.train import RunConfig
 
@@ -130,3 +130,19 @@ def test_runs_without_weights_are_counted_not_evaluated(tmp_path):
     run_sweep(spec, str(tmp_path / "b.sqlite"), progress=False)
     out = evaluate_lengths(tmp_path / "b.sqlite", [6], learned_only=False, progress=False)
     assert out == {"evaluated": 0, "already": 0, "no_params": 1}
+
+
+def test_runs_trained_on_a_range_of_lengths_get_a_panel_of_that_range(tmp_path):
+    pytest.importorskip("matplotlib")
+    spec = SweepSpec.from_dict({
+        "name": "r", "fixed": {"task": "torder", "min_length": 6, "max_length": 10, "hidden": 5, "max_updates": 10,
+                               "val_every": 10, "val_size": 20, "stop_at_success": False},
+        "grid": {"seed": [0, 1]}, "engine": {"save_params": True}})
+    path = tmp_path / "r.sqlite"
+    run_sweep(spec, str(path), progress=False)
+    with ResultStore(path) as store:
+        assert {_trained(r) for r in store.rows()} == {(6, 10)}  # lengths 6 … 9 drawn per batch
+    assert _trained({"min_length": None, "length": 8}) == (8, 8)
+    evaluate_lengths(path, [5, 8], learned_only=False, sequences=10, progress=False)
+    plot_lengths(path, tmp_path / "r.png", by=("task",))
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

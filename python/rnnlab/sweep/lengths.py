@@ -170,21 +170,22 @@ def lengths_table(db_path: str | Path, lengths: Sequence[int] | None = None, whe
 
 def plot_lengths(db_path: str | Path, path: str | Path, where: str | RunFilter = "",
                  by: tuple[str, ...] = ("task", "hidden")) -> None:
-    """A PNG of the stored length records: one panel per training length, the error (%) against
-    the test length of each run (faint) and the median of each group of ``by`` values (bold); a
-    dashed line marks the training length, a dotted one the success error."""
+    """A PNG of the stored length records: one panel per training length (or range of lengths), the
+    error (%) against the test length of each run (faint) and the median of each group of ``by``
+    values (bold); a dashed line marks the training length (a band the range its batches drew
+    from), a dotted one the success error."""
     from ..plotting import pyplot
 
     records, rows = _records(db_path, where, by)
     if not rows:
         raise ValueError("no stored length records match: run evaluate_lengths (rnnlab sweep lengths) first")
     plt = pyplot()
-    trained = sorted({r["length"] for r in rows})
+    trained = sorted({_trained(r) for r in rows}, key=str)
     groups = sorted({tuple(str(r[c]) for c in by) for r in rows})
     colors = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
     fig, axes = plt.subplots(1, len(trained), figsize=(4 * len(trained), 3.4), squeeze=False, sharey=True)
-    for ax, T in zip(axes[0], trained):
-        panel = [r for r in rows if r["length"] == T]
+    for ax, (T0, T) in zip(axes[0], trained):
+        panel = [r for r in rows if _trained(r) == (T0, T)]
         for g in groups:
             curves = [{int(L): rec["error"] for L, rec in records[r["run_id"]].items()}
                       for r in panel if tuple(str(r[c]) for c in by) == g]
@@ -193,12 +194,16 @@ def plot_lengths(db_path: str | Path, path: str | Path, where: str | RunFilter =
             lengths = sorted({L for curve in curves for L in curve})
             median = [100 * statistics.median(c[L] for c in curves if L in c) for L in lengths]
             ax.plot(lengths, median, color=colors[g], marker=".", ms=3, lw=1.2)
-        ax.axvline(T, color="k", ls="--", lw=0.8)
+        if T0 != T:
+            ax.axvspan(T0, T - 1, color="k", alpha=0.08, lw=0)
+        elif T is not None:
+            ax.axvline(T, color="k", ls="--", lw=0.8)
         ax.axhline(100 * _success_error(panel[0]), color="k", ls=":", lw=0.8)
         lengths = [int(L) for r in panel for L in records[r["run_id"]]]
         if max(lengths) > 4 * min(lengths):
             ax.set_xscale("log")
-        ax.set(title=f"trained at length {T}", xlabel="test length", ylim=(-2, 102))
+        title = f"trained at length {T}" if T0 == T else f"trained at lengths {T0}–{T - 1}"
+        ax.set(title=title, xlabel="test length", ylim=(-2, 102))
     axes[0][0].set_ylabel("error (%)")
     for g in groups:
         axes[0][-1].plot([], [], color=colors[g], label=", ".join(f"{c}={v}" for c, v in zip(by, g)))
@@ -217,6 +222,13 @@ def _records(db_path: str | Path, where: str | RunFilter, by: tuple[str, ...]) -
     with ResultStore(db_path) as store:
         records = store.analyses(LENGTHS)
         return records, [r for r in store.rows(where) if r["run_id"] in records]
+
+
+def _trained(row: dict) -> tuple[int | None, int | None]:
+    """(min_length, length) of a run's training batches: lengths min_length … length − 1 drawn per
+    batch (Task.base_length), or (T, T) for one length (None where the task's defaults gave them)."""
+    T = row["length"]
+    return (T if row["min_length"] is None else row["min_length"]), T
 
 
 def _success_error(row: dict) -> float:
