@@ -12,7 +12,8 @@ _TRAIN = textwrap.dedent("""
     import resource, sys, torch
     from rnnlab.train import RunConfig, retain_freed_memory, train_population
     torch.set_num_threads(1)
-    assert retain_freed_memory()
+    if sys.argv[1] == "retain":
+        assert retain_freed_memory()
     faults = {}
     def count(info):
         if "val_error" not in info:
@@ -27,10 +28,14 @@ _TRAIN = textwrap.dedent("""
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_updates_take_no_fresh_pages():
-    out = subprocess.run([sys.executable, "-c", _TRAIN], capture_output=True, text=True, check=True)
-    # Over these 79 updates: measured 0–542 faults in all (the heap growing once more, at most),
-    # against 12,000–14,600 without the setting: fewer than one update's batch of fresh pages.
-    assert int(out.stdout) < 750, out.stdout
+    def faults(mode: str) -> int:
+        return int(subprocess.run([sys.executable, "-c", _TRAIN, mode], capture_output=True, text=True, check=True).stdout)
+
+    # Over these 79 updates, measured: 0–626 faults in all with the setting (the heap still growing
+    # now and then), 12,000–14,600 with glibc's defaults (≈ 170 every update). Either bound: under
+    # one update's batch of pages (750), or a tenth of what the defaults take.
+    retained, default = faults("retain"), faults("default")
+    assert retained < max(750, default / 10), (retained, default)
 
 
 @pytest.mark.parametrize("kwargs", [{"trim_bytes": -1}, {"trim_bytes": 2**31}, {"mmap_bytes": -1},

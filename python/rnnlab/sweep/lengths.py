@@ -180,7 +180,7 @@ def plot_lengths(db_path: str | Path, path: str | Path, where: str | RunFilter =
     if not rows:
         raise ValueError("no stored length records match: run evaluate_lengths (rnnlab sweep lengths) first")
     plt = pyplot()
-    trained = sorted({_trained(r) for r in rows}, key=str)
+    trained = sorted({_trained(r) for r in rows}, key=lambda t: (t[1] is None, t[1] or 0, t[0] or 0))
     groups = sorted({tuple(str(r[c]) for c in by) for r in rows})
     colors = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
     fig, axes = plt.subplots(1, len(trained), figsize=(4 * len(trained), 3.4), squeeze=False, sharey=True)

@@ -7,8 +7,8 @@ kernel when they are freed (blocks over 128 KiB are mapped and unmapped one by o
 the top of the heap over 128 KiB is trimmed), so the next update takes them again page by page:
 measured on the 2-vCPU Intel Xeon, 170 page faults per update for Elman T = 25, H = 8 and
 190–540 for LSTM T = 100, H = 16 (M = 256), none of it work. With
-:func:`retain_freed_memory` the same updates take none (tests/test_memory.py), and the heap keeps
-at most ``trim_bytes`` of freed memory at its top.
+:func:`retain_freed_memory` the same updates take none once the heap has grown to their working
+size (tests/test_memory.py), and the heap keeps at most ``trim_bytes`` of freed memory at its top.
 
 This is a setting of the whole process's allocator, so the library never makes it on its own:
 the ``rnnlab`` command (every subcommand but ``bench``, whose figures are those of a user's process
