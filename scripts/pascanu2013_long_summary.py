@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from rnnlab.sweep import ResultStore
+from rnnlab.sweep.lengths import training_lengths
 from rnnlab.sweep.record import log10_ratio_profile
 from rnnlab.train import checkpoint as ckpt
 
@@ -83,18 +84,12 @@ def main() -> None:
         rs = [r for _, r in members]
         to_success = ", ".join(format(r["updates_to_success"], ",") for r in rs if r["success"]) or "—"
         errors = ", ".join(format(100 * r["final_error"], ".1f") for r in rs)
-        print(f"| {_length(length)} | {init} | {method} | {_span([r['updates'] for r in rs], ',')} | "
+        print(f"| {training_lengths(*length)} | {init} | {method} | {_span([r['updates'] for r in rs], ',')} | "
               f"{sum(bool(r['success']) for r in rs)}/{len(rs)} | {to_success} | {errors} % | "
               f"{_span([r['grad_norm_mean'] for r in rs], '.3g')} | {_span([100 * r['clip_fraction'] for r in rs], '.0f')} % | "
               f"{_span([r['history']['rho'][-1] for r in rs if r['history']['rho']], '.2f')} |")
     if args.figures:
         _plot(cells, Path(args.figures), args.sweep.removeprefix("pascanu2013_"))  # long, long_add, varlen
-
-
-def _length(span: tuple[int, int]) -> str:
-    """A population's lengths: T, or the range its batches' lengths are drawn from (min_length …
-    max_length − 1, Task.base_length)."""
-    return str(span[1]) if span[0] == span[1] else f"{span[0]}–{span[1] - 1}"
 
 
 def _plot(cells: dict, folder: Path, prefix: str) -> None:
@@ -120,8 +115,8 @@ def _plot(cells: dict, folder: Path, prefix: str) -> None:
             ax_c[0, i].plot(h["update"], [100 * e for e in h["val_error"]], styles[init], color=colors[method], lw=0.8,
                             label=label)
     for i, length in enumerate(lengths):
-        ax_p[0, i].set(title=f"T = {_length(length)}", xlabel="t / T (latest check)")
-        ax_c[0, i].set(title=f"T = {_length(length)}", xlabel="update")
+        ax_p[0, i].set(title=f"T = {training_lengths(*length)}", xlabel="t / T (latest check)")
+        ax_c[0, i].set(title=f"T = {training_lengths(*length)}", xlabel="update")
     ax_p[0, 0].set_ylabel("log10 ‖∂L/∂h_t‖ / ‖∂L/∂h_T‖")
     ax_c[0, 0].set_ylabel("validation error (%)")
     ax_p[0, 0].legend(fontsize=7)

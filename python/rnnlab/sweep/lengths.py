@@ -180,7 +180,7 @@ def plot_lengths(db_path: str | Path, path: str | Path, where: str | RunFilter =
     if not rows:
         raise ValueError("no stored length records match: run evaluate_lengths (rnnlab sweep lengths) first")
     plt = pyplot()
-    trained = sorted({_trained(r) for r in rows}, key=lambda t: (t[1] is None, t[1] or 0, t[0] or 0))
+    trained = sorted({_trained(r) for r in rows}, key=lambda t: (t[1] is None, t))
     groups = sorted({tuple(str(r[c]) for c in by) for r in rows})
     colors = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
     fig, axes = plt.subplots(1, len(trained), figsize=(4 * len(trained), 3.4), squeeze=False, sharey=True)
@@ -202,8 +202,8 @@ def plot_lengths(db_path: str | Path, path: str | Path, where: str | RunFilter =
         lengths = [int(L) for r in panel for L in records[r["run_id"]]]
         if max(lengths) > 4 * min(lengths):
             ax.set_xscale("log")
-        title = f"trained at length {T}" if T0 == T else f"trained at lengths {T0}–{T - 1}"
-        ax.set(title=title, xlabel="test length", ylim=(-2, 102))
+        title = "trained at length " if T0 == T else "trained at lengths "
+        ax.set(title=title + training_lengths(T0, T), xlabel="test length", ylim=(-2, 102))
     axes[0][0].set_ylabel("error (%)")
     for g in groups:
         axes[0][-1].plot([], [], color=colors[g], label=", ".join(f"{c}={v}" for c, v in zip(by, g)))
@@ -222,6 +222,12 @@ def _records(db_path: str | Path, where: str | RunFilter, by: tuple[str, ...]) -
     with ResultStore(db_path) as store:
         records = store.analyses(LENGTHS)
         return records, [r for r in store.rows(where) if r["run_id"] in records]
+
+
+def training_lengths(min_length: int | None, max_length: int | None) -> str:
+    """How a run's training lengths read: ``"T"`` for one length, ``"a–b"`` for the lengths
+    a = min_length … b = max_length − 1 that its batches draw from (Task.base_length)."""
+    return str(max_length) if min_length == max_length else f"{min_length}–{max_length - 1}"
 
 
 def _trained(row: dict) -> tuple[int | None, int | None]:
