@@ -10,7 +10,7 @@ import torch
 from rnnlab.cli import main
 from rnnlab.nn.population import population_forward
 from rnnlab.sweep import ResultStore, SweepSpec, run_sweep
-from rnnlab.sweep.lengths import LENGTHS, _trained, evaluate_lengths, lengths_table, plot_lengths
+from rnnlab.sweep.lengths import LENGTHS, _trained, evaluate_lengths, lengths_table, plot_lengths, training_lengths
 from rnnlab.tasks import rng
 from rnnlab.train import RunConfig
 
@@ -143,6 +143,9 @@ def test_runs_trained_on_a_range_of_lengths_get_a_panel_of_that_range(tmp_path):
     with ResultStore(path) as store:
         assert {_trained(r) for r in store.rows()} == {(6, 10)}  # lengths 6 … 9 drawn per batch
     assert _trained({"min_length": None, "length": 8}) == (8, 8)
+    assert (training_lengths(6, 10), training_lengths(8, 8)) == ("6–9", "8")
+    with pytest.raises(ValueError, match="min_length <= max_length"):
+        training_lengths(10, 6)
     evaluate_lengths(path, [5, 8], learned_only=False, sequences=10, progress=False)
     plot_lengths(path, tmp_path / "r.png", by=("task",))
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -226,7 +226,13 @@ def _records(db_path: str | Path, where: str | RunFilter, by: tuple[str, ...]) -
 
 def training_lengths(min_length: int | None, max_length: int | None) -> str:
     """How a run's training lengths read: ``"T"`` for one length, ``"a–b"`` for the lengths
-    a = min_length … b = max_length − 1 that its batches draw from (Task.base_length)."""
+    a = min_length … b = max_length − 1 that its batches draw from (Task.base_length).
+
+    Raises:
+        ValueError: unequal lengths that are not a range (one missing, or min_length > max_length).
+    """
+    if min_length != max_length and (min_length is None or max_length is None or min_length > max_length):
+        raise ValueError(f"need min_length <= max_length, got min_length={min_length}, max_length={max_length}")
     return str(max_length) if min_length == max_length else f"{min_length}–{max_length - 1}"
 
 
